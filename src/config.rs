@@ -1,0 +1,369 @@
+//! The node's config file: what it holds, how it is read and checked, and how it is written.
+//!
+//! A config is TOML. Relative paths inside it are taken from the directory of the file, so a
+//! node directory can be moved as a whole. Every problem names the file, the key and what is
+//! wrong, and a config that fails any check is never half-applied.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::NodeId;
+
+/// Default largest packet accepted or sent: 32 MiB, as FISCO BCOS.
+pub const DEFAULT_MAX_PACKET: u32 = 32 * 1024 * 1024;
+
+/// A problem with a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config {file}: cannot read: {source}")]
+    Read {
+        /// The config file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has keys of the wrong type.
+    #[error("config {file}: {message}")]
+    Parse {
+        /// The config file.
+        file: PathBuf,
+        /// What the TOML parser said, with the line and the key.
+        message: String,
+    },
+    /// A key has a value that parses but cannot be used.
+    #[error("config {file}: key `{key}`: {problem}")]
+    Invalid {
+        /// The config file.
+        file: PathBuf,
+        /// The dotted key, e.g. `p2p.listen`.
+        key: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
+    /// The file could not be written back.
+    #[error("config {file}: cannot write: {source}")]
+    Write {
+        /// The config file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A node's whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the node's certificates and key are.
+    pub identity: IdentityConfig,
+    /// The P2P listener, peers and limits.
+    pub p2p: P2pConfig,
+    /// Heartbeats, timeouts and backoff.
+    #[serde(default)]
+    pub timers: TimersConfig,
+    /// The admin HTTP API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The certificate files of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The chain CA certificate that every peer's chain must verify against.
+    pub ca_cert: PathBuf,
+    /// This node's certificate, optionally followed by its agency certificate.
+    pub node_cert: PathBuf,
+    /// This node's private key.
+    pub node_key: PathBuf,
+}
+
+/// The P2P network settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pConfig {
+    /// Address the node listens on for other nodes (`ip:port`; port 0 picks a free one).
+    pub listen: String,
+    /// Peers this node dials and keeps connected (`host:port`).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Groups this node belongs to.
+    #[serde(default = "default_groups")]
+    pub groups: Vec<String>,
+    /// Largest packet, in bytes, this node accepts or sends.
+    #[serde(default = "default_max_packet")]
+    pub max_packet_size: u32,
+    /// Node IDs refused during the handshake. Wins over the whitelist.
+    #[serde(default)]
+    pub blacklist: Vec<NodeId>,
+    /// When not empty, only these node IDs are admitted.
+    #[serde(default)]
+    pub whitelist: Vec<NodeId>,
+}
+
+/// Every timer of the connection layer; tests shorten them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimersConfig {
+    /// How often an idle link sends a heartbeat.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A peer silent for this many heartbeat intervals is dropped.
+    pub idle_timeout_intervals: u32,
+    /// Longest wait for a TCP connect.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for the TLS and protocol handshakes.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// First redial delay after a drop or failed dial.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Largest redial delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        TimersConfig {
+            heartbeat_interval: Duration::from_secs(5),
+            idle_timeout_intervals: 3,
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The admin HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address the admin API listens on; empty turns it off.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+fn default_groups() -> Vec<String> {
+    vec!["group0".into()]
+}
+
+fn default_max_packet() -> u32 {
+    DEFAULT_MAX_PACKET
+}
+
+impl Config {
+    /// A config with default settings for the given files and listen address.
+    pub fn new(identity: IdentityConfig, listen: impl Into<String>) -> Self {
+        Config {
+            identity,
+            p2p: P2pConfig {
+                listen: listen.into(),
+                peers: Vec::new(),
+                groups: default_groups(),
+                max_packet_size: DEFAULT_MAX_PACKET,
+                blacklist: Vec::new(),
+                whitelist: Vec::new(),
+            },
+            timers: TimersConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+
+    /// Reads, parses and checks a config file. Relative paths in it become relative to the
+    /// file's directory.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text, file)?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+
+    /// Parses and checks config text; `file` only names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.identity.ca_cert,
+            &mut self.identity.node_cert,
+            &mut self.identity.node_key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Checks every value that TOML typing alone does not.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, problem: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: key.into(),
+            problem,
+        };
+        self.p2p
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| bad("p2p.listen", format!("`{}` is not ip:port ({e})", self.p2p.listen)))?;
+        for (i, peer) in self.p2p.peers.iter().enumerate() {
+            check_host_port(peer).map_err(|p| bad(&format!("p2p.peers[{i}]"), p))?;
+        }
+        if self.p2p.max_packet_size < crate::wire::HEADER_LEN as u32 {
+            return Err(bad(
+                "p2p.max_packet_size",
+                format!("must be at least {} bytes", crate::wire::HEADER_LEN),
+            ));
+        }
+        for (i, g) in self.p2p.groups.iter().enumerate() {
+            if g.is_empty() || g.len() > u16::MAX as usize {
+                return Err(bad(
+                    &format!("p2p.groups[{i}]"),
+                    "a group name must be 1 to 65535 bytes".into(),
+                ));
+            }
+        }
+        let t = &self.timers;
+        for (key, d) in [
+            ("timers.heartbeat_interval", t.heartbeat_interval),
+            ("timers.connect_timeout", t.connect_timeout),
+            ("timers.handshake_timeout", t.handshake_timeout),
+            ("timers.backoff_initial", t.backoff_initial),
+            ("timers.backoff_max", t.backoff_max),
+        ] {
+            if d.is_zero() {
+                return Err(bad(key, "must be longer than zero".into()));
+            }
+        }
+        if t.idle_timeout_intervals == 0 {
+            return Err(bad("timers.idle_timeout_intervals", "must be at least 1".into()));
+        }
+        if t.backoff_max < t.backoff_initial {
+            return Err(bad(
+                "timers.backoff_max",
+                "must not be shorter than timers.backoff_initial".into(),
+            ));
+        }
+        if !self.admin.listen.is_empty() {
+            self.admin.listen.parse::<SocketAddr>().map_err(|e| {
+                bad("admin.listen", format!("`{}` is not ip:port ({e})", self.admin.listen))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings, numbers and durations cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Checks that `s` is `host:port` (or `[v6]:port`) with a non-zero port.
+pub fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}` is not host:port"))?;
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("`{s}` has no valid port (1-65535)")),
+        Ok(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[identity]
+ca_cert = "conf/ca.crt"
+node_cert = "conf/node.crt"
+node_key = "conf/node.key"
+
+[p2p]
+listen = "127.0.0.1:30300"
+peers = ["127.0.0.1:30301", "node2.example:30302"]
+
+[timers]
+heartbeat_interval = "200ms"
+
+[admin]
+listen = "127.0.0.1:31300"
+"#;
+
+    #[test]
+    fn parses_a_good_config_with_defaults() {
+        let c = Config::parse(GOOD, Path::new("x.toml")).unwrap();
+        assert_eq!(c.p2p.peers.len(), 2);
+        assert_eq!(c.p2p.groups, vec!["group0".to_string()]);
+        assert_eq!(c.timers.heartbeat_interval, Duration::from_millis(200));
+        assert_eq!(c.timers.idle_timeout_intervals, 3);
+        assert_eq!(c.p2p.max_packet_size, DEFAULT_MAX_PACKET);
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = Config::parse(GOOD, Path::new("x.toml")).unwrap();
+        let again = Config::parse(&c.to_toml(), Path::new("x.toml")).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn bad_listen_names_file_and_key() {
+        let text = GOOD.replace("127.0.0.1:30300", "nonsense");
+        let e = Config::parse(&text, Path::new("/etc/n0.toml")).unwrap_err().to_string();
+        assert!(e.contains("/etc/n0.toml") && e.contains("p2p.listen"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let text = GOOD.replace("[admin]", "[admin]\nlisen = \"x\"");
+        let e = Config::parse(&text, Path::new("n.toml")).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_peer_and_zero_timer_are_refused() {
+        let text = GOOD.replace("node2.example:30302", "node2.example");
+        let e = Config::parse(&text, Path::new("n.toml")).unwrap_err().to_string();
+        assert!(e.contains("p2p.peers[1]"), "{e}");
+        let text = GOOD.replace("200ms", "0s");
+        let e = Config::parse(&text, Path::new("n.toml")).unwrap_err().to_string();
+        assert!(e.contains("timers.heartbeat_interval"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        std::fs::write(&f, GOOD).unwrap();
+        let c = Config::load(&f).unwrap();
+        assert_eq!(c.identity.ca_cert, dir.path().join("conf/ca.crt"));
+    }
+}

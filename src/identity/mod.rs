@@ -1,0 +1,5 @@
+//! Node identity: keys, certificates, node IDs, certificate generation.
+
+mod node_id;
+
+pub use node_id::{NodeId, NodeIdError, NODE_ID_LEN};

@@ -1,0 +1,124 @@
+//! The node ID: the 64-byte uncompressed EC public key point without its leading `0x04`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Length in bytes of a node ID on the wire.
+pub const NODE_ID_LEN: usize = 64;
+
+/// A node's identity on the network: the X and Y coordinates of its EC public key.
+///
+/// Shown as 128 lowercase hex characters, which is what
+/// `openssl x509 -pubkey | openssl pkey -pubin -outform DER | tail -c 64` prints for the
+/// node's certificate. On the wire it is the raw 64 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId([u8; NODE_ID_LEN]);
+
+/// Why a string or byte slice is not a node ID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeIdError {
+    /// The input had the wrong length.
+    #[error("a node ID is 64 bytes (128 hex characters), got {0} bytes")]
+    Length(usize),
+    /// The input was not hexadecimal.
+    #[error("a node ID must be hexadecimal: {0}")]
+    Hex(String),
+}
+
+impl NodeId {
+    /// Wraps 64 raw bytes.
+    pub const fn from_bytes(bytes: [u8; NODE_ID_LEN]) -> Self {
+        NodeId(bytes)
+    }
+
+    /// Takes a node ID from a slice, which must be exactly 64 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, NodeIdError> {
+        let arr: [u8; NODE_ID_LEN] = bytes
+            .try_into()
+            .map_err(|_| NodeIdError::Length(bytes.len()))?;
+        Ok(NodeId(arr))
+    }
+
+    /// The raw 64 bytes.
+    pub fn as_bytes(&self) -> &[u8; NODE_ID_LEN] {
+        &self.0
+    }
+
+    /// The first 8 hex characters: enough to tell peers apart in logs.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; NODE_ID_LEN * 2];
+        // Cannot fail: the buffer is exactly twice the input length.
+        hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.short())
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = NodeIdError;
+
+    /// Parses 128 hex characters, optionally prefixed with `0x`; upper case is accepted.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let s = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(s);
+        if s.len() != NODE_ID_LEN * 2 {
+            return Err(NodeIdError::Length(s.len() / 2));
+        }
+        let mut out = [0u8; NODE_ID_LEN];
+        hex::decode_to_slice(s, &mut out).map_err(|e| NodeIdError::Hex(e.to_string()))?;
+        Ok(NodeId(out))
+    }
+}
+
+impl serde::Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_is_lowercase() {
+        let mut b = [0u8; 64];
+        b[0] = 0xAB;
+        b[63] = 0x01;
+        let id = NodeId::from_bytes(b);
+        let s = id.to_string();
+        assert_eq!(s.len(), 128);
+        assert!(s.starts_with("ab00"));
+        assert_eq!(s.parse::<NodeId>().unwrap(), id);
+        assert_eq!(format!("0x{}", s.to_uppercase()).parse::<NodeId>().unwrap(), id);
+        assert_eq!(id.short(), "ab000000");
+    }
+
+    #[test]
+    fn rejects_wrong_length_and_non_hex() {
+        assert_eq!("abcd".parse::<NodeId>(), Err(NodeIdError::Length(2)));
+        assert!(matches!("zz".repeat(64).parse::<NodeId>(), Err(NodeIdError::Hex(_))));
+        assert_eq!(NodeId::from_slice(&[0; 63]), Err(NodeIdError::Length(63)));
+    }
+}

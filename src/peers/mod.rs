@@ -1,0 +1,3 @@
+//! The peer set.
+
+pub mod admission;

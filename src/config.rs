@@ -225,10 +225,12 @@ impl Config {
             key: key.into(),
             problem,
         };
-        self.p2p
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| bad("p2p.listen", format!("`{}` is not ip:port ({e})", self.p2p.listen)))?;
+        self.p2p.listen.parse::<SocketAddr>().map_err(|e| {
+            bad(
+                "p2p.listen",
+                format!("`{}` is not ip:port ({e})", self.p2p.listen),
+            )
+        })?;
         for (i, peer) in self.p2p.peers.iter().enumerate() {
             check_host_port(peer).map_err(|p| bad(&format!("p2p.peers[{i}]"), p))?;
         }
@@ -259,7 +261,10 @@ impl Config {
             }
         }
         if t.idle_timeout_intervals == 0 {
-            return Err(bad("timers.idle_timeout_intervals", "must be at least 1".into()));
+            return Err(bad(
+                "timers.idle_timeout_intervals",
+                "must be at least 1".into(),
+            ));
         }
         if t.backoff_max < t.backoff_initial {
             return Err(bad(
@@ -269,7 +274,10 @@ impl Config {
         }
         if !self.admin.listen.is_empty() {
             self.admin.listen.parse::<SocketAddr>().map_err(|e| {
-                bad("admin.listen", format!("`{}` is not ip:port ({e})", self.admin.listen))
+                bad(
+                    "admin.listen",
+                    format!("`{}` is not ip:port ({e})", self.admin.listen),
+                )
             })?;
         }
         Ok(())
@@ -337,24 +345,35 @@ listen = "127.0.0.1:31300"
     #[test]
     fn bad_listen_names_file_and_key() {
         let text = GOOD.replace("127.0.0.1:30300", "nonsense");
-        let e = Config::parse(&text, Path::new("/etc/n0.toml")).unwrap_err().to_string();
-        assert!(e.contains("/etc/n0.toml") && e.contains("p2p.listen"), "{e}");
+        let e = Config::parse(&text, Path::new("/etc/n0.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/etc/n0.toml") && e.contains("p2p.listen"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_key_is_refused_with_its_name() {
         let text = GOOD.replace("[admin]", "[admin]\nlisen = \"x\"");
-        let e = Config::parse(&text, Path::new("n.toml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lisen"), "{e}");
     }
 
     #[test]
     fn bad_peer_and_zero_timer_are_refused() {
         let text = GOOD.replace("node2.example:30302", "node2.example");
-        let e = Config::parse(&text, Path::new("n.toml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("p2p.peers[1]"), "{e}");
         let text = GOOD.replace("200ms", "0s");
-        let e = Config::parse(&text, Path::new("n.toml")).unwrap_err().to_string();
+        let e = Config::parse(&text, Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timers.heartbeat_interval"), "{e}");
     }
 

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod init;
 mod inspect;
+mod node;
 
 /// chainmesh: peer-to-peer network node for permissioned blockchains.
 #[derive(Debug, Parser)]
@@ -23,6 +25,11 @@ enum Command {
     NodeId(init::NodeIdArgs),
     /// Decode one P2P packet given as hex and print it as JSON.
     Inspect(inspect::InspectArgs),
+    /// Run a node from its config file until SIGINT or SIGTERM; SIGHUP reloads the config.
+    Node(node::NodeArgs),
+    /// Run a local multi-node network on generated certificates, exercise every capability,
+    /// and print what happened.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the command line; the binary's `main` is only this.
@@ -32,6 +39,8 @@ pub fn main() -> ExitCode {
         Command::Init(a) => init::run_init(a),
         Command::NodeId(a) => init::run_node_id(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Node(a) => node::run(a),
+        Command::Demo(a) => demo::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,4 +49,22 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The runtime every long-running command uses.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
 }

@@ -1,5 +1,19 @@
 //! Node identity: keys, certificates, node IDs, certificate generation.
+//!
+//! [`Identity::load`] reads and checks a node's `ca.crt`, `node.crt` and `node.key`;
+//! [`node_id_of_cert`] and [`node_id_of_file`] derive node IDs; [`NetworkCa`] and
+//! [`generate_node_files`] make a chain CA, an agency and node certificates as FISCO BCOS's
+//! `build_chain.sh` does.
 
+mod certgen;
+mod certs;
 mod node_id;
 
+pub use certgen::{
+    generate_node_files, Curve, GeneratedNode, NetworkCa, NodeCredentials, UnknownCurve,
+};
+pub use certs::{
+    node_id_of_cert, node_id_of_file, node_id_of_key, subject_of, Identity, IdentityError,
+    KeyProblem,
+};
 pub use node_id::{NodeId, NodeIdError, NODE_ID_LEN};

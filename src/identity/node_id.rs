@@ -111,14 +111,20 @@ mod tests {
         assert_eq!(s.len(), 128);
         assert!(s.starts_with("ab00"));
         assert_eq!(s.parse::<NodeId>().unwrap(), id);
-        assert_eq!(format!("0x{}", s.to_uppercase()).parse::<NodeId>().unwrap(), id);
+        assert_eq!(
+            format!("0x{}", s.to_uppercase()).parse::<NodeId>().unwrap(),
+            id
+        );
         assert_eq!(id.short(), "ab000000");
     }
 
     #[test]
     fn rejects_wrong_length_and_non_hex() {
         assert_eq!("abcd".parse::<NodeId>(), Err(NodeIdError::Length(2)));
-        assert!(matches!("zz".repeat(64).parse::<NodeId>(), Err(NodeIdError::Hex(_))));
+        assert!(matches!(
+            "zz".repeat(64).parse::<NodeId>(),
+            Err(NodeIdError::Hex(_))
+        ));
         assert_eq!(NodeId::from_slice(&[0; 63]), Err(NodeIdError::Length(63)));
     }
 }

@@ -1,4 +1,36 @@
-//! Pure codecs: no I/O.
+//! The P2P wire format: packets as bytes and back. Pure codecs: no I/O, no clocks.
+//!
+//! Every link carries a stream of concatenated packets inside TLS. Each packet is a 14-byte
+//! header (Length, Version, PacketType, Seq, Ext), then, for addressed data types, the
+//! [`Options`] (group, source, destinations, module), then the payload. `docs/protocol.md`
+//! is the specification; this module implements it:
+//!
+//! - [`Packet`] encodes and decodes one packet ([`Packet::decode_exact`]);
+//! - [`Decoder`] cuts packets out of a stream however it was split into reads;
+//! - [`Handshake`], [`encode_goodbye`] and [`decode_goodbye`] handle the link-control payloads;
+//! - [`set_ttl_in_place`] lets a relay patch the TTL of an encoded packet;
+//! - [`inspect_view`] and [`inspect_json`] show a packet as `chainmesh inspect` prints it.
+//!
+//! The codec checks structure only. Per-type rules (one destination on a Unicast, an empty
+//! heartbeat payload, the Version agreed on the link) belong to the session layer, which
+//! treats a violation like any other malformed input.
+
+mod decoder;
+mod error;
+mod handshake;
+mod packet;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use decoder::Decoder;
+pub use error::WireError;
+pub use handshake::{
+    decode_goodbye, encode_goodbye, Handshake, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION,
+};
+pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL};
+pub use view::{flag_names, inspect_json, inspect_view, OptionsView, PacketView};
 
 /// Length of the fixed P2P packet header.
 pub const HEADER_LEN: usize = 14;

@@ -1,0 +1,691 @@
+//! Loading a node's identity from PEM files, and deriving node IDs from certificates and keys.
+//!
+//! Every error names the file it is about, because an operator fixing a node directory needs to
+//! know which of `ca.crt`, `node.crt` and `node.key` is wrong, not only that something is.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use openssl::bn::BigNumContext;
+use openssl::ec::PointConversionForm;
+use openssl::error::ErrorStack;
+use openssl::nid::Nid;
+use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private};
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509Ref, X509StoreContext, X509VerifyResult, X509};
+
+use super::{NodeId, NODE_ID_LEN};
+
+/// Largest certificate or key file read. Real ones are a few KiB; the cap keeps a mistyped path
+/// (say, to a disk image) from being read into memory whole.
+const MAX_FILE_LEN: u64 = 1024 * 1024;
+
+/// What is wrong with a public key that is meant to be a node key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    /// The key is not an EC key (e.g. RSA or Ed25519).
+    #[error("key type {0} is not supported: node keys are EC keys on secp256k1 or prime256v1")]
+    NotEc(String),
+    /// The key is EC, but on a curve node IDs are not defined for.
+    #[error("EC curve {0} is not supported: node keys are on secp256k1 or prime256v1")]
+    Curve(String),
+    /// The uncompressed public point is not `0x04 || X || Y` with 32-byte coordinates.
+    #[error("the uncompressed public point is {0} bytes, expected 65 starting with 0x04")]
+    Point(usize),
+    /// OpenSSL could not extract the point.
+    #[error("cannot read the public key: {0}")]
+    OpenSsl(#[source] ErrorStack),
+}
+
+/// Why an identity, certificate or key could not be loaded, checked or generated.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is larger than any certificate or key file could be.
+    #[error("{file}: is {len} bytes; certificate and key files are at most 1 MiB")]
+    TooLarge {
+        /// The file.
+        file: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// A PEM block was found but its content did not parse.
+    #[error("{file}: cannot parse {what}: {source}")]
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// What was expected, e.g. "PEM certificate".
+        what: &'static str,
+        /// OpenSSL's reason.
+        source: ErrorStack,
+    },
+    /// The file holds nothing of the kind that was needed.
+    #[error("{file}: {problem}")]
+    Content {
+        /// The file.
+        file: PathBuf,
+        /// What is missing or unexpected, e.g. "contains no PEM certificate".
+        problem: String,
+    },
+    /// A key read from a file cannot give a node ID.
+    #[error("{file}: {problem}")]
+    Key {
+        /// The file holding the key or certificate.
+        file: PathBuf,
+        /// What is wrong with the key.
+        problem: KeyProblem,
+    },
+    /// A certificate's key cannot give a node ID.
+    #[error("certificate `{subject}`: {problem}")]
+    CertKey {
+        /// The certificate's subject.
+        subject: String,
+        /// What is wrong with its key.
+        problem: KeyProblem,
+    },
+    /// The private key is not the key of the node certificate.
+    #[error("{key_file}: private key does not match the certificate in {cert_file}")]
+    KeyMismatch {
+        /// The private key file.
+        key_file: PathBuf,
+        /// The certificate file.
+        cert_file: PathBuf,
+    },
+    /// The node certificate does not chain to the CA.
+    #[error(
+        "{cert_file}: certificate `{subject}` does not verify against the CA in {ca_file}: {reason}"
+    )]
+    Untrusted {
+        /// The node certificate file.
+        cert_file: PathBuf,
+        /// The CA certificate file.
+        ca_file: PathBuf,
+        /// The leaf's subject.
+        subject: String,
+        /// OpenSSL's verification result, e.g. "unable to get local issuer certificate".
+        reason: String,
+    },
+    /// OpenSSL failed while generating or encoding keys or certificates.
+    #[error("{what}: {source}")]
+    OpenSsl {
+        /// What was being done, e.g. "generate the agency certificate".
+        what: String,
+        /// OpenSSL's reason.
+        source: ErrorStack,
+    },
+    /// A directory could not be created.
+    #[error("{dir}: cannot create directory: {source}")]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("{file}: cannot write: {source}")]
+    Write {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A caller asked for something that cannot be made, e.g. zero nodes.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A node's loaded and checked identity: its key, its certificate chain and the CA it trusts.
+#[derive(Clone)]
+pub struct Identity {
+    /// The node ID of the leaf certificate.
+    pub node_id: NodeId,
+    /// The node's private key; it matches the leaf certificate.
+    pub key: PKey<Private>,
+    /// The leaf certificate first, then any agency or CA certificates that followed it in
+    /// `node.crt`. Sent to peers during the TLS handshake.
+    pub chain: Vec<X509>,
+    /// Every certificate in `ca.crt`: the only roots peers are verified against.
+    pub ca: Vec<X509>,
+}
+
+impl fmt::Debug for Identity {
+    // The private key is left out on purpose: a Debug print must never leak it into logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("node_id", &self.node_id)
+            .field(
+                "chain",
+                &self.chain.iter().map(|c| subject_of(c)).collect::<Vec<_>>(),
+            )
+            .field(
+                "ca",
+                &self.ca.iter().map(|c| subject_of(c)).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A PEM (or DER) blob and the name to use for it in errors.
+pub(crate) struct Source<'a> {
+    pub(crate) name: &'a Path,
+    pub(crate) data: &'a [u8],
+}
+
+impl Identity {
+    /// Reads and checks a node's identity from its three files.
+    ///
+    /// `node_cert` holds the leaf certificate first, optionally followed by the agency
+    /// certificate(s); `ca_cert` holds the chain CA certificate(s). Fails, naming the file, if
+    /// a file is unreadable or not PEM, holds no certificate or key, if the key is not the
+    /// leaf's, if the leaf's key is not EC on secp256k1/prime256v1, or if the leaf does not
+    /// verify against the CA (with the extra certificates of `node_cert` as intermediates).
+    pub fn load(
+        ca_cert: &Path,
+        node_cert: &Path,
+        node_key: &Path,
+    ) -> Result<Identity, IdentityError> {
+        let ca = read_file(ca_cert)?;
+        let cert = read_file(node_cert)?;
+        let key = read_file(node_key)?;
+        Identity::from_sources(
+            Source {
+                name: ca_cert,
+                data: &ca,
+            },
+            Source {
+                name: node_cert,
+                data: &cert,
+            },
+            Source {
+                name: node_key,
+                data: &key,
+            },
+        )
+    }
+
+    /// The checks of [`Identity::load`] on PEM text already in memory; the names only label
+    /// errors.
+    pub(crate) fn from_sources(
+        ca: Source<'_>,
+        cert: Source<'_>,
+        key: Source<'_>,
+    ) -> Result<Identity, IdentityError> {
+        let ca_certs = parse_certs(&ca)?;
+        let chain = parse_certs(&cert)?;
+        let key_pem = key.data;
+        if !pem_labels(key_pem)
+            .iter()
+            .any(|l| l.ends_with("PRIVATE KEY"))
+        {
+            return Err(IdentityError::Content {
+                file: key.name.to_owned(),
+                problem: "contains no PEM private key (expected `BEGIN PRIVATE KEY` or \
+                          `BEGIN EC PRIVATE KEY`)"
+                    .into(),
+            });
+        }
+        check_not_encrypted(key.name, key_pem)?;
+        let private =
+            PKey::private_key_from_pem(key_pem).map_err(|source| IdentityError::Parse {
+                file: key.name.to_owned(),
+                what: "PEM private key",
+                source,
+            })?;
+        let leaf = &chain[0];
+        let leaf_key = leaf.public_key().map_err(|source| IdentityError::Parse {
+            file: cert.name.to_owned(),
+            what: "the public key of the certificate",
+            source,
+        })?;
+        let node_id = node_id_of_key(&leaf_key).map_err(|problem| IdentityError::Key {
+            file: cert.name.to_owned(),
+            problem,
+        })?;
+        if !leaf_key.public_eq(&private) {
+            return Err(IdentityError::KeyMismatch {
+                key_file: key.name.to_owned(),
+                cert_file: cert.name.to_owned(),
+            });
+        }
+        verify_chain(leaf, &chain[1..], &ca_certs).map_err(|reason| IdentityError::Untrusted {
+            cert_file: cert.name.to_owned(),
+            ca_file: ca.name.to_owned(),
+            subject: subject_of(leaf),
+            reason,
+        })?;
+        Ok(Identity {
+            node_id,
+            key: private,
+            chain,
+            ca: ca_certs,
+        })
+    }
+
+    /// The leaf (node) certificate.
+    pub fn leaf(&self) -> Option<&X509Ref> {
+        self.chain.first().map(|c| &**c)
+    }
+}
+
+/// The node ID of a certificate: its EC public point (secp256k1 or prime256v1), uncompressed,
+/// without the leading `0x04`.
+pub fn node_id_of_cert(cert: &X509Ref) -> Result<NodeId, IdentityError> {
+    let err = |problem| IdentityError::CertKey {
+        subject: subject_of(cert),
+        problem,
+    };
+    let key = cert.public_key().map_err(|e| err(KeyProblem::OpenSsl(e)))?;
+    node_id_of_key(&key).map_err(err)
+}
+
+/// The node ID of any key holding an EC public point on secp256k1 or prime256v1.
+pub fn node_id_of_key<T: HasPublic>(key: &PKeyRef<T>) -> Result<NodeId, KeyProblem> {
+    let ec = key
+        .ec_key()
+        .map_err(|_| KeyProblem::NotEc(key_type_name(key.id())))?;
+    let group = ec.group();
+    match group.curve_name() {
+        Some(Nid::SECP256K1) | Some(Nid::X9_62_PRIME256V1) => {}
+        Some(other) => {
+            return Err(KeyProblem::Curve(
+                other.short_name().unwrap_or("(unnamed)").to_owned(),
+            ))
+        }
+        None => return Err(KeyProblem::Curve("(explicit parameters)".into())),
+    }
+    let mut ctx = BigNumContext::new().map_err(KeyProblem::OpenSsl)?;
+    let point = ec
+        .public_key()
+        .to_bytes(group, PointConversionForm::UNCOMPRESSED, &mut ctx)
+        .map_err(KeyProblem::OpenSsl)?;
+    match point.split_first() {
+        Some((0x04, xy)) if xy.len() == NODE_ID_LEN => {
+            NodeId::from_slice(xy).map_err(|_| KeyProblem::Point(point.len()))
+        }
+        _ => Err(KeyProblem::Point(point.len())),
+    }
+}
+
+/// The node ID in a certificate or key file.
+///
+/// The file may be PEM: a certificate (the first one, the leaf, is used), a private key
+/// (PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`, possibly preceded by `EC PARAMETERS`), or
+/// a `PUBLIC KEY`. A DER certificate or key is accepted too.
+pub fn node_id_of_file(path: &Path) -> Result<NodeId, IdentityError> {
+    let data = read_file(path)?;
+    let labels = pem_labels(&data);
+    let key_err = |problem| IdentityError::Key {
+        file: path.to_owned(),
+        problem,
+    };
+    if labels.iter().any(|l| l == "CERTIFICATE") {
+        let certs = parse_certs(&Source {
+            name: path,
+            data: &data,
+        })?;
+        return node_id_of_cert(&certs[0]).map_err(|e| match e {
+            IdentityError::CertKey { problem, .. } => key_err(problem),
+            other => other,
+        });
+    }
+    if labels.iter().any(|l| l.ends_with("PRIVATE KEY")) {
+        check_not_encrypted(path, &data)?;
+        let key = PKey::private_key_from_pem(&data).map_err(|source| IdentityError::Parse {
+            file: path.to_owned(),
+            what: "PEM private key",
+            source,
+        })?;
+        return node_id_of_key(&key).map_err(key_err);
+    }
+    if labels.iter().any(|l| l == "PUBLIC KEY") {
+        let key = PKey::public_key_from_pem(&data).map_err(|source| IdentityError::Parse {
+            file: path.to_owned(),
+            what: "PEM public key",
+            source,
+        })?;
+        return node_id_of_key(&key).map_err(key_err);
+    }
+    if let Some(label) = labels.first() {
+        return Err(IdentityError::Content {
+            file: path.to_owned(),
+            problem: format!(
+                "holds a PEM `{label}` block, not a certificate, private key or public key"
+            ),
+        });
+    }
+    // No PEM armour: DER is the other form OpenSSL tools write.
+    if let Ok(cert) = X509::from_der(&data) {
+        return node_id_of_cert(&cert).map_err(|e| match e {
+            IdentityError::CertKey { problem, .. } => key_err(problem),
+            other => other,
+        });
+    }
+    if let Ok(key) = PKey::private_key_from_der(&data) {
+        return node_id_of_key(&key).map_err(key_err);
+    }
+    if let Ok(key) = PKey::public_key_from_der(&data) {
+        return node_id_of_key(&key).map_err(key_err);
+    }
+    Err(IdentityError::Content {
+        file: path.to_owned(),
+        problem: "is neither a PEM nor a DER certificate, private key or public key".into(),
+    })
+}
+
+/// A readable name for a key type, for messages.
+fn key_type_name(id: Id) -> String {
+    match id {
+        Id::RSA | Id::RSA_PSS => "RSA".into(),
+        Id::DSA => "DSA".into(),
+        Id::ED25519 => "Ed25519".into(),
+        Id::ED448 => "Ed448".into(),
+        other => Nid::from_raw(other.as_raw())
+            .short_name()
+            .map(str::to_owned)
+            .unwrap_or_else(|_| format!("#{}", other.as_raw())),
+    }
+}
+
+/// A certificate's subject as `CN=node0, O=chainmesh`, for messages.
+pub fn subject_of(cert: &X509Ref) -> String {
+    let parts: Vec<String> = cert
+        .subject_name()
+        .entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("?");
+            let value = e.data().to_string().unwrap_or_else(|_| "?".into());
+            format!("{key}={value}")
+        })
+        .collect();
+    if parts.is_empty() {
+        "(empty subject)".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Reads a certificate or key file, refusing absurd sizes.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, IdentityError> {
+    let read_err = |source| IdentityError::Read {
+        file: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut data = Vec::new();
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut data)
+        .map_err(read_err)?;
+    if data.len() as u64 > MAX_FILE_LEN {
+        let len = std::fs::metadata(path)
+            .map(|m| m.len())
+            .unwrap_or(data.len() as u64);
+        return Err(IdentityError::TooLarge {
+            file: path.to_owned(),
+            len,
+        });
+    }
+    Ok(data)
+}
+
+/// Every certificate in a PEM source; at least one.
+fn parse_certs(src: &Source<'_>) -> Result<Vec<X509>, IdentityError> {
+    let certs = X509::stack_from_pem(src.data).map_err(|source| IdentityError::Parse {
+        file: src.name.to_owned(),
+        what: "PEM certificate",
+        source,
+    })?;
+    if certs.is_empty() {
+        let labels = pem_labels(src.data);
+        let problem = match labels.first() {
+            Some(l) => format!("contains no PEM certificate (found a `{l}` block instead)"),
+            None => "contains no PEM certificate (no `-----BEGIN CERTIFICATE-----` line)".into(),
+        };
+        return Err(IdentityError::Content {
+            file: src.name.to_owned(),
+            problem,
+        });
+    }
+    Ok(certs)
+}
+
+/// Encrypted keys would make OpenSSL prompt on the terminal for a passphrase; a node must
+/// never block on that, so they are refused up front.
+fn check_not_encrypted(path: &Path, data: &[u8]) -> Result<(), IdentityError> {
+    let encrypted = pem_labels(data)
+        .iter()
+        .any(|l| l == "ENCRYPTED PRIVATE KEY")
+        || data
+            .windows(b"Proc-Type: 4,ENCRYPTED".len())
+            .any(|w| w == b"Proc-Type: 4,ENCRYPTED");
+    if encrypted {
+        return Err(IdentityError::Content {
+            file: path.to_owned(),
+            problem: "the private key is encrypted; node keys must be unencrypted \
+                      (decrypt with `openssl pkey -in KEY -out KEY.plain`)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// The labels of the PEM blocks in `data`, in order (`CERTIFICATE`, `EC PRIVATE KEY`, ...).
+fn pem_labels(data: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(data)
+        .lines()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("-----BEGIN ")
+                .and_then(|rest| rest.strip_suffix("-----"))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Verifies `leaf` against `roots` with `intermediates` as untrusted helpers; the error is
+/// OpenSSL's verification result in words.
+fn verify_chain(leaf: &X509Ref, intermediates: &[X509], roots: &[X509]) -> Result<(), String> {
+    let run = || -> Result<(bool, X509VerifyResult, u32), ErrorStack> {
+        let mut store = X509StoreBuilder::new()?;
+        for root in roots {
+            store.add_cert(root.clone())?;
+        }
+        let store = store.build();
+        let mut untrusted = Stack::new()?;
+        for c in intermediates {
+            untrusted.push(c.clone())?;
+        }
+        let mut ctx = X509StoreContext::new()?;
+        ctx.init(&store, leaf, &untrusted, |c| {
+            let ok = c.verify_cert()?;
+            Ok((ok, c.error(), c.error_depth()))
+        })
+    };
+    match run() {
+        Ok((true, _, _)) => Ok(()),
+        Ok((false, result, depth)) => Err(format!("{} (at depth {depth})", result.error_string())),
+        Err(e) => Err(format!("verification could not run: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Curve, NetworkCa};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::rsa::Rsa;
+    use openssl::symm::Cipher;
+
+    fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    fn ec_key(nid: Nid) -> EcKey<Private> {
+        EcKey::generate(&EcGroup::from_curve_name(nid).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_key_and_cert_form_gives_the_same_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = NetworkCa::generate(Curve::Secp256k1).unwrap();
+        let node = ca.issue_node("n").unwrap();
+        let cert = X509::stack_from_pem(&node.cert_pem).unwrap().remove(0);
+        let key = PKey::private_key_from_pem(&node.key_pem).unwrap();
+        let ec = key.ec_key().unwrap();
+        let want = node.node_id;
+        let files = [
+            write(dir.path(), "node.crt", &node.cert_pem),
+            write(dir.path(), "node.der", &cert.to_der().unwrap()),
+            write(dir.path(), "pkcs8.key", &node.key_pem),
+            write(dir.path(), "sec1.key", &ec.private_key_to_pem().unwrap()),
+            write(dir.path(), "pub.pem", &key.public_key_to_pem().unwrap()),
+            write(dir.path(), "key.der", &key.private_key_to_der().unwrap()),
+        ];
+        for f in &files {
+            assert_eq!(node_id_of_file(f).unwrap(), want, "{}", f.display());
+        }
+        // `openssl ecparam -genkey` puts an EC PARAMETERS block before the key.
+        let mut with_params =
+            b"-----BEGIN EC PARAMETERS-----\nBgUrgQQACg==\n-----END EC PARAMETERS-----\n".to_vec();
+        with_params.extend(ec.private_key_to_pem().unwrap());
+        let f = write(dir.path(), "params.key", &with_params);
+        assert_eq!(node_id_of_file(&f).unwrap(), want);
+        assert_eq!(node_id_of_cert(&cert).unwrap(), want);
+    }
+
+    #[test]
+    fn unsupported_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let rsa = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let f = write(
+            dir.path(),
+            "rsa.key",
+            &rsa.private_key_to_pem_pkcs8().unwrap(),
+        );
+        let e = node_id_of_file(&f).unwrap_err().to_string();
+        assert!(e.contains("rsa.key") && e.contains("RSA"), "{e}");
+
+        let p384 = PKey::from_ec_key(ec_key(Nid::SECP384R1)).unwrap();
+        let f = write(
+            dir.path(),
+            "p384.key",
+            &p384.private_key_to_pem_pkcs8().unwrap(),
+        );
+        let e = node_id_of_file(&f).unwrap_err().to_string();
+        assert!(e.contains("p384.key") && e.contains("secp384r1"), "{e}");
+
+        let k = PKey::from_ec_key(ec_key(Nid::X9_62_PRIME256V1)).unwrap();
+        let enc = k
+            .private_key_to_pem_pkcs8_passphrase(Cipher::aes_128_cbc(), b"pw")
+            .unwrap();
+        let f = write(dir.path(), "enc.key", &enc);
+        let e = node_id_of_file(&f).unwrap_err().to_string();
+        assert!(e.contains("enc.key") && e.contains("encrypted"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_and_garbage_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.crt");
+        let e = node_id_of_file(&missing).unwrap_err().to_string();
+        assert!(e.contains("nope.crt") && e.contains("cannot read"), "{e}");
+
+        let f = write(dir.path(), "junk.crt", b"hello world\n");
+        let e = node_id_of_file(&f).unwrap_err().to_string();
+        assert!(e.contains("junk.crt"), "{e}");
+
+        let f = write(
+            dir.path(),
+            "bad.crt",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        );
+        let e = node_id_of_file(&f).unwrap_err().to_string();
+        assert!(e.contains("bad.crt") && e.contains("cannot parse"), "{e}");
+
+        let f = write(
+            dir.path(),
+            "csr.pem",
+            b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        );
+        let e = node_id_of_file(&f).unwrap_err().to_string();
+        assert!(
+            e.contains("csr.pem") && e.contains("CERTIFICATE REQUEST"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn load_checks_key_match_and_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = NetworkCa::generate(Curve::Prime256v1).unwrap();
+        let a = ca.issue_node("a").unwrap();
+        let b = ca.issue_node("b").unwrap();
+        let ca_f = write(dir.path(), "ca.crt", &a.ca_pem);
+        let crt = write(dir.path(), "node.crt", &a.cert_pem);
+        let key = write(dir.path(), "node.key", &a.key_pem);
+        let id = Identity::load(&ca_f, &crt, &key).unwrap();
+        assert_eq!(id.node_id, a.node_id);
+        assert_eq!(id.chain.len(), 2);
+        assert_eq!(id.ca.len(), 1);
+        assert!(!format!("{id:?}").contains("PRIVATE"));
+
+        let other_key = write(dir.path(), "other.key", &b.key_pem);
+        let e = Identity::load(&ca_f, &crt, &other_key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("other.key") && e.contains("node.crt") && e.contains("does not match"),
+            "{e}"
+        );
+
+        // Without the agency certificate the leaf cannot reach the chain CA.
+        let leaf_only = X509::stack_from_pem(&a.cert_pem).unwrap()[0]
+            .to_pem()
+            .unwrap();
+        let leaf_f = write(dir.path(), "leaf.crt", &leaf_only);
+        let e = Identity::load(&ca_f, &leaf_f, &key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("leaf.crt")
+                && e.contains("ca.crt")
+                && e.contains("unable to get local issuer"),
+            "{e}"
+        );
+
+        let foreign = NetworkCa::generate(Curve::Prime256v1).unwrap();
+        let foreign_ca = write(
+            dir.path(),
+            "foreign-ca.crt",
+            &foreign.issue_node("x").unwrap().ca_pem,
+        );
+        let e = Identity::load(&foreign_ca, &crt, &key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("foreign-ca.crt") && e.contains("does not verify"),
+            "{e}"
+        );
+
+        let e = Identity::load(&ca_f, &crt, &ca_f).unwrap_err().to_string();
+        assert!(
+            e.contains("ca.crt") && e.contains("no PEM private key"),
+            "{e}"
+        );
+        let e = Identity::load(&key, &crt, &key).unwrap_err().to_string();
+        assert!(
+            e.contains("node.key") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+    }
+}

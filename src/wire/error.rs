@@ -1,0 +1,164 @@
+//! Everything that can be wrong with bytes on the wire, or with a packet about to be sent.
+
+/// Why bytes are not a valid packet (or handshake, or goodbye), or why a packet cannot be sent.
+///
+/// Offsets count from the first byte of the packet, so they can be matched against
+/// `chainmesh inspect` output or a hex dump.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The Length field is smaller than the fixed header it is part of.
+    #[error("packet Length field is {length}, smaller than the {header}-byte header")]
+    LengthTooSmall {
+        /// The Length field as received.
+        length: u32,
+        /// The header length, [`HEADER_LEN`](super::HEADER_LEN).
+        header: usize,
+    },
+    /// The Length field exceeds the largest packet this node accepts.
+    #[error("packet Length field is {length} bytes, larger than the {max}-byte limit")]
+    LengthTooLarge {
+        /// The Length field as received.
+        length: u64,
+        /// The configured maximum packet size.
+        max: u32,
+    },
+    /// Fewer bytes were given than the packet needs (only from one-shot decoding; the
+    /// streaming decoder waits for more instead).
+    #[error("packet is truncated: it needs {needed} bytes but only {available} were given")]
+    Truncated {
+        /// Bytes the packet needs: its Length, or the header length while Length is unknown.
+        needed: usize,
+        /// Bytes given.
+        available: usize,
+    },
+    /// More bytes were given than the packet's Length covers (only from one-shot decoding).
+    #[error("{extra} trailing bytes after the {length}-byte packet")]
+    TrailingBytes {
+        /// The packet's Length field.
+        length: u32,
+        /// Bytes left over after it.
+        extra: usize,
+    },
+    /// An options field runs past the end of the packet.
+    #[error(
+        "options field {field} at offset {offset} needs {needed} bytes, but the {length}-byte \
+         packet has only {available} left"
+    )]
+    OptionsOverrun {
+        /// The field being read, e.g. `"source NodeID"`.
+        field: &'static str,
+        /// Where the field starts.
+        offset: usize,
+        /// Bytes the field needs.
+        needed: usize,
+        /// Bytes left in the packet from `offset` on.
+        available: usize,
+        /// The packet's Length field.
+        length: u32,
+    },
+    /// The destination list announced by the destination count does not fit in the packet.
+    #[error(
+        "destination count {count} at offset {offset} needs {needed} bytes of node IDs (plus 2 \
+         for ModuleID), but the {length}-byte packet has only {available} left"
+    )]
+    DestinationsOverrun {
+        /// The destination count as received.
+        count: u16,
+        /// Where the destination list starts.
+        offset: usize,
+        /// Bytes the list needs: `count` × the NodeID length.
+        needed: usize,
+        /// Bytes left in the packet from `offset` on.
+        available: usize,
+        /// The packet's Length field.
+        length: u32,
+    },
+    /// The NodeID length field is not 64.
+    #[error("NodeID length field at offset {offset} is {length}, but a node ID is 64 bytes")]
+    BadNodeIdLength {
+        /// The NodeID length as received.
+        length: u16,
+        /// Where the field is.
+        offset: usize,
+    },
+    /// The GroupID is not UTF-8.
+    #[error("GroupID at offset {offset} is not UTF-8 (invalid byte at offset {bad_offset})")]
+    GroupNotUtf8 {
+        /// Where the GroupID bytes start.
+        offset: usize,
+        /// Where the first invalid byte is.
+        bad_offset: usize,
+    },
+    /// A Handshake payload is not exactly 10 bytes.
+    #[error("handshake payload is {length} bytes, expected {expected}")]
+    HandshakeSize {
+        /// Payload length as received.
+        length: usize,
+        /// The only valid length, [`Handshake::LEN`](super::Handshake::LEN).
+        expected: usize,
+    },
+    /// A Handshake's version range is empty.
+    #[error("handshake version range is empty: min_version {min} > max_version {max}")]
+    HandshakeVersionRange {
+        /// min_version as received.
+        min: u16,
+        /// max_version as received.
+        max: u16,
+    },
+    /// A Handshake announces a packet limit too small to carry even a heartbeat.
+    #[error(
+        "handshake max_packet_size is {max_packet_size}, smaller than the {header}-byte header"
+    )]
+    HandshakeMaxPacketTooSmall {
+        /// max_packet_size as received.
+        max_packet_size: u32,
+        /// The header length, [`HEADER_LEN`](super::HEADER_LEN).
+        header: usize,
+    },
+    /// The two sides of a handshake support no common protocol version.
+    #[error(
+        "no common protocol version: we support {ours_min}..={ours_max}, the peer \
+         {theirs_min}..={theirs_max}"
+    )]
+    NoCommonVersion {
+        /// Our lowest version.
+        ours_min: u16,
+        /// Our highest version.
+        ours_max: u16,
+        /// The peer's lowest version.
+        theirs_min: u16,
+        /// The peer's highest version.
+        theirs_max: u16,
+    },
+    /// A Goodbye reason is not UTF-8.
+    #[error("goodbye reason is not UTF-8 (invalid byte at payload offset {bad_offset})")]
+    GoodbyeNotUtf8 {
+        /// Where the first invalid byte is, counted from the start of the payload.
+        bad_offset: usize,
+    },
+    /// A packet to send has options although its type carries none, or lacks them although
+    /// its type needs them.
+    #[error(
+        "packet type {packet_type:#06x} {} options, but the packet {}",
+        if *.type_has_options { "carries" } else { "carries no" },
+        if *.type_has_options { "has none" } else { "has some" }
+    )]
+    OptionsMismatch {
+        /// The packet type.
+        packet_type: u16,
+        /// Whether that type carries options on the wire.
+        type_has_options: bool,
+    },
+    /// A GroupID to send is longer than its u16 length prefix can say.
+    #[error("GroupID is {length} bytes, more than the 65535 its length field can hold")]
+    GroupTooLong {
+        /// The GroupID's length in bytes.
+        length: usize,
+    },
+    /// A destination list to send is longer than its u16 count can say.
+    #[error("{count} destinations, more than the 65535 the destination count can hold")]
+    TooManyDestinations {
+        /// The number of destinations.
+        count: usize,
+    },
+}

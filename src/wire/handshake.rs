@@ -1,0 +1,112 @@
+//! Payloads of the link-control packets: Handshake (type 0x02) and Goodbye (type 0x0f).
+
+use bytes::Bytes;
+
+use super::error::WireError;
+use super::HEADER_LEN;
+
+/// Lowest protocol version this build speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// Highest protocol version this build speaks.
+pub const MAX_PROTOCOL_VERSION: u16 = 1;
+
+/// The payload of a Handshake packet: what a node supports, sent first thing on every link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Handshake {
+    /// Lowest protocol version the sender speaks.
+    pub min_version: u16,
+    /// Highest protocol version the sender speaks.
+    pub max_version: u16,
+    /// Port the sender accepts P2P connections on, 0 for none; lets the receiver of an
+    /// inbound link learn a dialable address (the link's remote IP with this port).
+    pub listen_port: u16,
+    /// Largest packet the sender accepts; the receiver must not send it anything larger.
+    pub max_packet_size: u32,
+}
+
+impl Handshake {
+    /// Encoded size of the payload.
+    pub const LEN: usize = 10;
+
+    /// Our handshake: the versions this build speaks, with the given port and limit.
+    pub fn ours(listen_port: u16, max_packet_size: u32) -> Handshake {
+        Handshake {
+            min_version: MIN_PROTOCOL_VERSION,
+            max_version: MAX_PROTOCOL_VERSION,
+            listen_port,
+            max_packet_size,
+        }
+    }
+
+    /// The 10-byte payload.
+    pub fn encode(&self) -> [u8; Handshake::LEN] {
+        let [a0, a1] = self.min_version.to_be_bytes();
+        let [b0, b1] = self.max_version.to_be_bytes();
+        let [p0, p1] = self.listen_port.to_be_bytes();
+        let [m0, m1, m2, m3] = self.max_packet_size.to_be_bytes();
+        [a0, a1, b0, b1, p0, p1, m0, m1, m2, m3]
+    }
+
+    /// Parses a Handshake payload, refusing a wrong size, an empty version range, or a packet
+    /// limit too small for a header.
+    pub fn decode(payload: &[u8]) -> Result<Handshake, WireError> {
+        let b: &[u8; Handshake::LEN] =
+            payload.try_into().map_err(|_| WireError::HandshakeSize {
+                length: payload.len(),
+                expected: Handshake::LEN,
+            })?;
+        let [a0, a1, b0, b1, p0, p1, m0, m1, m2, m3] = *b;
+        let hs = Handshake {
+            min_version: u16::from_be_bytes([a0, a1]),
+            max_version: u16::from_be_bytes([b0, b1]),
+            listen_port: u16::from_be_bytes([p0, p1]),
+            max_packet_size: u32::from_be_bytes([m0, m1, m2, m3]),
+        };
+        if hs.min_version > hs.max_version {
+            return Err(WireError::HandshakeVersionRange {
+                min: hs.min_version,
+                max: hs.max_version,
+            });
+        }
+        if (hs.max_packet_size as usize) < HEADER_LEN {
+            return Err(WireError::HandshakeMaxPacketTooSmall {
+                max_packet_size: hs.max_packet_size,
+                header: HEADER_LEN,
+            });
+        }
+        Ok(hs)
+    }
+
+    /// The version both sides use: the smaller of the two maximum versions, provided the
+    /// ranges overlap. Version 0 means "not agreed yet" and is never chosen.
+    ///
+    /// Symmetric, so both ends of a link reach the same answer independently.
+    pub fn negotiate(&self, theirs: &Handshake) -> Result<u16, WireError> {
+        let low = self.min_version.max(theirs.min_version).max(1);
+        let high = self.max_version.min(theirs.max_version);
+        if low > high {
+            return Err(WireError::NoCommonVersion {
+                ours_min: self.min_version,
+                ours_max: self.max_version,
+                theirs_min: theirs.min_version,
+                theirs_max: theirs.max_version,
+            });
+        }
+        Ok(high)
+    }
+}
+
+/// The payload of a Goodbye packet: the reason as UTF-8.
+pub fn encode_goodbye(reason: &str) -> Bytes {
+    Bytes::copy_from_slice(reason.as_bytes())
+}
+
+/// The reason from a Goodbye payload.
+///
+/// The peer is leaving whatever this returns; the error only says its reason is unreadable
+/// (`String::from_utf8_lossy` gives a printable version).
+pub fn decode_goodbye(payload: &[u8]) -> Result<&str, WireError> {
+    std::str::from_utf8(payload).map_err(|e| WireError::GoodbyeNotUtf8 {
+        bad_offset: e.valid_up_to(),
+    })
+}

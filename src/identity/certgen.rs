@@ -416,7 +416,12 @@ fn build_cert(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let not_before = now.saturating_sub(BACKDATE_SECS);
-    let not_before = Asn1Time::from_unix(not_before.try_into().unwrap_or_default())?;
+    // Only a platform whose time_t cannot hold today's date fails the conversion; starting
+    // validity now is then the closest correct value.
+    let not_before = match not_before.try_into() {
+        Ok(t) => Asn1Time::from_unix(t)?,
+        Err(_) => Asn1Time::days_from_now(0)?,
+    };
     b.set_not_before(&not_before)?;
     b.set_not_after(&*Asn1Time::days_from_now(VALIDITY_DAYS)?)?;
 

@@ -174,7 +174,7 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// A PEM (or DER) blob and the name to use for it in errors.
+/// PEM text and the name to use for it in errors.
 pub(crate) struct Source<'a> {
     pub(crate) name: &'a Path,
     pub(crate) data: &'a [u8],

@@ -290,6 +290,60 @@ impl Config {
     }
 }
 
+/// Rewrites the `p2p.peers` list of a config file, keeping every other byte of the file as
+/// it was (comments, order, formatting). The new file replaces the old one atomically: it is
+/// written next to it and renamed over it, so a crash never leaves a half-written config.
+pub fn write_peers(file: &Path, peers: &[String]) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    let mut doc: toml_edit::DocumentMut =
+        text.parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::Parse {
+                file: file.to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            })?;
+    let p2p = doc
+        .get_mut("p2p")
+        .and_then(toml_edit::Item::as_table_like_mut)
+        .ok_or_else(|| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: "p2p".into(),
+            problem: "missing table".into(),
+        })?;
+    let mut list = toml_edit::Array::new();
+    for p in peers {
+        list.push(p.as_str());
+    }
+    match p2p.get_mut("peers").and_then(toml_edit::Item::as_array_mut) {
+        // Keep the existing array's decoration (multi-line layout, trailing comma).
+        Some(existing) => {
+            existing.clear();
+            existing.extend(peers.iter().map(String::as_str));
+        }
+        None => {
+            p2p.insert("peers", toml_edit::value(list));
+        }
+    }
+    let out = doc.to_string();
+    // Never write a file that the node itself would refuse to load.
+    Config::parse(&out, file)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let write = |e: std::io::Error| ConfigError::Write {
+        file: file.to_owned(),
+        source: e,
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write)?;
+    std::io::Write::write_all(&mut tmp, out.as_bytes()).map_err(write)?;
+    tmp.as_file().sync_all().map_err(write)?;
+    if let Ok(meta) = std::fs::metadata(file) {
+        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
+    }
+    tmp.persist(file).map_err(|e| write(e.error))?;
+    Ok(())
+}
+
 /// Checks that `s` is `host:port` (or `[v6]:port`) with a non-zero port.
 pub fn check_host_port(s: &str) -> Result<(), String> {
     let (host, port) = s
@@ -375,6 +429,34 @@ listen = "127.0.0.1:31300"
             .unwrap_err()
             .to_string();
         assert!(e.contains("timers.heartbeat_interval"), "{e}");
+    }
+
+    #[test]
+    fn write_peers_keeps_the_rest_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        let text = format!("# my node\n{GOOD}\n# trailing comment\n");
+        std::fs::write(&f, &text).unwrap();
+        write_peers(&f, &["127.0.0.1:40000".to_string()]).unwrap();
+        let after = std::fs::read_to_string(&f).unwrap();
+        assert!(after.starts_with("# my node\n"));
+        assert!(after.contains("# trailing comment"));
+        assert!(after.contains("heartbeat_interval = \"200ms\""));
+        let c = Config::load(&f).unwrap();
+        assert_eq!(c.p2p.peers, vec!["127.0.0.1:40000".to_string()]);
+        assert_eq!(
+            after.replace("[\"127.0.0.1:40000\"]", ""),
+            text.replace("[\"127.0.0.1:30301\", \"node2.example:30302\"]", "")
+        );
+    }
+
+    #[test]
+    fn write_peers_refuses_a_broken_file_and_leaves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("config.toml");
+        std::fs::write(&f, "not [toml").unwrap();
+        assert!(write_peers(&f, &[]).is_err());
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "not [toml");
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! The admin HTTP API: JSON views of the node and its peers, for operators and tests.
+//! The admin HTTP API: JSON views and controls of a running node, for operators and tests.
+//!
+//! Errors come back as `{"error": "..."}` with a 4xx or 5xx status.
 
-use std::collections::HashSet;
+mod peers;
+
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -14,8 +18,51 @@ use tracing::warn;
 
 use crate::identity::NodeId;
 use crate::node::NodeHandle;
-use crate::peers::TargetState;
-use crate::session::Direction;
+
+pub use peers::{peers_view, PeerEntry, PeersView};
+
+/// An error answer: a status and a message, sent as `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// A 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// A 404 Not Found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// A 500 Internal Server Error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
 
 /// `GET /v1/node`.
 #[derive(Debug, Serialize)]
@@ -30,115 +77,6 @@ pub struct NodeInfo {
     pub groups: Vec<String>,
 }
 
-/// One entry of `GET /v1/peers`: a connected peer, or a configured one that is not.
-#[derive(Debug, Serialize)]
-pub struct PeerEntry {
-    /// The peer's node ID, when known.
-    pub node_id: Option<NodeId>,
-    /// Its address: the configured one, or for an inbound peer its IP and listen port.
-    pub address: String,
-    /// Whether a session is up.
-    pub connected: bool,
-    /// `connected`, `connecting`, `backing-off` or `itself`.
-    pub state: &'static str,
-    /// Who dialed, when connected.
-    pub direction: Option<Direction>,
-    /// When the session was established, milliseconds since the Unix epoch.
-    pub connected_since_ms: Option<u64>,
-    /// Traffic counters, when connected.
-    pub bytes_in: u64,
-    /// 〃
-    pub bytes_out: u64,
-    /// 〃
-    pub packets_in: u64,
-    /// 〃
-    pub packets_out: u64,
-    /// Packets refused because the write queue was full.
-    pub dropped_out: u64,
-    /// When the next dial starts, for a peer backing off.
-    pub next_attempt_ms: Option<u64>,
-    /// Why the last connection to this peer ended or the last dial failed.
-    pub last_error: Option<String>,
-}
-
-/// `GET /v1/peers`.
-#[derive(Debug, Serialize)]
-pub struct PeersView {
-    /// Connected peers first, then configured peers that are not connected.
-    pub peers: Vec<PeerEntry>,
-}
-
-fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Builds the peers view: every session, then every configured peer without one.
-pub fn peers_view(node: &NodeHandle) -> PeersView {
-    use std::sync::atomic::Ordering::Relaxed;
-    let peers = node.peers();
-    let targets = peers.targets();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let mut sessions = peers.sessions();
-    sessions.sort_by_key(|s| s.peer);
-    for s in sessions {
-        seen.insert(s.peer);
-        let configured = targets.iter().find(|t| t.node_id == Some(s.peer));
-        let address = match configured {
-            Some(t) => t.address.clone(),
-            None if s.direction == Direction::Inbound && s.peer_listen_port != 0 => {
-                SocketAddr::new(s.addr.ip(), s.peer_listen_port).to_string()
-            }
-            None => s.addr.to_string(),
-        };
-        out.push(PeerEntry {
-            node_id: Some(s.peer),
-            address,
-            connected: true,
-            state: "connected",
-            direction: Some(s.direction),
-            connected_since_ms: Some(epoch_ms(s.since)),
-            bytes_in: s.stats.bytes_in.load(Relaxed),
-            bytes_out: s.stats.bytes_out.load(Relaxed),
-            packets_in: s.stats.packets_in.load(Relaxed),
-            packets_out: s.stats.packets_out.load(Relaxed),
-            dropped_out: s.stats.dropped_out.load(Relaxed),
-            next_attempt_ms: None,
-            last_error: peers.last_reason(&s.peer),
-        });
-    }
-    for t in targets {
-        if t.node_id.is_some_and(|id| seen.contains(&id)) {
-            continue;
-        }
-        let (state, next) = match t.state {
-            TargetState::Connecting => ("connecting", None),
-            // Connected through another address or racing a disconnect.
-            TargetState::Connected => ("connecting", None),
-            TargetState::BackingOff { next_attempt_ms } => ("backing-off", Some(next_attempt_ms)),
-            TargetState::Itself => ("itself", None),
-        };
-        out.push(PeerEntry {
-            node_id: t.node_id,
-            address: t.address,
-            connected: false,
-            state,
-            direction: None,
-            connected_since_ms: None,
-            bytes_in: 0,
-            bytes_out: 0,
-            packets_in: 0,
-            packets_out: 0,
-            dropped_out: 0,
-            next_attempt_ms: next,
-            last_error: t.last_error,
-        });
-    }
-    PeersView { peers: out }
-}
-
 async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
     Json(NodeInfo {
         node_id: node.node_id(),
@@ -148,15 +86,12 @@ async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
     })
 }
 
-async fn get_peers(State(node): State<NodeHandle>) -> Json<PeersView> {
-    Json(peers_view(&node))
-}
-
 /// The admin API's routes.
 pub fn router(node: NodeHandle) -> Router {
     Router::new()
         .route("/v1/node", get(get_node))
-        .route("/v1/peers", get(get_peers))
+        .route("/v1/peers", get(peers::list).post(peers::add))
+        .route("/v1/peers/{address}", delete(peers::remove))
         .with_state(node)
 }
 

@@ -55,15 +55,16 @@ impl AdminClient {
     }
 
     /// `POST path` with a JSON body, decoded from JSON.
-    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        self.check(&format!("POST {path}"), self.agent.post(&url).send_json(body))
-    }
-
-    /// `PUT path` with a raw body, decoded from JSON.
-    pub fn put_bytes<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        self.check(&format!("PUT {path}"), self.agent.put(&url).send(body))
+        self.check(
+            &format!("POST {path}"),
+            self.agent.post(&url).send_json(body),
+        )
     }
 
     /// `DELETE path`, decoded from JSON.

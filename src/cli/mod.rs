@@ -9,6 +9,7 @@ mod demo;
 mod init;
 mod inspect;
 mod node;
+mod peers;
 
 /// chainmesh: peer-to-peer network node for permissioned blockchains.
 #[derive(Debug, Parser)]
@@ -31,6 +32,8 @@ enum Command {
     /// Run a local multi-node network on generated certificates, exercise every capability,
     /// and print what happened.
     Demo(demo::DemoArgs),
+    /// List, add or remove a running node's peers through its admin API.
+    Peers(peers::PeersArgs),
 }
 
 /// Runs the command line; the binary's `main` is only this.
@@ -42,6 +45,7 @@ pub fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Node(a) => node::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Peers(a) => peers::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

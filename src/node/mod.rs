@@ -4,6 +4,7 @@
 mod dispatch;
 mod error;
 mod message;
+mod runtime;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use crate::wire::{Ext, Options, Packet, PacketType, DEFAULT_TTL};
 
 pub use error::{NodeError, RequestError, SendError};
 pub use message::{Message, Responder};
+pub use runtime::PeerChangeError;
 
 /// Packets a session's write queue holds before senders wait or fail.
 const SESSION_QUEUE_LEN: usize = 4096;
@@ -383,27 +385,5 @@ struct PendingGuard<'a> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.node.inner.pending.lock().remove(&self.seq);
-    }
-}
-
-impl NodeHandle {
-    /// Applies a reloaded config: peers added or removed, admission lists re-applied (live
-    /// sessions now excluded are closed). Listen addresses and timers need a restart.
-    pub fn apply_config(&self, config: &Config) {
-        let peers = &self.inner.peers;
-        let wanted: std::collections::HashSet<&str> =
-            config.p2p.peers.iter().map(String::as_str).collect();
-        for t in peers.targets() {
-            if !wanted.contains(t.address.as_str()) {
-                peers.remove_target(&t.address);
-            }
-        }
-        for p in &config.p2p.peers {
-            peers.add_target(p);
-        }
-        peers.set_admission(Admission::new(
-            config.p2p.blacklist.iter().copied(),
-            config.p2p.whitelist.iter().copied(),
-        ));
     }
 }

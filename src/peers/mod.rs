@@ -265,6 +265,9 @@ impl Peers {
         let timers = &self.inner.settings.timers;
         // Small frames must not wait for Nagle: the session batches writes itself.
         let _ = tcp.set_nodelay(true);
+        let local_addr = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let buffered = BufReader::with_capacity(TLS_READ_BUFFER, tcp);
         let tls = match direction {
             Direction::Outbound => {
@@ -305,6 +308,7 @@ impl Peers {
             SessionInfo {
                 peer,
                 addr,
+                local_addr,
                 direction,
                 version: agreed.version,
                 peer_listen_port: agreed.peer.listen_port,

@@ -143,6 +143,8 @@ pub struct SessionHandle {
     pub peer: NodeId,
     /// The peer's socket address.
     pub addr: SocketAddr,
+    /// Our end of the connection.
+    pub local_addr: SocketAddr,
     /// Who dialed.
     pub direction: Direction,
     /// When the session was established.
@@ -175,6 +177,8 @@ pub struct SessionInfo {
     pub peer: NodeId,
     /// The peer's socket address.
     pub addr: SocketAddr,
+    /// Our end of the connection.
+    pub local_addr: SocketAddr,
     /// Who dialed.
     pub direction: Direction,
     /// Agreed protocol version.
@@ -200,6 +204,7 @@ pub fn new_session(id: u64, info: SessionInfo, queue_len: usize) -> (SessionHand
         id,
         peer: info.peer,
         addr: info.addr,
+        local_addr: info.local_addr,
         direction: info.direction,
         since: SystemTime::now(),
         version: info.version,

@@ -576,9 +576,17 @@ impl Peers {
                 Ok(est) => {
                     let peer = est.handle.peer;
                     let registered = est.registered;
+                    if cancel.is_cancelled() {
+                        // Removed while the handshake was finishing: wind the session down.
+                        est.handle.close(CloseReason::Removed);
+                    }
                     self.set_target(&address, |t| {
                         t.node_id = Some(peer);
                         t.failures = 0;
+                        // Registration could not mark this target: its node ID was unknown.
+                        if registered {
+                            t.state = TargetState::Connected;
+                        }
                     });
                     let reason = self.run_session(est).await;
                     if registered {

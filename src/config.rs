@@ -97,6 +97,10 @@ pub struct P2pConfig {
     /// Largest packet, in bytes, this node accepts or sends.
     #[serde(default = "default_max_packet")]
     pub max_packet_size: u32,
+    /// Payloads larger than this many bytes are sent zstd-compressed when that makes them
+    /// smaller; 0 turns compression off.
+    #[serde(default = "default_compress_threshold")]
+    pub compress_threshold: usize,
     /// Node IDs refused during the handshake. Wins over the whitelist.
     #[serde(default)]
     pub blacklist: Vec<NodeId>,
@@ -165,6 +169,10 @@ fn default_max_packet() -> u32 {
     DEFAULT_MAX_PACKET
 }
 
+fn default_compress_threshold() -> usize {
+    crate::wire::DEFAULT_COMPRESS_THRESHOLD
+}
+
 impl Config {
     /// A config with default settings for the given files and listen address.
     pub fn new(identity: IdentityConfig, listen: impl Into<String>) -> Self {
@@ -175,6 +183,7 @@ impl Config {
                 peers: Vec::new(),
                 groups: default_groups(),
                 max_packet_size: DEFAULT_MAX_PACKET,
+                compress_threshold: default_compress_threshold(),
                 blacklist: Vec::new(),
                 whitelist: Vec::new(),
             },

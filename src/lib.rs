@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom up: [`wire`] (pure codecs), [`identity`] (keys, certificates, node IDs),
 //! [`tls`] (mutual TLS), [`session`] (one task per connection), [`peers`] (the peer set,
-//! dialing, reconnect, admission), [`node`] (the application API), [`admin`] (HTTP API) and
+//! dialing, reconnect, admission), [`routing`] (routes, relaying, dedup, membership),
+//! [`node`] (the application API), [`admin`] (HTTP API) and
 //! [`cli`] (the `chainmesh` binary).
 
 pub mod admin;
@@ -12,10 +13,14 @@ pub mod identity;
 pub mod localnet;
 pub mod node;
 pub mod peers;
+pub mod routing;
 pub mod session;
+pub mod status;
 pub mod tls;
 pub mod wire;
 
 pub use config::Config;
 pub use identity::NodeId;
-pub use node::{Message, Node, NodeHandle, RequestError, Responder, SendError};
+pub use node::{
+    Fanout, Message, MessageKind, Node, NodeHandle, RequestError, Responder, SendError,
+};

@@ -289,6 +289,10 @@ fn build_context(identity: &Identity, server: bool) -> Result<SslContext, TlsErr
     debug_assert!(!b
         .set_mode(SslMode::empty())
         .contains(SslMode::RELEASE_BUFFERS));
+    // A session retries a write that would block with a longer buffer once more frames are
+    // queued (batching); OpenSSL must accept the retry from a moved, grown buffer or it fails
+    // the link with "bad write retry".
+    b.set_mode(SslMode::ACCEPT_MOVING_WRITE_BUFFER);
 
     b.set_certificate(leaf)
         .map_err(setup("install the node certificate"))?;

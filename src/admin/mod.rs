@@ -2,6 +2,7 @@
 //!
 //! Errors come back as `{"error": "..."}` with a 4xx or 5xx status.
 
+mod messages;
 mod peers;
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -19,6 +20,7 @@ use tracing::warn;
 use crate::identity::NodeId;
 use crate::node::NodeHandle;
 
+pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
 pub use peers::{peers_view, PeerEntry, PeersView};
 
 /// An error answer: a status and a message, sent as `{"error": message}`.
@@ -92,6 +94,9 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/node", get(get_node))
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/peers/{address}", delete(peers::remove))
+        .route("/v1/messages", post(messages::send))
+        .route("/v1/ping", post(messages::ping))
+        .route("/v1/routes", get(messages::routes))
         .with_state(node)
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 
+use crate::identity::NodeId;
 use crate::localnet::{LocalNet, LocalNetOptions};
 
 /// The module the demo's messages are addressed to.
@@ -142,6 +143,126 @@ async fn demo(n: usize) -> anyhow::Result<()> {
     );
 
     net.shutdown().await;
+    relayed().await?;
     println!("\ndemo passed: every message arrived");
+    Ok(())
+}
+
+/// Whether node `i` of `net` reaches node `j` at `distance` hops.
+fn reaches(net: &LocalNet, i: usize, j: usize, distance: u8) -> bool {
+    let (Some(from), Some(to)) = (net.try_handle(i), net.try_handle(j)) else {
+        return false;
+    };
+    from.reachable_nodes()
+        .iter()
+        .any(|(n, d)| *n == to.node_id() && *d == distance)
+}
+
+fn print_routes(net: &LocalNet, i: usize) {
+    let names: Vec<(NodeId, usize)> = (0..net.len())
+        .map(|k| (net.handle(k).node_id(), k))
+        .collect();
+    let name = |id: &NodeId| {
+        names
+            .iter()
+            .find(|(n, _)| n == id)
+            .map(|(_, k)| format!("line{k}"))
+            .unwrap_or_else(|| id.short())
+    };
+    for r in net.handle(i).routes() {
+        println!(
+            "  line{i} -> {}: next hop {}, {} hop(s)",
+            name(&r.dst),
+            name(&r.next_hop),
+            r.distance
+        );
+    }
+}
+
+/// Four nodes in a line, each configured with its neighbour only: routes are learnt, messages
+/// relayed, and a moved link reroutes them.
+async fn relayed() -> anyhow::Result<()> {
+    println!("\nrelaying: 4 more nodes in a line line0 - line1 - line2 - line3, each configured");
+    println!("with its right-hand neighbour only");
+    let line = LocalNet::start(LocalNetOptions::new(4))
+        .await
+        .context("starting the line")?;
+    line.connect_line();
+    if !line
+        .wait_for(Duration::from_secs(20), |n| {
+            reaches(n, 0, 3, 3) && reaches(n, 3, 0, 3)
+        })
+        .await
+    {
+        bail!("line0 did not learn a route to line3 within 20 s");
+    }
+    print_routes(&line, 0);
+
+    let (first, last) = (line.handle(0), line.handle(3));
+    let mut inbox = last.register(DEMO_MODULE, 16);
+    tokio::spawn(async move {
+        while let Some(mut msg) = inbox.recv().await {
+            match msg.take_responder() {
+                Some(r) => {
+                    let _ = r.respond(msg.payload.clone());
+                }
+                None => println!(
+                    "unicast: line3 got \"{}\" from {} over {} hop(s)",
+                    String::from_utf8_lossy(&msg.payload),
+                    msg.src.short(),
+                    msg.hops
+                ),
+            }
+        }
+    });
+    first
+        .send(
+            last.node_id(),
+            DEMO_MODULE,
+            Bytes::from_static(b"hello from line0"),
+        )
+        .await
+        .context("unicast line0 -> line3")?;
+    let answer = first
+        .request(
+            last.node_id(),
+            DEMO_MODULE,
+            Bytes::from_static(b"relayed request"),
+            Duration::from_secs(5),
+        )
+        .await
+        .context("request line0 -> line3")?;
+    println!(
+        "request/response: line3 answered \"{}\"",
+        String::from_utf8_lossy(&answer)
+    );
+    let ping = first
+        .ping(last.node_id(), Bytes::new(), Duration::from_secs(5))
+        .await
+        .context("ping line0 -> line3")?;
+    println!("ping line0 -> line3: {:.0?}, {} hops", ping.rtt, ping.hops);
+
+    println!("\ncutting line1 - line2 and linking line0 - line2");
+    line.handle(1).peers().remove_target(&line.addr(2));
+    line.handle(2).peers().remove_target(&line.addr(1));
+    line.connect(0, 2);
+    if !line
+        .wait_for(Duration::from_secs(20), |n| {
+            reaches(n, 0, 3, 2) && reaches(n, 3, 0, 2)
+        })
+        .await
+    {
+        bail!("line0 did not reroute to line3 within 20 s");
+    }
+    print_routes(&line, 0);
+    let ping = first
+        .ping(last.node_id(), Bytes::new(), Duration::from_secs(5))
+        .await
+        .context("ping line0 -> line3 after the reroute")?;
+    println!("ping line0 -> line3: {:.0?}, {} hops", ping.rtt, ping.hops);
+    if ping.hops != 2 {
+        bail!("expected 2 hops after the reroute, got {}", ping.hops);
+    }
+    line.shutdown().await;
     Ok(())
 }

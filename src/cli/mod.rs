@@ -10,6 +10,8 @@ mod init;
 mod inspect;
 mod node;
 mod peers;
+mod ping;
+mod send;
 
 /// chainmesh: peer-to-peer network node for permissioned blockchains.
 #[derive(Debug, Parser)]
@@ -34,6 +36,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// List, add or remove a running node's peers through its admin API.
     Peers(peers::PeersArgs),
+    /// Send a unicast (--to), multicast (--topic) or broadcast (--group) from a running node.
+    Send(send::SendArgs),
+    /// Send echo requests from a running node to another and print round trips and hops.
+    Ping(ping::PingArgs),
 }
 
 /// Runs the command line; the binary's `main` is only this.
@@ -46,6 +52,8 @@ pub fn main() -> ExitCode {
         Command::Node(a) => node::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Peers(a) => peers::run(a),
+        Command::Send(a) => send::run(a),
+        Command::Ping(a) => ping::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,23 +25,27 @@ pub enum NodeError {
     },
 }
 
-/// Why a message was not queued.
+/// Why a message was not queued for its next hop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// No session or route leads to the node.
+    /// No link or route leads to the node: it is unknown, or every route to it is down.
     #[error("node {} is unreachable", .0.short())]
     Unreachable(NodeId),
-    /// The next hop's write queue is full (fail-fast sends only).
+    /// The write queue to the next hop (the named neighbour) has no room for the packet's
+    /// bytes. Only fail-fast sends report it; waiting sends wait for room instead.
     #[error("write queue to {} is full", .0.short())]
     QueueFull(NodeId),
-    /// The packet would exceed the maximum packet size.
+    /// The packet would exceed the maximum packet size (checked before compression).
     #[error("packet of {size} bytes exceeds the maximum of {max}")]
     TooLarge {
-        /// Encoded size.
+        /// Encoded size, uncompressed.
         size: usize,
-        /// The limit.
+        /// The limit, `p2p.max_packet_size`.
         max: usize,
     },
+    /// A group name or topic cannot be put on the wire (longer than 65535 bytes).
+    #[error("cannot encode the message: {0}")]
+    Invalid(String),
 }
 
 /// Why a request produced no response.
@@ -50,13 +54,20 @@ pub enum RequestError {
     /// The request could not be sent.
     #[error(transparent)]
     Send(#[from] SendError),
-    /// No response came in time.
+    /// No response came within the timeout (which covers waiting for queue room too).
     #[error("no response within {0:?}")]
     Timeout(Duration),
-    /// The connection to the node ended before its response arrived.
+    /// The node was a direct neighbour, its link closed before it responded, and no other
+    /// route leads to it.
     #[error("node {} disconnected before responding", .0.short())]
     PeerDisconnected(NodeId),
-    /// The remote handler answered with an error.
+    /// Every route to the (relayed) node went down before it responded.
+    #[error("node {} became unreachable before responding", .0.short())]
+    Unreachable(NodeId),
+    /// The remote handler answered with an error (or had none for the module).
     #[error("remote error: {0}")]
     Remote(String),
+    /// This node is shutting down.
+    #[error("the node is shutting down")]
+    Stopped,
 }

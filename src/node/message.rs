@@ -7,6 +7,20 @@ use bytes::Bytes;
 use super::{NodeHandle, SendError};
 use crate::identity::NodeId;
 
+/// How a message was addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageKind {
+    /// Sent to this node alone ([`NodeHandle::send`] or [`NodeHandle::request`]).
+    Unicast,
+    /// Sent to every node of [`Message::group`] ([`NodeHandle::broadcast`]).
+    Broadcast,
+    /// Sent to every subscriber of a topic ([`NodeHandle::multicast`]).
+    Multicast {
+        /// The topic.
+        topic: String,
+    },
+}
+
 /// A message delivered to a registered module.
 pub struct Message {
     /// The node that sent it.
@@ -17,7 +31,11 @@ pub struct Message {
     pub module: u16,
     /// The sender's sequence number: with `src`, the message's unique identity.
     pub seq: u32,
-    /// The application data.
+    /// How it was addressed.
+    pub kind: MessageKind,
+    /// Links it crossed: 1 from a direct neighbour, one more per relay.
+    pub hops: u8,
+    /// The application data (decompressed).
     pub payload: Bytes,
     responder: Option<Responder>,
 }
@@ -29,26 +47,33 @@ impl fmt::Debug for Message {
             .field("group", &self.group)
             .field("module", &self.module)
             .field("seq", &self.seq)
+            .field("kind", &self.kind)
+            .field("hops", &self.hops)
             .field("len", &self.payload.len())
             .field("request", &self.responder.is_some())
             .finish()
     }
 }
 
+/// What a message is, besides its payload; built by the dispatcher.
+pub(super) struct Envelope {
+    pub(super) src: NodeId,
+    pub(super) group: String,
+    pub(super) module: u16,
+    pub(super) seq: u32,
+    pub(super) kind: MessageKind,
+    pub(super) hops: u8,
+}
+
 impl Message {
-    pub(super) fn new(
-        src: NodeId,
-        group: String,
-        module: u16,
-        seq: u32,
-        payload: Bytes,
-        responder: Option<Responder>,
-    ) -> Self {
+    pub(super) fn new(env: Envelope, payload: Bytes, responder: Option<Responder>) -> Self {
         Message {
-            src,
-            group,
-            module,
-            seq,
+            src: env.src,
+            group: env.group,
+            module: env.module,
+            seq: env.seq,
+            kind: env.kind,
+            hops: env.hops,
             payload,
             responder,
         }
@@ -59,7 +84,8 @@ impl Message {
         self.responder.is_some()
     }
 
-    /// Takes the means to answer, leaving the message readable. `None` for one-way messages.
+    /// Takes the means to answer, leaving the message readable. `None` for one-way messages
+    /// (broadcasts and multicasts are always one-way).
     pub fn take_responder(&mut self) -> Option<Responder> {
         self.responder.take()
     }
@@ -67,6 +93,10 @@ impl Message {
 
 /// Answers one request. Dropping it unanswered tells the requester so at once, instead of
 /// letting it wait for its timeout.
+///
+/// A response travels back along the routes like any unicast, addressed to the requester.
+/// Answering never waits: if the next hop's queue is full the response is dropped and the
+/// call fails with [`SendError::QueueFull`], and the requester sees its timeout.
 pub struct Responder {
     node: NodeHandle,
     to: NodeId,
@@ -86,7 +116,8 @@ impl Responder {
         }
     }
 
-    /// Sends the response.
+    /// Sends the response. A payload too large to send is replaced by an error response
+    /// saying so (and the call returns [`SendError::TooLarge`]), so the requester learns it.
     pub fn respond(mut self, payload: Bytes) -> Result<(), SendError> {
         self.answered = true;
         self.node
@@ -98,6 +129,11 @@ impl Responder {
         self.answered = true;
         self.node
             .respond(self.to, self.module, self.seq, Err(error.into()))
+    }
+
+    /// The node waiting for this response.
+    pub fn requester(&self) -> NodeId {
+        self.to
     }
 }
 

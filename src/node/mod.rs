@@ -1,5 +1,19 @@
 //! The node: starts every layer from a config and offers the application a cloneable
-//! [`NodeHandle`] to send, request, and receive messages by module.
+//! [`NodeHandle`] to send, request, broadcast, multicast and receive messages by module.
+//!
+//! # Messaging forms
+//!
+//! | form | call | reaches | delivery |
+//! |---|---|---|---|
+//! | unicast | [`send`](NodeHandle::send), [`try_send`](NodeHandle::try_send) | one node, relayed along routes when not a neighbour | queued for the next hop; at most once |
+//! | request/response | [`request`](NodeHandle::request) | one node; the response comes back along routes | exactly one outcome: response, remote error, timeout, unreachable |
+//! | broadcast | [`broadcast`](NodeHandle::broadcast) | every node of a group ([`Membership`]) | queued per next hop; at most once per node |
+//! | multicast | [`multicast`](NodeHandle::multicast) | every subscriber of a topic ([`Membership`]) | queued per next hop; at most once per node |
+//!
+//! "Queued" means the packet is in the write queue of the link to the next hop, which is as
+//! far as a sender can know without a response: a link that drops later loses what was queued
+//! on it. Every message is identified by (source node ID, Seq) and handled at most once by
+//! each node (see [`crate::routing::dedup`]). `docs/messaging.md` is the guide.
 
 mod dispatch;
 mod error;
@@ -11,30 +25,49 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::config::Config;
 use crate::identity::{Identity, NodeId};
 use crate::peers::admission::Admission;
 use crate::peers::{PeerEvent, PeerSettings, Peers};
+use crate::routing::{
+    plan, Dedup, LocalInterests, LocalMembership, Membership, Reachability, RouteInfo, Router,
+};
+use crate::session::{QueueError, SessionHandle};
 use crate::tls::TlsContext;
-use crate::wire::{Ext, Options, Packet, PacketType, DEFAULT_TTL};
+use crate::wire::{
+    compress_append, encode_topic_prefix, for_link, DataFrame, Ext, Packet, PacketType, WireError,
+    DEFAULT_TTL, MAX_PROTOCOL_VERSION,
+};
 
 pub use error::{NodeError, RequestError, SendError};
-pub use message::{Message, Responder};
+pub use message::{Message, MessageKind, Responder};
 pub use runtime::PeerChangeError;
 
-/// Packets a session's write queue holds before senders wait or fail.
-const SESSION_QUEUE_LEN: usize = 4096;
+/// Bytes a session's write queue holds before senders wait or fail. A packet larger than
+/// this still goes, alone, once the queue is empty.
+pub const SESSION_QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// How long shutdown waits for sessions to flush their queues.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Sources whose recent Seqs are remembered for duplicate suppression.
+const DEDUP_SOURCES: usize = 16 * 1024;
+/// Shards of the outstanding-request table, so responses arriving on different sessions
+/// rarely take the same lock.
+const PENDING_SHARDS: usize = 32;
+
+/// Module IDs from here up are reserved for chainmesh's own modules.
+pub const RESERVED_MODULES: u16 = 0xff00;
+/// The built-in echo module: every node answers a request to it with the request's payload.
+/// `chainmesh ping` uses it.
+pub const ECHO_MODULE: u16 = 0xff00;
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
 pub struct Node {
@@ -54,16 +87,133 @@ struct Inner {
     listen: SocketAddr,
     groups: Vec<String>,
     max_packet: u32,
+    compress_threshold: usize,
     config_path: Option<PathBuf>,
     peers: Peers,
+    router: Arc<Router>,
     seq: AtomicU32,
-    pending: Mutex<HashMap<u32, PendingRequest>>,
+    pending: PendingTable,
     modules: RwLock<HashMap<u16, mpsc::Sender<Message>>>,
+    dedup: Dedup,
+    interests: Arc<LocalInterests>,
+    membership: RwLock<Arc<dyn Membership>>,
+}
+
+/// A response as the requester receives it.
+struct Reply {
+    payload: Bytes,
+    hops: u8,
 }
 
 struct PendingRequest {
     dst: NodeId,
-    reply: oneshot::Sender<Result<Bytes, RequestError>>,
+    reply: oneshot::Sender<Result<Reply, RequestError>>,
+}
+
+/// Outstanding requests by Seq, sharded by Seq.
+struct PendingTable {
+    shards: [Mutex<HashMap<u32, PendingRequest>>; PENDING_SHARDS],
+}
+
+impl PendingTable {
+    fn new() -> Self {
+        PendingTable {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn shard(&self, seq: u32) -> &Mutex<HashMap<u32, PendingRequest>> {
+        &self.shards[seq as usize % PENDING_SHARDS]
+    }
+
+    fn insert(&self, seq: u32, p: PendingRequest) {
+        self.shard(seq).lock().insert(seq, p);
+    }
+
+    fn remove(&self, seq: u32) {
+        self.shard(seq).lock().remove(&seq);
+    }
+
+    /// Takes request `seq` if it was sent to `from`: a Seq is only ours to match if the
+    /// response comes from the node we asked.
+    fn take_from(&self, seq: u32, from: &NodeId) -> Option<PendingRequest> {
+        let mut shard = self.shard(seq).lock();
+        match shard.get(&seq) {
+            Some(p) if p.dst == *from => shard.remove(&seq),
+            _ => None,
+        }
+    }
+
+    /// Takes every request whose destination satisfies `pred`.
+    fn take_where(&self, mut pred: impl FnMut(&NodeId) -> bool) -> Vec<PendingRequest> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            let seqs: Vec<u32> = shard
+                .iter()
+                .filter(|(_, p)| pred(&p.dst))
+                .map(|(s, _)| *s)
+                .collect();
+            out.extend(seqs.into_iter().filter_map(|s| shard.remove(&s)));
+        }
+        out
+    }
+
+    fn destinations(&self) -> Vec<NodeId> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(shard.lock().values().map(|p| p.dst));
+        }
+        out
+    }
+}
+
+/// What became of a broadcast or multicast, per target node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fanout {
+    /// The message's Seq.
+    pub seq: u32,
+    /// Targets whose copy was queued for its next hop.
+    pub queued: Vec<NodeId>,
+    /// Targets with no route.
+    pub unreachable: Vec<NodeId>,
+    /// Targets whose next hop's queue was full (fail-fast only) or whose link just closed.
+    pub dropped: Vec<NodeId>,
+}
+
+/// The outcome of one [`NodeHandle::ping`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingReply {
+    /// Time from sending the request to receiving the response.
+    pub rtt: Duration,
+    /// Links the response crossed: 1 from a neighbour, one more per relay.
+    pub hops: u8,
+}
+
+/// A fresh node's first Seq: random, so a restarted node's messages are not mistaken for its
+/// previous incarnation's by nodes that still remember those.
+fn initial_seq() -> u32 {
+    loop {
+        let s = rand::random::<u32>();
+        if s != 0 {
+            return s;
+        }
+    }
+}
+
+/// Links crossed by a packet that arrives with `ttl` left.
+fn hops_from_ttl(ttl: u8) -> u8 {
+    DEFAULT_TTL.saturating_sub(ttl).saturating_add(1)
+}
+
+fn wire_to_send_error(e: WireError) -> SendError {
+    match e {
+        WireError::LengthTooLarge { length, max } => SendError::TooLarge {
+            size: usize::try_from(length).unwrap_or(usize::MAX),
+            max: max as usize,
+        },
+        other => SendError::Invalid(other.to_string()),
+    }
 }
 
 impl Node {
@@ -95,14 +245,18 @@ impl Node {
         let settings = PeerSettings {
             timers: config.timers.clone(),
             max_packet: config.p2p.max_packet_size,
-            queue_len: SESSION_QUEUE_LEN,
+            // A byte budget since session queues are bounded in bytes.
+            queue_len: SESSION_QUEUE_BYTES,
         };
         let id = identity.node_id;
+        let interests = Arc::new(LocalInterests::new(config.p2p.groups.iter().cloned()));
+        let membership: Arc<dyn Membership> = Arc::new(LocalMembership::new(id, interests.clone()));
         let inner = Arc::new_cyclic(|weak| Inner {
             id,
             listen,
             groups: config.p2p.groups.clone(),
             max_packet: config.p2p.max_packet_size,
+            compress_threshold: config.p2p.compress_threshold,
             config_path,
             peers: Peers::new(
                 id,
@@ -111,17 +265,26 @@ impl Node {
                 settings,
                 Arc::new(dispatch::Dispatch::new(weak.clone())),
             ),
-            seq: AtomicU32::new(1),
-            pending: Mutex::new(HashMap::new()),
+            router: Router::new(id),
+            seq: AtomicU32::new(initial_seq()),
+            pending: PendingTable::new(),
             modules: RwLock::new(HashMap::new()),
+            dedup: Dedup::new(DEDUP_SOURCES),
+            interests,
+            membership: RwLock::new(membership),
         });
         let handle = NodeHandle { inner };
         let stop = CancellationToken::new();
+        // Routing subscribes to peer events before any link can come up.
+        handle
+            .inner
+            .router
+            .spawn(handle.inner.peers.clone(), stop.clone());
+        handle.spawn_reachability_watch(stop.clone());
         handle.inner.peers.listen(listener);
         for p in &config.p2p.peers {
             handle.inner.peers.add_target(p);
         }
-        handle.spawn_disconnect_watch(stop.clone());
         let admin_addr = if config.admin.listen.is_empty() {
             None
         } else {
@@ -155,8 +318,12 @@ impl Node {
     }
 
     /// Tells every peer this node is leaving, closes all sessions and stops every task.
+    /// Requests still waiting fail with [`RequestError::Stopped`].
     pub async fn shutdown(self) {
         self.stop.cancel();
+        for p in self.handle.inner.pending.take_where(|_| true) {
+            let _ = p.reply.send(Err(RequestError::Stopped));
+        }
         self.handle.inner.peers.shutdown(SHUTDOWN_GRACE).await;
         info!(node = %self.handle.inner.id.short(), "node stopped");
     }
@@ -193,98 +360,259 @@ impl NodeHandle {
         self.inner.peers.subscribe()
     }
 
+    /// Largest packet this node sends or accepts, `p2p.max_packet_size`.
+    pub fn max_packet_size(&self) -> u32 {
+        self.inner.max_packet
+    }
+
     /// Receives every message addressed to `module`. Replaces an earlier registration of the
     /// same module. `capacity` bounds the messages waiting in the returned queue; when it is
-    /// full, the sessions delivering to it stop reading, which slows the senders down.
+    /// full, the sessions delivering to it stop reading, which slows the senders down (their
+    /// queues fill, [`send`](Self::send) waits and [`try_send`](Self::try_send) fails).
+    ///
+    /// Modules from [`RESERVED_MODULES`] up belong to chainmesh; registering
+    /// [`ECHO_MODULE`] has no effect, the built-in echo answers it.
     pub fn register(&self, module: u16, capacity: usize) -> mpsc::Receiver<Message> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         self.inner.modules.write().insert(module, tx);
         rx
     }
 
-    fn next_seq(&self) -> u32 {
+    /// Stops delivering to `module`; requests to it are answered with an error from then on.
+    pub fn unregister(&self, module: u16) {
+        self.inner.modules.write().remove(&module);
+    }
+
+    /// A fresh Seq for a message this node originates. Seqs start at a random value at boot,
+    /// rise by one per message and skip 0, which link-control packets use.
+    pub fn next_seq(&self) -> u32 {
         loop {
             let s = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-            // Seq 0 is what heartbeats carry; never hand it to a message.
             if s != 0 {
                 return s;
             }
         }
     }
 
-    fn unicast_packet(
+    // ----- routes ------------------------------------------------------------------------
+
+    /// Every node this one can reach, with its distance in hops (1 for a neighbour), sorted
+    /// by node ID.
+    pub fn reachable_nodes(&self) -> Vec<(NodeId, u8)> {
+        self.inner.router.reachable()
+    }
+
+    /// The routing table: destination, next hop and distance, sorted by destination.
+    pub fn routes(&self) -> Vec<RouteInfo> {
+        self.inner.router.routes()
+    }
+
+    /// The routing table's seq, as announced to the neighbours.
+    pub fn route_seq(&self) -> u32 {
+        self.inner.router.seq()
+    }
+
+    /// Nodes becoming reachable or unreachable, from now on.
+    pub fn reachability_events(&self) -> broadcast::Receiver<Reachability> {
+        self.inner.router.subscribe()
+    }
+
+    /// The link a packet for `dst` leaves by: the direct session when there is one, else the
+    /// session to the route's next hop.
+    fn next_hop_session(&self, dst: &NodeId) -> Result<SessionHandle, SendError> {
+        if let Some(s) = self.inner.peers.session(dst) {
+            return Ok(s);
+        }
+        let hop = self
+            .inner
+            .router
+            .next_hop(dst)
+            .ok_or(SendError::Unreachable(*dst))?;
+        self.inner
+            .peers
+            .session(&hop)
+            .ok_or(SendError::Unreachable(*dst))
+    }
+
+    // ----- topics and membership ---------------------------------------------------------
+
+    /// Subscribes this node to `topic`: multicasts to it are delivered here from now on
+    /// (once the other nodes learn it through status synchronization). Returns false if
+    /// already subscribed.
+    pub fn subscribe(&self, topic: &str) -> bool {
+        self.inner.interests.subscribe(topic)
+    }
+
+    /// Unsubscribes from `topic`; multicasts to it are no longer delivered here. Returns
+    /// false if not subscribed.
+    pub fn unsubscribe(&self, topic: &str) -> bool {
+        self.inner.interests.unsubscribe(topic)
+    }
+
+    /// The topics this node subscribes to, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner.interests.topics()
+    }
+
+    /// Replaces where broadcast and multicast targets come from. The node starts with a
+    /// [`LocalMembership`], which knows only itself; status synchronization installs one
+    /// that knows every node's groups and topics.
+    pub fn set_membership(&self, membership: Arc<dyn Membership>) {
+        *self.inner.membership.write() = membership;
+    }
+
+    fn membership(&self) -> Arc<dyn Membership> {
+        self.inner.membership.read().clone()
+    }
+
+    // ----- unicast -----------------------------------------------------------------------
+
+    /// The group a unicast carries: the node's first.
+    fn default_group(&self) -> &str {
+        self.inner.groups.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// A unicast frame, checked against the size limit and compressed when that pays.
+    fn unicast_frame(
         &self,
-        dst: NodeId,
+        dst: &NodeId,
         module: u16,
         seq: u32,
         ext: Ext,
-        payload: Bytes,
-    ) -> Packet {
-        Packet {
-            // Set per hop from the session's agreed version when the packet is queued.
-            version: 0,
+        payload: &[u8],
+    ) -> Result<Bytes, SendError> {
+        let f = DataFrame {
+            version: MAX_PROTOCOL_VERSION,
             packet_type: PacketType::UNICAST,
             seq,
             ext: ext.with_ttl(DEFAULT_TTL),
-            options: Some(Options {
-                group: self.inner.groups.first().cloned().unwrap_or_default(),
-                src: self.inner.id,
-                dsts: vec![dst],
-                module,
-            }),
+            group: self.default_group(),
+            src: &self.inner.id,
+            dsts: std::slice::from_ref(dst),
+            module,
+            prefix: &[],
             payload,
-        }
+        };
+        f.validate(self.inner.max_packet)
+            .map_err(wire_to_send_error)?;
+        Ok(f.encode(self.inner.compress_threshold))
     }
 
-    /// Encodes `packet` for the session to `dst` and queues it, waiting for room when `wait`
-    /// is set.
-    async fn queue(&self, dst: NodeId, mut packet: Packet, wait: bool) -> Result<(), SendError> {
-        let session = self
-            .inner
-            .peers
-            .session(&dst)
-            .ok_or(SendError::Unreachable(dst))?;
-        packet.version = session.version;
-        let size = packet.encoded_len();
-        if size > self.inner.max_packet as usize {
-            return Err(SendError::TooLarge {
-                size,
-                max: self.inner.max_packet as usize,
-            });
-        }
-        let frame = packet.to_bytes();
+    /// Queues `frame` on `session`, waiting for room or failing at once.
+    async fn queue_on(
+        session: &SessionHandle,
+        frame: &Bytes,
+        wait: bool,
+        dst: NodeId,
+    ) -> Result<(), SendError> {
+        let frame = for_link(frame, session.version);
         let r = if wait {
             session.send(frame).await
         } else {
             session.try_send(frame)
         };
         r.map_err(|e| match e {
-            crate::session::QueueError::Full => SendError::QueueFull(dst),
-            crate::session::QueueError::Closed => SendError::Unreachable(dst),
+            QueueError::Full => SendError::QueueFull(session.peer),
+            QueueError::Closed => SendError::Unreachable(dst),
         })
     }
 
-    /// Sends `payload` to module `module` of node `dst`. Returns once the packet is queued
-    /// for the next hop, waiting while that hop's queue is full.
-    pub async fn send(&self, dst: NodeId, module: u16, payload: Bytes) -> Result<(), SendError> {
-        let packet = self.unicast_packet(dst, module, self.next_seq(), Ext(0), payload);
-        self.queue(dst, packet, true).await
-    }
-
-    /// Like [`send`](Self::send), but fails with [`SendError::QueueFull`] instead of waiting.
-    pub async fn try_send(
+    /// Sends a unicast: checks the size, finds the next hop, encodes, queues. A message to
+    /// this node itself is delivered locally.
+    async fn unicast(
         &self,
         dst: NodeId,
         module: u16,
-        payload: Bytes,
+        seq: u32,
+        ext: Ext,
+        payload: &[u8],
+        wait: bool,
     ) -> Result<(), SendError> {
-        let packet = self.unicast_packet(dst, module, self.next_seq(), Ext(0), payload);
-        self.queue(dst, packet, false).await
+        if dst == self.inner.id {
+            let frame = self.unicast_frame(&dst, module, seq, ext, payload)?;
+            return self.loopback(frame).await;
+        }
+        let session = self.next_hop_session(&dst)?;
+        let frame = self.unicast_frame(&dst, module, seq, ext, payload)?;
+        self.queue_routed(session, &frame, wait, dst).await
     }
 
-    /// Sends a request to module `module` of node `dst` and waits for its response. Every
-    /// outcome arrives: the response, the remote handler's error, a timeout, or the peer
-    /// becoming unreachable.
+    /// Queues `frame` for `dst` on `session`, the link to its next hop. If that link turns
+    /// out to be closing (typically the loser of a simultaneous dial, replaced by the
+    /// winner a moment ago), the frame goes on the link that replaced it.
+    async fn queue_routed(
+        &self,
+        mut session: SessionHandle,
+        frame: &Bytes,
+        wait: bool,
+        dst: NodeId,
+    ) -> Result<(), SendError> {
+        // A few attempts cover a replaced link; a link that keeps closing means the route
+        // is going away, which the caller hears as unreachable.
+        for _ in 0..3 {
+            match Self::queue_on(&session, frame, wait, dst).await {
+                Err(SendError::Unreachable(_)) => match self.next_hop_session(&dst) {
+                    Ok(next) if next.id != session.id => session = next,
+                    _ => break,
+                },
+                other => return other,
+            }
+        }
+        Err(SendError::Unreachable(dst))
+    }
+
+    /// Delivers a frame this node sent to itself, as if it had arrived.
+    async fn loopback(&self, frame: Bytes) -> Result<(), SendError> {
+        let packet = Packet::decode_exact(&frame, u32::MAX).map_err(wire_to_send_error)?;
+        if let Some(wait) = self.deliver_local(None, packet) {
+            wait.await;
+        }
+        Ok(())
+    }
+
+    /// Sends `payload` to module `module` of node `dst`, relayed along routes when `dst` is
+    /// not a neighbour. Returns once the packet is queued for the next hop, waiting while
+    /// that hop's queue is full.
+    ///
+    /// Delivery: at most once. A queued message is lost if a link on its path drops before
+    /// it crosses; use [`request`](Self::request) to know it arrived.
+    ///
+    /// Errors: [`SendError::Unreachable`] (no link or route), [`SendError::TooLarge`] (the
+    /// packet would exceed `p2p.max_packet_size`), [`SendError::Invalid`].
+    pub async fn send(&self, dst: NodeId, module: u16, payload: Bytes) -> Result<(), SendError> {
+        let seq = self.next_seq();
+        self.unicast(dst, module, seq, Ext(0), &payload, true).await
+    }
+
+    /// Like [`send`](Self::send), but never waits: fails with [`SendError::QueueFull`] when
+    /// the next hop's queue has no room (the drop is counted in that peer's
+    /// `dropped_out`).
+    pub fn try_send(&self, dst: NodeId, module: u16, payload: Bytes) -> Result<(), SendError> {
+        let seq = self.next_seq();
+        futures_util::FutureExt::now_or_never(self.unicast(
+            dst,
+            module,
+            seq,
+            Ext(0),
+            &payload,
+            false,
+        ))
+        // Only a local delivery to a full module queue can wait; fail-fast treats it as full.
+        .unwrap_or(Err(SendError::QueueFull(dst)))
+    }
+
+    /// Sends a request to module `module` of node `dst` and waits for its response, which
+    /// travels back along the routes. Every outcome arrives, within `timeout` at the latest:
+    ///
+    /// - `Ok(payload)`: the handler's response;
+    /// - [`RequestError::Remote`]: the handler failed, dropped the request, or there is no
+    ///   handler for the module;
+    /// - [`RequestError::Timeout`]: nothing came back in time (waiting for queue room
+    ///   counts);
+    /// - [`RequestError::PeerDisconnected`] / [`RequestError::Unreachable`]: the node's link,
+    ///   or its last route, went down while waiting;
+    /// - [`RequestError::Send`]: it could not be sent at all;
+    /// - [`RequestError::Stopped`]: this node is shutting down.
     pub async fn request(
         &self,
         dst: NodeId,
@@ -292,25 +620,60 @@ impl NodeHandle {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
+        self.request_reply(dst, module, &payload, timeout)
+            .await
+            .map(|r| r.payload)
+    }
+
+    async fn request_reply(
+        &self,
+        dst: NodeId,
+        module: u16,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Reply, RequestError> {
         let seq = self.next_seq();
-        let packet = self.unicast_packet(dst, module, seq, Ext::REQUEST, payload);
         let (tx, rx) = oneshot::channel();
         self.inner
             .pending
-            .lock()
             .insert(seq, PendingRequest { dst, reply: tx });
         // Removes the entry however this future ends, including when the caller drops it.
         let _guard = PendingGuard { node: self, seq };
-        self.queue(dst, packet, true).await?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(RequestError::PeerDisconnected(dst)),
+        let exchange = async {
+            self.unicast(dst, module, seq, Ext::REQUEST, payload, true)
+                .await?;
+            match rx.await {
+                Ok(result) => result,
+                // The table was dropped: the node is going away.
+                Err(_) => Err(RequestError::Stopped),
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
             Err(_) => Err(RequestError::Timeout(timeout)),
         }
     }
 
+    /// Sends a request to the built-in echo module of `dst` and measures the round trip.
+    /// The reply's `hops` counts the links the response crossed (from the TTL it has left).
+    pub async fn ping(
+        &self,
+        dst: NodeId,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<PingReply, RequestError> {
+        let started = Instant::now();
+        let reply = self
+            .request_reply(dst, ECHO_MODULE, &payload, timeout)
+            .await?;
+        Ok(PingReply {
+            rtt: started.elapsed(),
+            hops: reply.hops,
+        })
+    }
+
     /// Sends the response to request `seq` from `to`. Never waits: it runs inside handlers
-    /// and drops; if the queue is full the requester times out, which it is told about.
+    /// and drops. A response too large to send becomes an error response saying so.
     fn respond(
         &self,
         to: NodeId,
@@ -322,28 +685,305 @@ impl NodeHandle {
             Ok(p) => (Ext::RESPONSE, p),
             Err(e) => (Ext::RESPONSE | Ext::ERROR, Bytes::from(e.into_bytes())),
         };
-        let packet = self.unicast_packet(to, module, seq, ext, payload);
-        futures_util::FutureExt::now_or_never(self.queue(to, packet, false))
-            .unwrap_or(Err(SendError::QueueFull(to)))
+        let sent = futures_util::FutureExt::now_or_never(
+            self.unicast(to, module, seq, ext, &payload, false),
+        )
+        .unwrap_or(Err(SendError::QueueFull(to)));
+        if let Err(SendError::TooLarge { size, max }) = sent {
+            let text = format!("the response of {size} bytes exceeds the {max}-byte limit");
+            let _ = futures_util::FutureExt::now_or_never(self.unicast(
+                to,
+                module,
+                seq,
+                Ext::RESPONSE | Ext::ERROR,
+                text.as_bytes(),
+                false,
+            ));
+        }
+        sent
     }
 
-    /// Fails every request waiting on `peer`.
-    fn fail_pending_to(&self, peer: NodeId) {
-        let mut pending = self.inner.pending.lock();
-        let seqs: Vec<u32> = pending
-            .iter()
-            .filter(|(_, p)| p.dst == peer)
-            .map(|(s, _)| *s)
-            .collect();
-        for s in seqs {
-            if let Some(p) = pending.remove(&s) {
-                let _ = p.reply.send(Err(RequestError::PeerDisconnected(peer)));
+    // ----- broadcast and multicast -------------------------------------------------------
+
+    /// Sends `payload` to module `module` of every node in `group` except this one, as the
+    /// [`Membership`] lists them. The packet is encoded once (compressed once) and the same
+    /// bytes are queued to every neighbour that is a target; targets further away get it
+    /// through relays, split by next hop. Waits while a next hop's queue is full.
+    ///
+    /// Delivery: at most once per target; the returned [`Fanout`] says which targets were
+    /// queued and which had no route. Errors: [`SendError::TooLarge`],
+    /// [`SendError::Invalid`].
+    pub async fn broadcast(
+        &self,
+        group: &str,
+        module: u16,
+        payload: Bytes,
+    ) -> Result<Fanout, SendError> {
+        let targets = self.membership().group_members(group);
+        self.fanout(
+            PacketType::BROADCAST,
+            group,
+            &[],
+            module,
+            &payload,
+            &targets,
+            true,
+        )
+        .await
+    }
+
+    /// Like [`broadcast`](Self::broadcast), but never waits: targets behind a full queue are
+    /// reported in [`Fanout::dropped`].
+    pub fn try_broadcast(
+        &self,
+        group: &str,
+        module: u16,
+        payload: Bytes,
+    ) -> Result<Fanout, SendError> {
+        let targets = self.membership().group_members(group);
+        let f = self.fanout(
+            PacketType::BROADCAST,
+            group,
+            &[],
+            module,
+            &payload,
+            &targets,
+            false,
+        );
+        futures_util::FutureExt::now_or_never(f).unwrap_or(Err(SendError::QueueFull(self.inner.id)))
+    }
+
+    /// Sends `payload` to module `module` of every node subscribed to `topic` except this
+    /// one, as the [`Membership`] lists them; the receivers see the topic in
+    /// [`MessageKind::Multicast`]. Encoding, relaying and delivery are as for
+    /// [`broadcast`](Self::broadcast).
+    pub async fn multicast(
+        &self,
+        topic: &str,
+        module: u16,
+        payload: Bytes,
+    ) -> Result<Fanout, SendError> {
+        let targets = self.membership().topic_subscribers(topic);
+        let mut prefix = Vec::with_capacity(2 + topic.len());
+        encode_topic_prefix(topic, &mut prefix).map_err(wire_to_send_error)?;
+        let group = self.default_group().to_owned();
+        self.fanout(
+            PacketType::MULTICAST,
+            &group,
+            &prefix,
+            module,
+            &payload,
+            &targets,
+            true,
+        )
+        .await
+    }
+
+    /// Like [`multicast`](Self::multicast), but never waits: targets behind a full queue are
+    /// reported in [`Fanout::dropped`].
+    pub fn try_multicast(
+        &self,
+        topic: &str,
+        module: u16,
+        payload: Bytes,
+    ) -> Result<Fanout, SendError> {
+        let targets = self.membership().topic_subscribers(topic);
+        let mut prefix = Vec::with_capacity(2 + topic.len());
+        encode_topic_prefix(topic, &mut prefix).map_err(wire_to_send_error)?;
+        let group = self.default_group().to_owned();
+        let f = self.fanout(
+            PacketType::MULTICAST,
+            &group,
+            &prefix,
+            module,
+            &payload,
+            &targets,
+            false,
+        );
+        futures_util::FutureExt::now_or_never(f).unwrap_or(Err(SendError::QueueFull(self.inner.id)))
+    }
+
+    /// The next hop of `dst` as fan-out planning sees it.
+    fn hop_of(&self, dst: &NodeId) -> Option<NodeId> {
+        if self.inner.peers.session(dst).is_some() {
+            return Some(*dst);
+        }
+        self.inner.router.next_hop(dst)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fanout(
+        &self,
+        packet_type: PacketType,
+        group: &str,
+        prefix: &[u8],
+        module: u16,
+        payload: &[u8],
+        targets: &[NodeId],
+        wait: bool,
+    ) -> Result<Fanout, SendError> {
+        let seq = self.next_seq();
+        let id = self.inner.id;
+        // Compress once for every copy.
+        let joined;
+        let plain: &[u8] = if prefix.is_empty() {
+            payload
+        } else {
+            joined = [prefix, payload].concat();
+            &joined
+        };
+        let threshold = self.inner.compress_threshold;
+        let mut compressed = Vec::new();
+        let (body, ext) = if threshold > 0
+            && plain.len() > threshold
+            && compress_append(&mut compressed, plain)
+        {
+            (&compressed[..], Ext::COMPRESSED)
+        } else {
+            (plain, Ext::default())
+        };
+        let base = DataFrame {
+            version: MAX_PROTOCOL_VERSION,
+            packet_type,
+            seq,
+            ext: ext.with_ttl(DEFAULT_TTL),
+            group,
+            src: &id,
+            dsts: &[],
+            module,
+            prefix: &[],
+            payload: body,
+        };
+        // The size limit counts the uncompressed payload, as for unicast.
+        DataFrame {
+            payload: plain,
+            ..base
+        }
+        .validate(self.inner.max_packet)
+        .map_err(wire_to_send_error)?;
+        let plan = plan(targets, &id, |t| self.hop_of(t));
+        let mut out = Fanout {
+            seq,
+            unreachable: plan.unreachable.clone(),
+            ..Fanout::default()
+        };
+        let mut copies: Vec<(NodeId, Vec<NodeId>, Bytes)> = Vec::new();
+        if !plan.leaves.is_empty() {
+            let shared = base.encode(0);
+            for leaf in &plan.leaves {
+                copies.push((*leaf, vec![*leaf], shared.clone()));
             }
+        }
+        for (hop, list) in &plan.relays {
+            let f = DataFrame { dsts: list, ..base };
+            if let Err(e) = f.validate(self.inner.max_packet) {
+                debug!(next_hop = %hop.short(), error = %e, "relay copy too large; dropped");
+                out.dropped.extend(list);
+                continue;
+            }
+            copies.push((*hop, list.clone(), f.encode(0)));
+        }
+        let mut blocked = Vec::new();
+        'copies: for (hop, list, frame) in copies {
+            let mut closed = None;
+            // A second attempt covers a link replaced a moment ago (see `queue_routed`).
+            for _ in 0..2 {
+                let Some(s) = self.inner.peers.session(&hop) else {
+                    break;
+                };
+                if closed == Some(s.id) {
+                    break;
+                }
+                match s.offer(for_link(&frame, s.version)) {
+                    Ok(()) => {
+                        out.queued.extend(list);
+                        continue 'copies;
+                    }
+                    Err((QueueError::Full, frame)) => {
+                        blocked.push((s, list, frame));
+                        continue 'copies;
+                    }
+                    Err((QueueError::Closed, _)) => closed = Some(s.id),
+                }
+            }
+            out.dropped.extend(list);
+        }
+        for (s, list, frame) in blocked {
+            let queued = if wait {
+                s.send(frame).await.is_ok()
+            } else {
+                s.count_drop();
+                false
+            };
+            if queued {
+                out.queued.extend(list);
+            } else {
+                out.dropped.extend(list);
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- packets for protocol extensions -----------------------------------------------
+
+    /// Sends any packet with options (status synchronization, AMOP) to `dst` through its
+    /// next hop, waiting for queue room. Routing fills in what it owns: source = this node,
+    /// destinations = `[dst]`, TTL = default, Version per link, and a fresh Seq if the
+    /// packet's is 0. The payload is compressed like any message's.
+    ///
+    /// Errors as for [`send`](Self::send); a packet type without options is
+    /// [`SendError::Invalid`].
+    pub async fn send_packet(&self, dst: NodeId, packet: Packet) -> Result<(), SendError> {
+        let Some(opts) = packet.options.as_ref() else {
+            return Err(SendError::Invalid(format!(
+                "packet type {} carries no options and cannot be routed",
+                packet.packet_type
+            )));
+        };
+        let seq = if packet.seq == 0 {
+            self.next_seq()
+        } else {
+            packet.seq
+        };
+        let f = DataFrame {
+            version: MAX_PROTOCOL_VERSION,
+            packet_type: packet.packet_type,
+            seq,
+            ext: packet.ext.with_ttl(DEFAULT_TTL),
+            group: &opts.group,
+            src: &self.inner.id,
+            dsts: std::slice::from_ref(&dst),
+            module: opts.module,
+            prefix: &[],
+            payload: &packet.payload,
+        };
+        f.validate(self.inner.max_packet)
+            .map_err(wire_to_send_error)?;
+        let session = self.next_hop_session(&dst)?;
+        self.queue_routed(session, &f.encode(self.inner.compress_threshold), true, dst)
+            .await
+    }
+
+    // ----- outstanding requests ----------------------------------------------------------
+
+    /// Fails every request waiting on `node`, which just became unreachable.
+    fn fail_pending_to(&self, node: NodeId, was_neighbour: bool) {
+        for p in self.inner.pending.take_where(|d| *d == node) {
+            let e = if was_neighbour {
+                RequestError::PeerDisconnected(node)
+            } else {
+                RequestError::Unreachable(node)
+            };
+            let _ = p.reply.send(Err(e));
         }
     }
 
-    fn spawn_disconnect_watch(&self, stop: CancellationToken) {
-        let mut events = self.events();
+    fn is_reachable(&self, node: &NodeId) -> bool {
+        self.inner.peers.session(node).is_some() || self.inner.router.next_hop(node).is_some()
+    }
+
+    fn spawn_reachability_watch(&self, stop: CancellationToken) {
+        let mut events = self.reachability_events();
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             loop {
@@ -354,20 +994,27 @@ impl NodeHandle {
                 let Some(inner) = weak.upgrade() else { return };
                 let node = NodeHandle { inner };
                 match ev {
-                    Ok(PeerEvent::Disconnected { peer, .. }) => node.fail_pending_to(peer),
-                    Ok(_) => {}
+                    Ok(Reachability::Unreachable {
+                        node: gone,
+                        was_neighbour,
+                    }) => {
+                        // A direct link may have come back meanwhile.
+                        if !node.is_reachable(&gone) {
+                            node.fail_pending_to(gone, was_neighbour);
+                        }
+                    }
+                    Ok(Reachability::Reachable { .. }) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Missed events: fail whatever waits on a peer that is gone.
+                        // Missed events: fail whatever waits on a node that is gone.
                         let gone: Vec<NodeId> = node
                             .inner
                             .pending
-                            .lock()
-                            .values()
-                            .map(|p| p.dst)
-                            .filter(|d| node.inner.peers.session(d).is_none())
+                            .destinations()
+                            .into_iter()
+                            .filter(|d| !node.is_reachable(d))
                             .collect();
                         for g in gone {
-                            node.fail_pending_to(g);
+                            node.fail_pending_to(g, false);
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -384,6 +1031,6 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.node.inner.pending.lock().remove(&self.seq);
+        self.node.inner.pending.remove(self.seq);
     }
 }

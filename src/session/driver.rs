@@ -10,8 +10,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
@@ -28,6 +30,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Packets handled per wake before yielding, so one busy peer cannot starve the others
 /// sharing this worker thread.
 const BUDGET: usize = 256;
+/// Frames at least this large are written from their own buffer instead of being copied into
+/// the batch: copying them would cost more than the extra write call.
+const DIRECT_WRITE: usize = 64 * 1024;
 
 /// Runs a session until it ends and returns why. `initial` holds bytes already read from the
 /// stream (after the handshake packet) that belong to this session.
@@ -45,9 +50,15 @@ where
     let now = Instant::now();
     let mut st = State {
         rx: queue.rx,
+        budget: queue.budget,
+        capacity: queue.capacity,
         shared: queue.shared,
         stats: queue.stats,
         wbuf: BytesMut::with_capacity(WRITE_BATCH),
+        wbuf_permits: 0,
+        big: None,
+        big_permits: 0,
+        write_blocked: false,
         rbuf: initial,
         decoder: Decoder::new(cfg.max_packet),
         pending: None,
@@ -60,17 +71,32 @@ where
         cfg,
     };
     let reason = poll_fn(|cx| st.poll(cx, &mut stream, &handle, &*inbound)).await;
-    // Make later sends fail fast instead of filling a queue nobody drains.
+    // Make later sends fail fast, and wake senders waiting for room, instead of filling a
+    // queue nobody drains.
+    st.budget.close();
     st.rx.close();
     debug!(peer = %handle.peer.short(), conn = handle.id, %reason, "session ended");
     reason
 }
 
 struct State {
-    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+    /// The queue's byte budget; permits come back here once their bytes are written.
+    budget: Arc<Semaphore>,
+    capacity: usize,
     shared: Arc<super::Shared>,
     stats: Arc<SessionStats>,
+    /// Small frames copied together for one large write.
     wbuf: BytesMut,
+    /// Permits of the frames in `wbuf`, returned when it is fully written.
+    wbuf_permits: usize,
+    /// A large frame being written from its own buffer, after everything in `wbuf`.
+    big: Option<Bytes>,
+    big_permits: usize,
+    /// The last write returned Pending. OpenSSL then requires the retry to pass the same
+    /// buffer (same address, at least as long): nothing may be appended to `wbuf`, which
+    /// could move it, until that write completes.
+    write_blocked: bool,
     rbuf: BytesMut,
     decoder: Decoder,
     pending: Option<Pending>,
@@ -80,7 +106,7 @@ struct State {
     /// Set once the session is winding down, with the reason and the deadline.
     closing: Option<(CloseReason, Instant)>,
     shut_down: bool,
-    heartbeat: bytes::Bytes,
+    heartbeat: Bytes,
     cfg: SessionConfig,
 }
 
@@ -100,17 +126,18 @@ impl State {
         if let Err(reason) = self.poll_write(cx, stream) {
             return Poll::Ready(self.finish(reason));
         }
-        match self.poll_read(cx, stream, handle, inbound) {
+        let budget_used = match self.poll_read(cx, stream, handle, inbound) {
             Err(reason) => return Poll::Ready(self.finish(reason)),
-            Ok(true) => {
-                // Budget used up: let other tasks run, then come straight back.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            Ok(false) => {}
-        }
+            Ok(used) => used,
+        };
+        // Timers run even when the read budget ran out: a link busy only inbound must still
+        // send heartbeats, or the peer, which hears nothing back, drops it as idle.
         if let Some(reason) = self.poll_timers(cx) {
             return Poll::Ready(self.finish(reason));
+        }
+        if budget_used {
+            // Let other tasks run, then come straight back.
+            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }
@@ -144,11 +171,30 @@ impl State {
     ) -> Result<(), CloseReason> {
         loop {
             let mut pulled = 0u64;
-            while self.wbuf.len() < WRITE_BATCH && !self.shut_down {
-                match self.rx.poll_recv(cx) {
+            while !self.write_blocked
+                && self.big.is_none()
+                && self.wbuf.len() < WRITE_BATCH
+                && !self.shut_down
+            {
+                // `try_recv` first: unlike `poll_recv` it does not spend the task's
+                // cooperative budget, which would cut a batch short after 128 frames.
+                // `poll_recv` only runs when the queue looks empty, to register the waker.
+                let next = match self.rx.try_recv() {
+                    Ok(frame) => Poll::Ready(Some(frame)),
+                    Err(TryRecvError::Disconnected) => Poll::Ready(None),
+                    Err(TryRecvError::Empty) => self.rx.poll_recv(cx),
+                };
+                match next {
                     Poll::Ready(Some(frame)) => {
-                        self.wbuf.extend_from_slice(&frame);
                         pulled += 1;
+                        let permits = super::permits_for(frame.len(), self.capacity) as usize;
+                        if frame.len() >= DIRECT_WRITE {
+                            self.big = Some(frame);
+                            self.big_permits = permits;
+                        } else {
+                            self.wbuf.extend_from_slice(&frame);
+                            self.wbuf_permits += permits;
+                        }
                     }
                     // All handles gone: the peer manager dropped us.
                     Poll::Ready(None) => {
@@ -161,7 +207,13 @@ impl State {
                 }
             }
             SessionStats::add(&self.stats.packets_out, pulled);
-            if self.wbuf.is_empty() {
+            // `wbuf` holds bytes queued before `big`, so it goes first.
+            let from_batch = !self.wbuf.is_empty();
+            let chunk: &[u8] = if from_batch {
+                &self.wbuf
+            } else if let Some(big) = &self.big {
+                big
+            } else {
                 if self.closing.is_some() && !self.shut_down {
                     match Pin::new(&mut *stream).poll_shutdown(cx) {
                         Poll::Ready(_) => self.shut_down = true,
@@ -169,23 +221,48 @@ impl State {
                     }
                 }
                 return Ok(());
-            }
-            match Pin::new(&mut *stream).poll_write(cx, &self.wbuf) {
+            };
+            let n = match Pin::new(&mut *stream).poll_write(cx, chunk) {
                 Poll::Ready(Ok(0)) => return Err(CloseReason::Io("write returned zero".into())),
-                Poll::Ready(Ok(n)) => {
-                    self.wbuf.advance(n);
-                    self.last_write = Instant::now();
-                    SessionStats::add(&self.stats.bytes_out, n as u64);
-                    if self.wbuf.is_empty() {
-                        // Keep the allocation but drop the offset so the buffer stays compact.
-                        self.wbuf.clear();
-                        if let Poll::Ready(Err(e)) = Pin::new(&mut *stream).poll_flush(cx) {
-                            return Err(CloseReason::Io(e.to_string()));
-                        }
-                    }
-                }
+                Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Err(CloseReason::Io(e.to_string())),
-                Poll::Pending => return Ok(()),
+                Poll::Pending => {
+                    self.write_blocked = true;
+                    return Ok(());
+                }
+            };
+            self.write_blocked = false;
+            self.last_write = Instant::now();
+            SessionStats::add(&self.stats.bytes_out, n as u64);
+            let drained = if from_batch {
+                self.wbuf.advance(n);
+                let done = self.wbuf.is_empty();
+                if done {
+                    // Keep the allocation but drop the offset so the buffer stays compact.
+                    self.wbuf.clear();
+                    self.budget
+                        .add_permits(std::mem::take(&mut self.wbuf_permits));
+                }
+                done
+            } else {
+                let done = match self.big.as_mut() {
+                    Some(big) => {
+                        big.advance(n.min(big.len()));
+                        big.is_empty()
+                    }
+                    None => true,
+                };
+                if done {
+                    self.big = None;
+                    self.budget
+                        .add_permits(std::mem::take(&mut self.big_permits));
+                }
+                done
+            };
+            if drained && self.wbuf.is_empty() && self.big.is_none() {
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *stream).poll_flush(cx) {
+                    return Err(CloseReason::Io(e.to_string()));
+                }
             }
         }
     }
@@ -212,7 +289,7 @@ impl State {
                 if handled >= BUDGET {
                     return Ok(true);
                 }
-                let packet = match self.decoder.decode(&mut self.rbuf) {
+                let (packet, frame) = match self.decoder.decode_frame(&mut self.rbuf) {
                     Ok(Some(p)) => p,
                     Ok(None) => break,
                     Err(e) => {
@@ -231,7 +308,7 @@ impl State {
                     }
                     _ => {}
                 }
-                if let Some(mut p) = inbound.on_packet(handle, packet) {
+                if let Some(mut p) = inbound.on_packet(handle, packet, frame) {
                     match p.as_mut().poll(cx) {
                         Poll::Ready(()) => {}
                         Poll::Pending => {
@@ -265,13 +342,19 @@ impl State {
                 }
                 self.timer.as_mut().reset(*deadline);
             } else {
+                // While a delivery waits for a slow consumer we are not reading, so silence
+                // says nothing about the peer: restart the idle clock instead of dropping it.
+                if self.pending.is_some() {
+                    self.last_read = now;
+                }
                 let idle_at = self.last_read + self.cfg.idle_timeout;
                 if now >= idle_at {
                     return Some(CloseReason::IdleTimeout);
                 }
                 let beat_at = self.last_write + self.cfg.heartbeat_interval;
                 if now >= beat_at {
-                    if self.wbuf.is_empty() {
+                    // Only between frames: a large frame may be half written.
+                    if self.wbuf.is_empty() && self.big.is_none() {
                         self.wbuf.extend_from_slice(&self.heartbeat);
                         SessionStats::add(&self.stats.packets_out, 1);
                     }

@@ -1,5 +1,10 @@
-//! One task per live connection: framing, heartbeats, idle timeout, and a bounded write queue
-//! whose writer batches queued packets into large TLS writes.
+//! One task per live connection: framing, heartbeats, idle timeout, and a write queue bounded
+//! in bytes whose writer batches queued packets into large TLS writes.
+//!
+//! The queue's bound is a [`Semaphore`] holding one permit per byte: a sender takes a frame's
+//! length in permits before queuing it (waiting for them, or failing at once), and the
+//! writer gives them back once the frame is written to the stream. Memory held for a peer is
+//! therefore bounded by its queue budget plus one write batch, however slow the peer reads.
 //!
 //! A session knows nothing of routing or of the peer set: it moves encoded packets out of its
 //! queue onto the stream, and hands each decoded packet to an [`Inbound`] sink. Sessions are
@@ -19,7 +24,7 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
 
 use crate::identity::NodeId;
 use crate::wire::Packet;
@@ -106,7 +111,7 @@ pub struct SessionStats {
     pub packets_in: AtomicU64,
     /// Packets written (queued packets plus heartbeats).
     pub packets_out: AtomicU64,
-    /// Packets refused because the write queue was full.
+    /// Packets refused because the write queue was full (fail-fast sends and relays).
     pub dropped_out: AtomicU64,
 }
 
@@ -155,7 +160,11 @@ pub struct SessionHandle {
     pub peer_listen_port: u16,
     /// Traffic counters.
     pub stats: Arc<SessionStats>,
-    tx: mpsc::Sender<Bytes>,
+    // Unbounded as a channel, bounded in bytes by `budget`: nothing is sent on it without
+    // first taking its length in permits.
+    tx: mpsc::UnboundedSender<Bytes>,
+    budget: Arc<Semaphore>,
+    capacity: usize,
     shared: Arc<Shared>,
 }
 
@@ -189,15 +198,33 @@ pub struct SessionInfo {
 
 /// The receiving end of a session's write queue, passed to [`run`].
 pub struct SessionQueue {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    budget: Arc<Semaphore>,
+    capacity: usize,
     shared: Arc<Shared>,
     stats: Arc<SessionStats>,
 }
 
-/// Creates the handle and the queue of a new session. `queue_len` bounds the number of
-/// packets waiting to be written.
-pub fn new_session(id: u64, info: SessionInfo, queue_len: usize) -> (SessionHandle, SessionQueue) {
-    let (tx, rx) = mpsc::channel(queue_len.max(1));
+/// Smallest queue budget: room for a few ordinary packets whatever the caller asks for.
+pub const MIN_QUEUE_BYTES: usize = 64 * 1024;
+
+/// Permits a frame of `len` bytes takes from a queue of `capacity` bytes. A frame larger than
+/// the whole budget takes all of it, so it waits for an empty queue instead of never fitting.
+fn permits_for(len: usize, capacity: usize) -> u32 {
+    // `capacity` is at most u32::MAX (see `new_session`), so this cannot truncate.
+    len.min(capacity) as u32
+}
+
+/// Creates the handle and the queue of a new session. `queue_bytes` bounds the bytes of the
+/// packets waiting to be written (at least [`MIN_QUEUE_BYTES`], at most `u32::MAX`).
+pub fn new_session(
+    id: u64,
+    info: SessionInfo,
+    queue_bytes: usize,
+) -> (SessionHandle, SessionQueue) {
+    let capacity = queue_bytes.clamp(MIN_QUEUE_BYTES, u32::MAX as usize);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(capacity));
     let shared = Arc::new(Shared::default());
     let stats = Arc::new(SessionStats::default());
     let handle = SessionHandle {
@@ -211,26 +238,83 @@ pub fn new_session(id: u64, info: SessionInfo, queue_len: usize) -> (SessionHand
         peer_listen_port: info.peer_listen_port,
         stats: stats.clone(),
         tx,
+        budget: budget.clone(),
+        capacity,
         shared: shared.clone(),
     };
-    (handle, SessionQueue { rx, shared, stats })
+    (
+        handle,
+        SessionQueue {
+            rx,
+            budget,
+            capacity,
+            shared,
+            stats,
+        },
+    )
 }
 
 impl SessionHandle {
-    /// Queues one encoded packet, failing at once when the queue is full.
+    /// Queues one encoded packet, failing at once when the queue has no room for its bytes.
+    /// A refusal is counted in [`SessionStats::dropped_out`].
     pub fn try_send(&self, frame: Bytes) -> Result<(), QueueError> {
-        self.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                SessionStats::add(&self.stats.dropped_out, 1);
-                QueueError::Full
+        self.offer(frame).map_err(|(e, _)| {
+            if e == QueueError::Full {
+                self.count_drop();
             }
-            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            e
         })
     }
 
-    /// Queues one encoded packet, waiting for room.
+    /// Queues one encoded packet if there is room now, and hands it back otherwise. Unlike
+    /// [`try_send`](Self::try_send) a refusal is not counted as a drop, since the caller may
+    /// still [`send`](Self::send) it; a caller that gives up calls
+    /// [`count_drop`](Self::count_drop).
+    pub fn offer(&self, frame: Bytes) -> Result<(), (QueueError, Bytes)> {
+        match self
+            .budget
+            .try_acquire_many(permits_for(frame.len(), self.capacity))
+        {
+            Ok(permit) => {
+                // The writer returns the permits once the bytes are on the stream.
+                permit.forget();
+                self.tx.send(frame).map_err(|e| (QueueError::Closed, e.0))
+            }
+            Err(TryAcquireError::NoPermits) => Err((QueueError::Full, frame)),
+            Err(TryAcquireError::Closed) => Err((QueueError::Closed, frame)),
+        }
+    }
+
+    /// Counts one packet given up for lack of queue room in [`SessionStats::dropped_out`].
+    pub fn count_drop(&self) {
+        SessionStats::add(&self.stats.dropped_out, 1);
+    }
+
+    /// Queues one encoded packet, waiting until the queue has room for its bytes. Fails only
+    /// when the session ends.
     pub async fn send(&self, frame: Bytes) -> Result<(), QueueError> {
-        self.tx.send(frame).await.map_err(|_| QueueError::Closed)
+        match self
+            .budget
+            .acquire_many(permits_for(frame.len(), self.capacity))
+            .await
+        {
+            Ok(permit) => {
+                permit.forget();
+                self.tx.send(frame).map_err(|_| QueueError::Closed)
+            }
+            Err(_) => Err(QueueError::Closed),
+        }
+    }
+
+    /// Bytes queued and not yet written to the stream.
+    pub fn queued_bytes(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.budget.available_permits())
+    }
+
+    /// The queue's bound in bytes.
+    pub fn queue_capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Asks the session to end: it writes what is already queued, shuts the stream down, reads
@@ -257,6 +341,8 @@ pub type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Where a session hands the packets it decodes.
 pub trait Inbound: Send + Sync + 'static {
-    /// Takes one packet from `from`. Returns a future when delivery has to wait for room.
-    fn on_packet(&self, from: &SessionHandle, packet: Packet) -> Option<Pending>;
+    /// Takes one packet from `from`. `frame` is the whole packet as received (the packet's
+    /// payload is a slice of it), for forwarding without re-encoding. Returns a future when
+    /// delivery has to wait for room.
+    fn on_packet(&self, from: &SessionHandle, packet: Packet, frame: Bytes) -> Option<Pending>;
 }

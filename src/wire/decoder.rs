@@ -1,6 +1,6 @@
 //! Streaming decoder: cuts packets out of a byte stream however it was split into reads.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::error::WireError;
 use super::packet::{check_length, parse_frame, peek_length, Packet};
@@ -37,6 +37,16 @@ impl Decoder {
     /// The payload shares `buf`'s allocation instead of being copied; a payload kept for long
     /// keeps that allocation alive, so a handler that stores it should copy it.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, WireError> {
+        Ok(self.decode_frame(buf)?.map(|(packet, _)| packet))
+    }
+
+    /// Like [`decode`](Self::decode), and also returns the whole packet's bytes, so a relay
+    /// can forward it without re-encoding. The payload is a slice of those bytes: neither is
+    /// copied.
+    pub fn decode_frame(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<(Packet, Bytes)>, WireError> {
         let Some(length) = peek_length(buf) else {
             return Ok(None);
         };
@@ -48,12 +58,11 @@ impl Decoder {
             buf.reserve(length - buf.len());
             return Ok(None);
         }
-        let mut frame = buf.split_to(length);
+        let frame = buf.split_to(length).freeze();
         let (mut packet, payload_at) = parse_frame(&frame)?;
-        // `parse_frame` never points past the frame; `min` keeps `advance` from panicking
+        // `parse_frame` never points past the frame; `min` keeps `slice` from panicking
         // even so.
-        frame.advance(payload_at.min(frame.len()));
-        packet.payload = frame.freeze();
-        Ok(Some(packet))
+        packet.payload = frame.slice(payload_at.min(frame.len())..);
+        Ok(Some((packet, frame)))
     }
 }

@@ -161,4 +161,51 @@ pub enum WireError {
         /// The number of destinations.
         count: usize,
     },
+    /// A COMPRESSED payload is not a valid zstd frame.
+    #[error("compressed payload does not decompress: {reason}")]
+    Decompress {
+        /// What zstd said.
+        reason: String,
+    },
+    /// A COMPRESSED payload would decompress to more than the packet size limit.
+    #[error("compressed payload would decompress to more than the {max}-byte limit")]
+    DecompressedTooLarge {
+        /// The limit: the receiver's maximum packet size.
+        max: usize,
+    },
+    /// A RouterSeq payload is not exactly 4 bytes.
+    #[error("RouterSeq payload is {length} bytes, expected 4")]
+    RouterSeqSize {
+        /// Payload length as received.
+        length: usize,
+    },
+    /// A RouterResponse payload does not match its entry count.
+    #[error(
+        "RouterResponse payload is {length} bytes, but its entry count {count} needs {needed}"
+    )]
+    RouterTableSize {
+        /// The entry count as received (0 when the payload is too short to hold it).
+        count: u16,
+        /// Bytes the count needs: 6 + 65 × count.
+        needed: usize,
+        /// Payload length as received.
+        length: usize,
+    },
+    /// A Multicast payload is too short for the topic its length prefix announces.
+    #[error("multicast topic needs {needed} bytes, but the payload has only {available}")]
+    TopicOverrun {
+        /// Bytes the topic length and topic need.
+        needed: usize,
+        /// Payload length.
+        available: usize,
+    },
+    /// A Multicast topic is not UTF-8.
+    #[error("multicast topic is not UTF-8")]
+    TopicNotUtf8,
+    /// A topic to send is longer than its u16 length prefix can say.
+    #[error("topic is {length} bytes, more than the 65535 its length field can hold")]
+    TopicTooLong {
+        /// The topic's length in bytes.
+        length: usize,
+    },
 }

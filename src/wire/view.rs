@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::handshake::Handshake;
 use super::packet::{Ext, Options, Packet, PacketType};
+use super::router::{decode_router_seq, split_topic, RouterTable};
 use crate::identity::NodeId;
 
 /// Everything `chainmesh inspect` shows about a packet, in the order it shows it.
@@ -47,6 +48,18 @@ pub struct PacketView {
     /// An error response's text (invalid UTF-8 replaced by U+FFFD).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_text: Option<String>,
+    /// A RouterSeq's table seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router_seq: Option<u32>,
+    /// A RouterResponse's decoded table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router_table: Option<RouterTable>,
+    /// An uncompressed Multicast's topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Why a RouterSeq, RouterResponse or Multicast payload does not decode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_error: Option<String>,
 }
 
 /// The options of a packet, with node IDs as 128-character lowercase hex.
@@ -106,6 +119,23 @@ pub fn inspect_view(p: &Packet) -> PacketView {
         (None, None)
     };
     let text = || String::from_utf8_lossy(&p.payload).into_owned();
+    let mut payload_error = None;
+    let mut fail = |e: super::WireError| payload_error = Some(e.to_string());
+    let router_seq = match p.packet_type {
+        PacketType::ROUTER_SEQ => decode_router_seq(&p.payload).map_err(&mut fail).ok(),
+        _ => None,
+    };
+    let router_table = match p.packet_type {
+        PacketType::ROUTER_RESPONSE => RouterTable::decode(&p.payload).map_err(&mut fail).ok(),
+        _ => None,
+    };
+    let topic = match p.packet_type {
+        PacketType::MULTICAST if !p.ext.is_compressed() => split_topic(&p.payload)
+            .map(|(t, _)| t.to_owned())
+            .map_err(&mut fail)
+            .ok(),
+        _ => None,
+    };
     PacketView {
         length: p.encoded_len(),
         version: p.version,
@@ -122,6 +152,10 @@ pub fn inspect_view(p: &Packet) -> PacketView {
         handshake_error,
         goodbye_reason: (p.packet_type == PacketType::GOODBYE).then(text),
         error_text: p.ext.is_error().then(text),
+        router_seq,
+        router_table,
+        topic,
+        payload_error,
     }
 }
 

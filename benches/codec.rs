@@ -1,0 +1,109 @@
+//! Criterion micro-benchmarks of the codec hot paths: what every message pays on its way
+//! out (`Packet::encode`, `Packet::to_bytes`) and in (`Decoder::decode`), at the sizes the
+//! side-by-side benchmark uses.
+//!
+//! ```text
+//! cargo bench --bench codec
+//! cargo bench --bench codec -- decode      # one group
+//! ```
+//!
+//! Routing-table benchmarks go in [`routing`] below once `chainmesh::routing` lands.
+
+use bytes::{Bytes, BytesMut};
+use chainmesh::wire::{set_ttl_in_place, Decoder, Ext, Handshake, Options, Packet, PacketType};
+use chainmesh::NodeId;
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+/// Payload sizes: the unicast and request sizes of the side-by-side benchmark, and bulk.
+const SIZES: [(usize, &str); 3] = [(256, "256B"), (4096, "4KiB"), (1 << 20, "1MiB")];
+
+/// A unicast packet as `NodeHandle::send` builds it: group0, one destination, a module.
+fn unicast(payload: usize) -> Packet {
+    Packet {
+        version: 1,
+        packet_type: PacketType::UNICAST,
+        seq: 42,
+        ext: Ext(0).with_ttl(10),
+        options: Some(Options {
+            group: "group0".into(),
+            src: NodeId::from_bytes([0x11; 64]),
+            dsts: vec![NodeId::from_bytes([0x22; 64])],
+            module: 7,
+        }),
+        payload: Bytes::from(vec![0x5a; payload]),
+    }
+}
+
+fn encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode");
+    for (size, name) in SIZES {
+        let p = unicast(size);
+        g.throughput(Throughput::Elements(1));
+        // What the node does per send: a fresh buffer holding one packet.
+        g.bench_function(format!("to_bytes/{name}"), |b| {
+            b.iter(|| black_box(&p).to_bytes())
+        });
+        // Into a reused buffer, as a batching writer could.
+        let mut buf = BytesMut::with_capacity(p.encoded_len());
+        g.bench_function(format!("into_reused_buffer/{name}"), |b| {
+            b.iter(|| {
+                buf.clear();
+                black_box(&p).encode(&mut buf);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    for (size, name) in SIZES {
+        // Enough packets back to back for one read's worth of work, like a session's buffer.
+        let count = (256 * 1024 / (size + 200)).max(1);
+        let one = unicast(size).to_bytes();
+        let mut stream = BytesMut::new();
+        for _ in 0..count {
+            stream.extend_from_slice(&one);
+        }
+        let stream = stream.freeze();
+        g.throughput(Throughput::Elements(count as u64));
+        g.bench_function(format!("stream/{name}"), |b| {
+            b.iter_batched(
+                || BytesMut::from(&stream[..]),
+                |mut buf| {
+                    let mut d = Decoder::new(32 << 20);
+                    while let Ok(Some(p)) = d.decode(&mut buf) {
+                        black_box(p);
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn link_control(c: &mut Criterion) {
+    let mut g = c.benchmark_group("link_control");
+    let hs = Handshake::ours(30300, 32 << 20);
+    let encoded = hs.encode();
+    g.bench_function("handshake_encode", |b| b.iter(|| black_box(&hs).encode()));
+    g.bench_function("handshake_decode", |b| {
+        b.iter(|| Handshake::decode(black_box(&encoded)))
+    });
+    let mut frame = unicast(256).to_bytes().to_vec();
+    g.bench_function("set_ttl_in_place", |b| {
+        b.iter(|| set_ttl_in_place(black_box(&mut frame), 9))
+    });
+    g.finish();
+}
+
+/// Routing-table micro-benchmarks: lookup of the next hop for a node ID, and applying a
+/// neighbour's distance-vector update, on tables of 32, 256 and 1024 nodes. Empty until
+/// `chainmesh::routing` exists; add the functions here and they run with the rest.
+mod routing {
+    pub fn benches(_c: &mut criterion::Criterion) {}
+}
+
+criterion_group!(benches, encode, decode, link_control, routing::benches);
+criterion_main!(benches);

@@ -1,0 +1,26 @@
+//! Routing: which peer a message goes to next.
+//!
+//! - [`table`]: the distance-vector routing table, pure logic (FISCO BCOS 3.x's scheme with
+//!   split horizon, unreachable at distance [`UNREACHABLE`]);
+//! - [`service`]: the task that keeps the table up to date from peer events and the
+//!   RouterSeq / RouterRequest / RouterResponse exchange, and publishes [`Reachability`];
+//! - [`dedup`]: handling each message (source, Seq) once, in bounded memory;
+//! - [`membership`]: the [`Membership`] seam through which broadcast and multicast learn
+//!   their targets (filled by status synchronization);
+//! - [`fanout`]: splitting a broadcast's or multicast's targets by next hop, so one encoding
+//!   serves every neighbour.
+//!
+//! The node (`crate::node`) uses all of these; the wire format is in `docs/protocol.md`,
+//! sections Routing and Relaying.
+
+pub mod dedup;
+pub mod fanout;
+pub mod membership;
+pub mod service;
+pub mod table;
+
+pub use dedup::Dedup;
+pub use fanout::{plan, FanoutPlan};
+pub use membership::{LocalInterests, LocalMembership, Membership, StaticMembership};
+pub use service::{Reachability, RouteInfo, Router, ANNOUNCE_INTERVAL};
+pub use table::{Route, RouteChange, RoutingTable, UNREACHABLE};

@@ -1,0 +1,896 @@
+//! The status synchronization engine: announces this node's version, queries nodes whose
+//! version it does not hold, answers queries, and keeps the [`StatusTable`].
+//!
+//! The engine never touches a socket: it sends through a [`StatusTransport`] (the node's
+//! router, or an in-memory fake in tests) and is fed packets through
+//! [`StatusService::on_packet`]. Sends are synchronous and never wait, so no lock is held
+//! across an `await` and a transport that delivers re-entrantly cannot deadlock it: every
+//! handler computes its packets under the lock and sends them after releasing it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::codec::{SeqAnnounce, StatusAnswer, StatusQuery};
+use super::local::LocalStatus;
+use super::table::{ApplyResult, PeerStatus, StatusTable};
+use super::{NodeStatus, StatusError, StatusVersion, DEFAULT_MAX_STATUS_LEN};
+use crate::identity::NodeId;
+use crate::wire::{Options, PacketType, HEADER_LEN};
+
+/// Bytes a status packet takes on the wire besides its payload: the header and options with
+/// an empty GroupID and one destination.
+pub const PACKET_OVERHEAD: usize = HEADER_LEN + Options::FIXED_LEN + crate::identity::NODE_ID_LEN;
+
+/// Status events kept for slow subscribers before they start missing some.
+const EVENT_BUFFER: usize = 1024;
+
+/// How the engine sends: implemented by the node on top of its router, which fills in the
+/// options (source = this node, one destination, empty GroupID, ModuleID 0), the header Seq
+/// and the TTL, and relays to nodes that are not neighbours.
+pub trait StatusTransport: Send + Sync + 'static {
+    /// Every node this node can currently reach, directly or through relays. The local node
+    /// may be included; it is ignored.
+    fn reachable(&self) -> Vec<NodeId>;
+    /// Queues a packet of `packet_type` with `payload` for `dst` without waiting. A failure
+    /// is not retried by the transport: the engine's own timers take care of that.
+    fn send(
+        &self,
+        dst: NodeId,
+        packet_type: PacketType,
+        payload: Bytes,
+    ) -> Result<(), TransportError>;
+}
+
+/// Why the transport could not queue a packet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// No route leads to the node.
+    #[error("unreachable")]
+    Unreachable,
+    /// The next hop's queue is full.
+    #[error("queue full")]
+    QueueFull,
+    /// Anything else, in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusConfig {
+    /// How often unacknowledged announcements are repeated, expired queries retried, and
+    /// unreachable nodes forgotten (config key `timers.status_interval`, default 1 s).
+    pub interval: Duration,
+    /// How long a query waits for its answer before it is sent again (default 2 intervals).
+    pub query_timeout: Duration,
+    /// Every this many intervals, announce to every reachable node even if it acknowledged,
+    /// as a safety net; 0 turns it off (default 30).
+    pub refresh_every: u32,
+    /// Shortest time between two announcements caused by local changes: a burst of changes
+    /// is announced once, at its start and then at most this often (default 50 ms).
+    pub min_change_gap: Duration,
+    /// Largest encoded status this node accepts to publish (default 1 MiB).
+    pub max_status_len: usize,
+    /// Most nodes tracked at once; packets from further unknown nodes are ignored
+    /// (default 4096).
+    pub max_nodes: usize,
+}
+
+impl StatusConfig {
+    /// The defaults, with the given interval (and a query timeout of two of them).
+    pub fn with_interval(interval: Duration) -> StatusConfig {
+        // A zero period would make the timer spin (tokio refuses it outright).
+        let interval = interval.max(Duration::from_millis(1));
+        StatusConfig {
+            interval,
+            query_timeout: interval * 2,
+            refresh_every: 30,
+            min_change_gap: Duration::from_millis(50),
+            max_status_len: DEFAULT_MAX_STATUS_LEN,
+            max_nodes: 4096,
+        }
+    }
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig::with_interval(Duration::from_secs(1))
+    }
+}
+
+/// What happened to a node's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusEventKind {
+    /// A new status was received (the first, or a newer one).
+    Updated,
+    /// The node left or became unreachable; its status is gone.
+    Removed,
+}
+
+/// One change to the status table. Only other nodes' statuses produce events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusEvent {
+    /// The node.
+    pub node: NodeId,
+    /// The version received, or for [`StatusEventKind::Removed`] the version that was held.
+    pub version: StatusVersion,
+    /// What happened.
+    pub kind: StatusEventKind,
+}
+
+/// Packets and bytes the engine has sent, by type, and what went wrong on the way in and out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusStats {
+    /// StatusSeq packets sent.
+    pub seq_packets: u64,
+    /// Their payload bytes.
+    pub seq_bytes: u64,
+    /// StatusRequest packets sent.
+    pub request_packets: u64,
+    /// Their payload bytes.
+    pub request_bytes: u64,
+    /// StatusResponse packets sent.
+    pub response_packets: u64,
+    /// Their payload bytes.
+    pub response_bytes: u64,
+    /// Sends the transport refused.
+    pub send_failures: u64,
+    /// Status packets received that did not decode.
+    pub malformed: u64,
+    /// Answers that matched no outstanding query (late, duplicated, or unsolicited).
+    pub unmatched_answers: u64,
+}
+
+impl StatusStats {
+    /// Status packets sent.
+    pub fn packets(&self) -> u64 {
+        self.seq_packets + self.request_packets + self.response_packets
+    }
+
+    /// Bytes those packets take on the wire, counting [`PACKET_OVERHEAD`] per packet.
+    pub fn wire_bytes(&self) -> u64 {
+        self.seq_bytes
+            + self.request_bytes
+            + self.response_bytes
+            + self.packets() * PACKET_OVERHEAD as u64
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    seq_packets: AtomicU64,
+    seq_bytes: AtomicU64,
+    request_packets: AtomicU64,
+    request_bytes: AtomicU64,
+    response_packets: AtomicU64,
+    response_bytes: AtomicU64,
+    send_failures: AtomicU64,
+    malformed: AtomicU64,
+    unmatched_answers: AtomicU64,
+}
+
+/// A query waiting for its answer.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    id: u32,
+    deadline: Instant,
+}
+
+/// What this node knows about its exchange with one other node.
+#[derive(Debug, Default)]
+struct PeerSync {
+    /// Our version the node is known to hold: it said so in a StatusSeq view, or we answered
+    /// its query with it. Announcements stop while this equals our current version.
+    acked: Option<StatusVersion>,
+    /// Our outstanding query to the node, at most one.
+    query: Option<InFlight>,
+    /// The ID of the node's latest query whose answer the transport refused: sent as soon as
+    /// the node is reachable, so the node need not wait out its query timeout.
+    owed_answer: Option<u32>,
+}
+
+struct Outgoing {
+    dst: NodeId,
+    packet_type: PacketType,
+    payload: Bytes,
+    /// For a StatusResponse, the query it answers.
+    answers: Option<u32>,
+}
+
+struct State {
+    local: LocalStatus,
+    table: StatusTable,
+    sync: HashMap<NodeId, PeerSync>,
+    next_query_id: u32,
+    ticks: u64,
+}
+
+impl State {
+    fn knows(&self, node: &NodeId) -> bool {
+        self.sync.contains_key(node) || self.table.contains(node)
+    }
+
+    fn announce(&self, dst: NodeId, reply_wanted: bool) -> Outgoing {
+        Outgoing {
+            dst,
+            packet_type: PacketType::STATUS_SEQ,
+            payload: SeqAnnounce {
+                version: self.local.version(),
+                reply_wanted,
+                view: self.table.held(&dst),
+            }
+            .encode(),
+            answers: None,
+        }
+    }
+
+    /// Answers query `query_id` of `dst` with our current status; answering confirms it.
+    fn answer(&mut self, dst: NodeId, query_id: u32, track: bool) -> Outgoing {
+        let version = self.local.version();
+        if track {
+            let ps = self.sync.entry(dst).or_default();
+            ps.acked = Some(version);
+            // This answer supersedes any owed one: the node waits for its latest query only.
+            ps.owed_answer = None;
+        }
+        Outgoing {
+            dst,
+            packet_type: PacketType::STATUS_RESPONSE,
+            payload: StatusAnswer::encode_with(query_id, version, self.local.encoded()),
+            answers: Some(query_id),
+        }
+    }
+
+    /// The answer owed to `dst`, if any.
+    fn owed(&mut self, dst: NodeId) -> Option<Outgoing> {
+        let id = self.sync.get_mut(&dst)?.owed_answer.take()?;
+        Some(self.answer(dst, id, true))
+    }
+
+    /// Sends a new query to `dst`, superseding any outstanding one: only the newest query's
+    /// answer will be accepted.
+    fn start_query(&mut self, dst: NodeId, deadline: Instant) -> Outgoing {
+        let id = self.next_query_id;
+        self.next_query_id = id.wrapping_add(1);
+        self.sync.entry(dst).or_default().query = Some(InFlight { id, deadline });
+        Outgoing {
+            dst,
+            packet_type: PacketType::STATUS_REQUEST,
+            payload: StatusQuery { query_id: id }.encode(),
+            answers: None,
+        }
+    }
+
+    fn forget(&mut self, node: &NodeId) -> Option<PeerStatus> {
+        self.sync.remove(node);
+        self.table.remove(node)
+    }
+}
+
+/// The status synchronization engine of one node. Share it as `Arc<StatusService>`.
+///
+/// Protocol, in short (`docs/protocol.md` has the whole of it): on a local change the node
+/// announces its new version to every reachable node at once; a node that does not hold that
+/// version queries it; the answer is applied if it is newer. Announcements repeat every
+/// interval only to nodes that have not yet confirmed the current version, so a network in
+/// which nothing changes exchanges no status packets except an optional slow refresh.
+pub struct StatusService {
+    local_id: NodeId,
+    short: String,
+    config: StatusConfig,
+    transport: Arc<dyn StatusTransport>,
+    state: Mutex<State>,
+    events: broadcast::Sender<StatusEvent>,
+    changed: Arc<Notify>,
+    counters: Counters,
+}
+
+fn random_epoch() -> u64 {
+    loop {
+        let e = rand::random::<u64>();
+        if e != 0 {
+            return e;
+        }
+    }
+}
+
+/// The engine's clock: tokio's, so tests can run it paused.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl StatusService {
+    /// An engine for node `local` announcing every `interval`, starting with `initial` (seq 1
+    /// in a fresh random epoch), sending through `transport`. Call
+    /// [`spawn`](Self::spawn) to start its timer.
+    pub fn new(
+        local: NodeId,
+        interval: Duration,
+        initial: NodeStatus,
+        transport: Arc<dyn StatusTransport>,
+    ) -> Result<Arc<StatusService>, StatusError> {
+        Self::with_config(
+            local,
+            StatusConfig::with_interval(interval),
+            initial,
+            transport,
+        )
+    }
+
+    /// Like [`new`](Self::new), with every setting.
+    pub fn with_config(
+        local: NodeId,
+        config: StatusConfig,
+        initial: NodeStatus,
+        transport: Arc<dyn StatusTransport>,
+    ) -> Result<Arc<StatusService>, StatusError> {
+        let local_status = LocalStatus::new(random_epoch(), initial, config.max_status_len)?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Arc::new(StatusService {
+            local_id: local,
+            short: local.short(),
+            config,
+            transport,
+            state: Mutex::new(State {
+                local: local_status,
+                table: StatusTable::new(),
+                sync: HashMap::new(),
+                // Random so that a late answer to a query of a previous run of this node
+                // cannot match a query of this one.
+                next_query_id: rand::random(),
+                ticks: 0,
+            }),
+            events,
+            changed: Arc::new(Notify::new()),
+            counters: Counters::default(),
+        }))
+    }
+
+    /// Starts the engine's timer: announcements right away and after every local change, then
+    /// the periodic work every interval. Runs until `stop` is cancelled or the service is
+    /// dropped.
+    pub fn spawn(self: &Arc<Self>, stop: CancellationToken) -> JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let changed = self.changed.clone();
+        let interval = self.config.interval;
+        let gap = self.config.min_change_gap;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = ticker.tick() => {
+                        let Some(svc) = weak.upgrade() else { return };
+                        svc.tick();
+                    }
+                    _ = changed.notified() => {
+                        let Some(svc) = weak.upgrade() else { return };
+                        svc.announce_change();
+                        drop(svc);
+                        // Changes during the gap leave one permit in `changed`, so a burst
+                        // ends with one announcement of its last version.
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(gap) => {}
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// This node's ID.
+    pub fn local_id(&self) -> NodeId {
+        self.local_id
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &StatusConfig {
+        &self.config
+    }
+
+    // ---- this node's status ----
+
+    /// This node's status and its version.
+    pub fn local(&self) -> (StatusVersion, NodeStatus) {
+        let st = self.state.lock();
+        (st.local.version(), st.local.status().clone())
+    }
+
+    /// This node's current version.
+    pub fn local_version(&self) -> StatusVersion {
+        self.state.lock().local.version()
+    }
+
+    /// Applies `change` to this node's status. If the result is valid and differs, seq rises
+    /// and the new version is announced at once. Returns the version now current; an invalid
+    /// result is refused and changes nothing.
+    ///
+    /// `change` runs under the engine's lock: it must not call back into the service.
+    pub fn update(
+        &self,
+        change: impl FnOnce(&mut NodeStatus),
+    ) -> Result<StatusVersion, StatusError> {
+        let mut st = self.state.lock();
+        let changed = st.local.update(change, random_epoch)?;
+        let version = st.local.version();
+        drop(st);
+        if changed {
+            debug!(node = %self.short, %version, "local status changed");
+            self.changed.notify_one();
+        }
+        Ok(version)
+    }
+
+    /// Sets the opaque application status (a block height, say).
+    pub fn set_app_status(&self, app: impl Into<Bytes>) -> Result<StatusVersion, StatusError> {
+        let app = app.into();
+        self.update(|s| s.app = app)
+    }
+
+    /// Replaces the groups this node belongs to.
+    pub fn set_groups<I, S>(&self, groups: I) -> Result<StatusVersion, StatusError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let groups = groups.into_iter().map(Into::into).collect();
+        self.update(|s| s.groups = groups)
+    }
+
+    /// Replaces the node-level topics this node subscribes to.
+    pub fn set_topics<I, S>(&self, topics: I) -> Result<StatusVersion, StatusError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let topics = topics.into_iter().map(Into::into).collect();
+        self.update(|s| s.topics = topics)
+    }
+
+    /// Subscribes this node to node-level `topic`.
+    pub fn add_topic(&self, topic: &str) -> Result<StatusVersion, StatusError> {
+        self.update(|s| s.topics.push(topic.to_owned()))
+    }
+
+    /// Unsubscribes this node from node-level `topic`.
+    pub fn remove_topic(&self, topic: &str) -> Result<StatusVersion, StatusError> {
+        self.update(|s| s.topics.retain(|t| t != topic))
+    }
+
+    /// Replaces the topics this node's AMOP clients subscribe to.
+    pub fn set_amop_topics<I, S>(&self, topics: I) -> Result<StatusVersion, StatusError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let topics = topics.into_iter().map(Into::into).collect();
+        self.update(|s| s.amop_topics = topics)
+    }
+
+    /// Adds an AMOP topic.
+    pub fn add_amop_topic(&self, topic: &str) -> Result<StatusVersion, StatusError> {
+        self.update(|s| s.amop_topics.push(topic.to_owned()))
+    }
+
+    /// Removes an AMOP topic.
+    pub fn remove_amop_topic(&self, topic: &str) -> Result<StatusVersion, StatusError> {
+        self.update(|s| s.amop_topics.retain(|t| t != topic))
+    }
+
+    /// Sets the protocol versions this node announces.
+    pub fn set_versions(&self, min: u16, max: u16) -> Result<StatusVersion, StatusError> {
+        self.update(|s| {
+            s.min_version = min;
+            s.max_version = max;
+        })
+    }
+
+    // ---- other nodes' statuses ----
+
+    /// `node`'s status, if held.
+    pub fn get(&self, node: &NodeId) -> Option<PeerStatus> {
+        self.state.lock().table.get(node).cloned()
+    }
+
+    /// Every held status of another node, by node ID.
+    pub fn all(&self) -> Vec<PeerStatus> {
+        self.state.lock().table.all().into_iter().cloned().collect()
+    }
+
+    /// Other nodes whose status lists `group` (this node is not included), by node ID.
+    pub fn group_members(&self, group: &str) -> Vec<NodeId> {
+        self.state.lock().table.group_members(group)
+    }
+
+    /// Other nodes subscribing to node-level `topic`, by node ID.
+    pub fn topic_subscribers(&self, topic: &str) -> Vec<NodeId> {
+        self.state.lock().table.topic_subscribers(topic)
+    }
+
+    /// Other nodes whose AMOP clients subscribe to `topic`, by node ID.
+    pub fn amop_subscribers(&self, topic: &str) -> Vec<NodeId> {
+        self.state.lock().table.amop_subscribers(topic)
+    }
+
+    /// Every node of `group`, this node included if it is a member, by node ID: the targets
+    /// of a broadcast to the group.
+    pub fn network_group_members(&self, group: &str) -> Vec<NodeId> {
+        let st = self.state.lock();
+        let mut v = st.table.group_members(group);
+        if st.local.status().in_group(group) {
+            v.push(self.local_id);
+            v.sort_unstable();
+        }
+        v
+    }
+
+    /// Every node subscribing to node-level `topic`, this node included if it does, by node
+    /// ID: the targets of a multicast to the topic.
+    pub fn network_topic_subscribers(&self, topic: &str) -> Vec<NodeId> {
+        let st = self.state.lock();
+        let mut v = st.table.topic_subscribers(topic);
+        if st.local.status().has_topic(topic) {
+            v.push(self.local_id);
+            v.sort_unstable();
+        }
+        v
+    }
+
+    /// Status events from now on: one per status received or removed. A subscriber that
+    /// falls more than 1024 events behind gets `Lagged` and should re-read [`all`](Self::all).
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
+        self.events.subscribe()
+    }
+
+    /// Counters of what the engine sent and refused.
+    pub fn stats(&self) -> StatusStats {
+        let c = &self.counters;
+        StatusStats {
+            seq_packets: c.seq_packets.load(Relaxed),
+            seq_bytes: c.seq_bytes.load(Relaxed),
+            request_packets: c.request_packets.load(Relaxed),
+            request_bytes: c.request_bytes.load(Relaxed),
+            response_packets: c.response_packets.load(Relaxed),
+            response_bytes: c.response_bytes.load(Relaxed),
+            send_failures: c.send_failures.load(Relaxed),
+            malformed: c.malformed.load(Relaxed),
+            unmatched_answers: c.unmatched_answers.load(Relaxed),
+        }
+    }
+
+    // ---- inputs from the node ----
+
+    /// Handles a status packet that `src` (the packet's source node, not the relay) sent to
+    /// this node. Packets with the RESPONSE or ERROR flag are not status packets and must not
+    /// be passed here.
+    ///
+    /// A malformed payload is an error, for the caller to log with the link it came on; the
+    /// engine's state is unchanged by it.
+    pub fn on_packet(
+        &self,
+        src: NodeId,
+        packet_type: PacketType,
+        payload: Bytes,
+    ) -> Result<(), StatusError> {
+        if src == self.local_id {
+            // Our own packet came back through a relay loop: nothing to learn from it.
+            return Ok(());
+        }
+        let malformed = |source| {
+            self.counters.malformed.fetch_add(1, Relaxed);
+            StatusError::Malformed {
+                packet_type,
+                source,
+            }
+        };
+        match packet_type {
+            PacketType::STATUS_SEQ => {
+                let a = SeqAnnounce::decode(&payload).map_err(malformed)?;
+                self.on_announce(src, a);
+            }
+            PacketType::STATUS_REQUEST => {
+                let q = StatusQuery::decode(&payload).map_err(malformed)?;
+                self.on_query(src, q);
+            }
+            PacketType::STATUS_RESPONSE => {
+                let a = StatusAnswer::decode(&payload).map_err(malformed)?;
+                self.on_answer(src, a);
+            }
+            other => return Err(StatusError::NotStatusPacket(other)),
+        }
+        Ok(())
+    }
+
+    /// `node` left or can no longer be reached: forget its status (a
+    /// [`StatusEventKind::Removed`] event follows if one was held) and everything exchanged
+    /// with it.
+    pub fn on_unreachable(&self, node: &NodeId) {
+        let removed = self.state.lock().forget(node);
+        if let Some(old) = removed {
+            info!(node = %self.short, peer = %node.short(), version = %old.version,
+                "status removed: node unreachable");
+            self.emit(StatusEvent {
+                node: old.node,
+                version: old.version,
+                kind: StatusEventKind::Removed,
+            });
+        }
+    }
+
+    /// `node` became reachable: exchange versions with it now instead of at the next tick
+    /// (announce if it has not confirmed our version, query if its status is missing or
+    /// behind). Optional; the periodic work finds new nodes anyway.
+    pub fn on_reachable(&self, node: NodeId) {
+        if node == self.local_id {
+            return;
+        }
+        let deadline = now() + self.config.query_timeout;
+        let mut out = Vec::new();
+        {
+            let mut st = self.state.lock();
+            let current = st.local.version();
+            let ps = st.sync.entry(node).or_default();
+            let unacked = ps.acked != Some(current);
+            let idle = ps.query.is_none();
+            if unacked {
+                out.push(st.announce(node, true));
+            }
+            let wanted = st.table.get(&node).is_none() || st.table.needs_query(&node).is_some();
+            if idle && wanted {
+                out.push(st.start_query(node, deadline));
+            }
+            out.extend(st.owed(node));
+        }
+        self.flush(out);
+    }
+
+    /// The periodic work, normally run by [`spawn`](Self::spawn)'s timer every interval:
+    ///
+    /// - forget nodes the transport no longer reaches;
+    /// - announce to every reachable node that has not confirmed our current version (and to
+    ///   all of them every `refresh_every` intervals);
+    /// - query reachable nodes whose status is missing or behind what they announced, and
+    ///   retry queries whose answer did not come in time.
+    pub fn tick(&self) {
+        let reachable: BTreeSet<NodeId> = self
+            .transport
+            .reachable()
+            .into_iter()
+            .filter(|n| *n != self.local_id)
+            .collect();
+        let now = now();
+        let deadline = now + self.config.query_timeout;
+        let mut out = Vec::new();
+        let mut removed = Vec::new();
+        {
+            let mut st = self.state.lock();
+            st.ticks = st.ticks.wrapping_add(1);
+            let refresh = self.config.refresh_every != 0
+                && st.ticks % u64::from(self.config.refresh_every) == 0;
+            let gone: BTreeSet<NodeId> = st
+                .table
+                .nodes()
+                .chain(st.sync.keys())
+                .filter(|n| !reachable.contains(n))
+                .copied()
+                .collect();
+            for n in &gone {
+                if let Some(old) = st.forget(n) {
+                    removed.push(old);
+                }
+            }
+            let current = st.local.version();
+            for &node in &reachable {
+                let ps = st.sync.entry(node).or_default();
+                let acked = ps.acked == Some(current);
+                let query_due = match ps.query {
+                    Some(q) => now >= q.deadline,
+                    None => true,
+                };
+                if !acked {
+                    out.push(st.announce(node, true));
+                } else if refresh {
+                    out.push(st.announce(node, false));
+                }
+                if query_due {
+                    let wanted =
+                        st.table.get(&node).is_none() || st.table.needs_query(&node).is_some();
+                    if wanted {
+                        out.push(st.start_query(node, deadline));
+                    } else if let Some(ps) = st.sync.get_mut(&node) {
+                        ps.query = None;
+                    }
+                }
+                out.extend(st.owed(node));
+            }
+        }
+        for old in removed {
+            info!(node = %self.short, peer = %old.node.short(), version = %old.version,
+                "status removed: node no longer reachable");
+            self.emit(StatusEvent {
+                node: old.node,
+                version: old.version,
+                kind: StatusEventKind::Removed,
+            });
+        }
+        self.flush(out);
+    }
+
+    // ---- handlers ----
+
+    /// After a local change: announce the new version to every reachable node that does not
+    /// hold it yet.
+    fn announce_change(&self) {
+        let reachable = self.transport.reachable();
+        let mut out = Vec::new();
+        {
+            let st = self.state.lock();
+            let current = st.local.version();
+            for node in reachable {
+                if node == self.local_id {
+                    continue;
+                }
+                if st.sync.get(&node).and_then(|p| p.acked) != Some(current) {
+                    out.push(st.announce(node, true));
+                }
+            }
+        }
+        self.flush(out);
+    }
+
+    fn on_announce(&self, src: NodeId, a: SeqAnnounce) {
+        let deadline = now() + self.config.query_timeout;
+        let mut out = Vec::new();
+        {
+            let mut st = self.state.lock();
+            if !st.knows(&src) && st.sync.len().max(st.table.len()) >= self.config.max_nodes {
+                debug!(node = %self.short, peer = %src.short(), "status table full, ignoring announcement");
+                return;
+            }
+            let current = st.local.version();
+            let query = st.table.observe_seq(src, a.version);
+            let ps = st.sync.entry(src).or_default();
+            if query.is_some_and(|q| q.new_epoch) {
+                // The node restarted: whatever it confirmed before is gone with its old table.
+                ps.acked = None;
+            }
+            if a.view == Some(current) {
+                ps.acked = Some(current);
+            }
+            let idle = ps.query.is_none();
+            // A query outstanding to the node's previous run will never be answered: a new
+            // epoch supersedes it instead of waiting out its timeout.
+            if let Some(q) = query.filter(|q| idle || q.new_epoch) {
+                debug!(node = %self.short, peer = %src.short(), want = %q.want,
+                    new_epoch = q.new_epoch, "querying status");
+                out.push(st.start_query(src, deadline));
+            } else if a.reply_wanted && idle {
+                // Our answer to its query would have confirmed its version; with no query to
+                // send, a StatusSeq carrying our view does.
+                out.push(st.announce(src, false));
+            }
+        }
+        self.flush(out);
+    }
+
+    fn on_query(&self, src: NodeId, q: StatusQuery) {
+        let out = {
+            let mut st = self.state.lock();
+            // Answer everyone, but only track nodes there is room for.
+            let track = st.knows(&src) || st.sync.len() < self.config.max_nodes;
+            st.answer(src, q.query_id, track)
+        };
+        self.flush(vec![out]);
+    }
+
+    fn on_answer(&self, src: NodeId, a: StatusAnswer) {
+        let now = now();
+        let mut out = Vec::new();
+        let mut event = None;
+        {
+            let mut st = self.state.lock();
+            let matched = st
+                .sync
+                .get(&src)
+                .and_then(|p| p.query)
+                .is_some_and(|q| q.id == a.query_id);
+            if !matched {
+                // Late (its query timed out and was resent), duplicated, or from a previous
+                // life of the node: only the latest query's answer is known to be fresh.
+                self.counters.unmatched_answers.fetch_add(1, Relaxed);
+                debug!(node = %self.short, peer = %src.short(), query = a.query_id,
+                    version = %a.version, "ignoring status answer that matches no query");
+                return;
+            }
+            if let Some(ps) = st.sync.get_mut(&src) {
+                ps.query = None;
+            }
+            match st.table.apply_response(src, a.version, a.status, now) {
+                ApplyResult::Applied { previous } => {
+                    debug!(node = %self.short, peer = %src.short(), version = %a.version,
+                        previous = ?previous.map(|p| p.to_string()), "status updated");
+                    event = Some(StatusEvent {
+                        node: src,
+                        version: a.version,
+                        kind: StatusEventKind::Updated,
+                    });
+                }
+                ApplyResult::Stale { held } => {
+                    debug!(node = %self.short, peer = %src.short(), version = %a.version,
+                        %held, "status answer not newer than held copy");
+                }
+            }
+            // It changed again while the answer was on its way: fetch the newer one now.
+            if st.table.needs_query(&src).is_some() {
+                out.push(st.start_query(src, now + self.config.query_timeout));
+            }
+        }
+        if let Some(e) = event {
+            self.emit(e);
+        }
+        self.flush(out);
+    }
+
+    fn emit(&self, event: StatusEvent) {
+        // No subscriber is fine: events are for whoever listens.
+        let _ = self.events.send(event);
+    }
+
+    fn flush(&self, out: Vec<Outgoing>) {
+        let c = &self.counters;
+        for o in out {
+            let len = o.payload.len() as u64;
+            match self.transport.send(o.dst, o.packet_type, o.payload) {
+                Ok(()) => {
+                    let (packets, bytes) = match o.packet_type {
+                        PacketType::STATUS_SEQ => (&c.seq_packets, &c.seq_bytes),
+                        PacketType::STATUS_REQUEST => (&c.request_packets, &c.request_bytes),
+                        _ => (&c.response_packets, &c.response_bytes),
+                    };
+                    packets.fetch_add(1, Relaxed);
+                    bytes.fetch_add(len, Relaxed);
+                }
+                Err(e) => {
+                    c.send_failures.fetch_add(1, Relaxed);
+                    debug!(node = %self.short, peer = %o.dst.short(), packet_type = %o.packet_type,
+                        error = %e, "status packet not sent");
+                    self.undo_unsent(o.dst, o.packet_type, o.answers);
+                }
+            }
+        }
+    }
+
+    /// Takes back what an unsent packet promised. An unsent announcement needs nothing: it is
+    /// unconfirmed, so the next tick repeats it.
+    fn undo_unsent(&self, dst: NodeId, packet_type: PacketType, answers: Option<u32>) {
+        let mut st = self.state.lock();
+        let Some(ps) = st.sync.get_mut(&dst) else {
+            return;
+        };
+        match packet_type {
+            // Typically the node is not routable yet (its announcement came through a relay
+            // before our route to it): free the query so that the next tick or
+            // `on_reachable` asks again instead of waiting out the query timeout.
+            PacketType::STATUS_REQUEST => ps.query = None,
+            // An answer that never left confirms nothing, and is owed until the node can be
+            // reached.
+            PacketType::STATUS_RESPONSE => {
+                ps.acked = None;
+                ps.owed_answer = answers;
+            }
+            _ => {}
+        }
+    }
+}

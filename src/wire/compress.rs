@@ -1,0 +1,189 @@
+//! Payload compression: zstd level 1, as FISCO BCOS 3.x uses, applied only when it shrinks the
+//! payload, and decompression that never produces more than the packet size limit.
+//!
+//! Compression contexts are kept per thread: creating a zstd context costs far more than
+//! compressing a few kilobytes with one, and a thread-local needs no lock.
+
+use std::cell::RefCell;
+use std::io::{Cursor, Read};
+
+use bytes::Bytes;
+
+use super::error::WireError;
+
+/// zstd level used on the wire: the fastest, as FISCO BCOS 3.x.
+pub const COMPRESSION_LEVEL: i32 = 1;
+
+/// Default `p2p.compress_threshold`: payloads strictly larger than this are compressed.
+pub const DEFAULT_COMPRESS_THRESHOLD: usize = 1024;
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        RefCell::new(zstd::bulk::Compressor::new(COMPRESSION_LEVEL).ok());
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
+/// Appends `src` compressed to `out` if the result is strictly smaller than `src`, and
+/// returns whether it did. On `false`, `out` is as it was.
+///
+/// The compressed bytes go straight into `out`'s spare room, which is first limited to
+/// `src.len() - 1` bytes: zstd then gives up by itself as soon as the output would not be
+/// smaller, so an incompressible payload costs no extra buffer.
+pub fn compress_append(out: &mut Vec<u8>, src: &[u8]) -> bool {
+    if src.len() < 2 {
+        return false;
+    }
+    let start = out.len();
+    let room = src.len() - 1;
+    // `Vec` may hand out more capacity than asked for; the length check below is what
+    // guarantees the result shrinks.
+    out.reserve_exact(room);
+    let written = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        let compressor = c.as_mut()?;
+        let mut cursor = Cursor::new(&mut *out);
+        cursor.set_position(start as u64);
+        compressor.compress_to_buffer(src, &mut cursor).ok()
+    });
+    match written {
+        Some(n) if n < src.len() && out.len() == start + n => true,
+        _ => {
+            out.truncate(start);
+            false
+        }
+    }
+}
+
+/// Decompresses a COMPRESSED payload, refusing to produce more than `limit` bytes.
+///
+/// A frame that records its size (as ours always do) is checked against `limit` before
+/// anything is allocated, and gets exactly that much room; zstd fails rather than write
+/// past it if the record lies. A frame without a recorded size is streamed and cut off at
+/// `limit`. Either way a small packet cannot make the node allocate more than `limit`.
+pub fn decompress(src: &[u8], limit: usize) -> Result<Bytes, WireError> {
+    let recorded =
+        zstd::zstd_safe::get_frame_content_size(src).map_err(|_| WireError::Decompress {
+            reason: "not a zstd frame".into(),
+        })?;
+    match recorded {
+        Some(size) if size > limit as u64 => Err(WireError::DecompressedTooLarge { max: limit }),
+        Some(size) => {
+            let size = size as usize;
+            let mut out = Vec::with_capacity(size);
+            let result = DECOMPRESSOR.with(|d| {
+                let mut d = d.borrow_mut();
+                match d.as_mut() {
+                    Some(d) => d.decompress_to_buffer(src, &mut out),
+                    None => Err(std::io::Error::other("no zstd context")),
+                }
+            });
+            match result {
+                Ok(n) if n == size => Ok(Bytes::from(out)),
+                Ok(n) => Err(WireError::Decompress {
+                    reason: format!("frame records {size} bytes but holds {n}"),
+                }),
+                Err(e) => Err(WireError::Decompress {
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        None => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(src).map_err(|e| {
+                WireError::Decompress {
+                    reason: e.to_string(),
+                }
+            })?;
+            let mut out = Vec::new();
+            decoder
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| WireError::Decompress {
+                    reason: e.to_string(),
+                })?;
+            if out.len() > limit {
+                return Err(WireError::DecompressedTooLarge { max: limit });
+            }
+            Ok(Bytes::from(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compressible(n: usize) -> Vec<u8> {
+        b"chainmesh block 1234 "
+            .iter()
+            .copied()
+            .cycle()
+            .take(n)
+            .collect()
+    }
+
+    fn incompressible(n: usize) -> Vec<u8> {
+        (0..n).map(|_| rand::random::<u8>()).collect()
+    }
+
+    #[test]
+    fn compressible_shrinks_and_round_trips() {
+        let src = compressible(64 * 1024);
+        let mut out = b"head".to_vec();
+        assert!(compress_append(&mut out, &src));
+        assert_eq!(&out[..4], b"head");
+        assert!(out.len() < 4 + src.len() / 10, "{}", out.len());
+        let back = decompress(&out[4..], src.len()).unwrap();
+        assert_eq!(back.as_ref(), &src[..]);
+    }
+
+    #[test]
+    fn incompressible_is_left_alone() {
+        let src = incompressible(8 * 1024);
+        let mut out = b"head".to_vec();
+        assert!(!compress_append(&mut out, &src));
+        assert_eq!(out, b"head");
+        assert!(!compress_append(&mut out, b"x"));
+    }
+
+    #[test]
+    fn decompression_is_bounded_by_the_limit() {
+        // 16 MiB of zeros compress to a few hundred bytes: a would-be zip bomb.
+        let bomb = zstd::bulk::compress(&vec![0u8; 16 << 20], 1).unwrap();
+        assert!(bomb.len() < 4096);
+        assert_eq!(
+            decompress(&bomb, 1 << 20),
+            Err(WireError::DecompressedTooLarge { max: 1 << 20 })
+        );
+        assert_eq!(decompress(&bomb, 16 << 20).unwrap().len(), 16 << 20);
+    }
+
+    #[test]
+    fn streamed_frame_without_recorded_size_is_cut_at_the_limit() {
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        std::io::Write::write_all(&mut enc, &vec![7u8; 100_000]).unwrap();
+        let framed = enc.finish().unwrap();
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&framed),
+            Ok(None)
+        ));
+        assert_eq!(decompress(&framed, 100_000).unwrap().len(), 100_000);
+        assert_eq!(
+            decompress(&framed, 99_999),
+            Err(WireError::DecompressedTooLarge { max: 99_999 })
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(matches!(
+            decompress(b"definitely not zstd", 1 << 20),
+            Err(WireError::Decompress { .. })
+        ));
+        let mut good = zstd::bulk::compress(&compressible(10_000), 1).unwrap();
+        let last = good.len() - 1;
+        good[last] ^= 0xff;
+        good.truncate(good.len() - 3);
+        assert!(decompress(&good, 1 << 20).is_err());
+    }
+}

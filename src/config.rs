@@ -130,6 +130,10 @@ pub struct TimersConfig {
     /// Largest redial delay.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// How often a node re-announces its status seq to peers that have not confirmed it
+    /// (changes are announced at once).
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
 }
 
 impl Default for TimersConfig {
@@ -141,6 +145,7 @@ impl Default for TimersConfig {
             handshake_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
+            status_interval: Duration::from_secs(1),
         }
     }
 }
@@ -264,6 +269,7 @@ impl Config {
             ("timers.handshake_timeout", t.handshake_timeout),
             ("timers.backoff_initial", t.backoff_initial),
             ("timers.backoff_max", t.backoff_max),
+            ("timers.status_interval", t.status_interval),
         ] {
             if d.is_zero() {
                 return Err(bad(key, "must be longer than zero".into()));

@@ -56,6 +56,7 @@ impl LocalNetOptions {
                 handshake_timeout: Duration::from_secs(2),
                 backoff_initial: Duration::from_millis(50),
                 backoff_max: Duration::from_millis(500),
+                status_interval: Duration::from_millis(200),
             },
             admin: false,
             tweak: None,

@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use chainmesh::localnet::{LocalNet, LocalNetOptions};
 use chainmesh::node::{MessageKind, SESSION_QUEUE_BYTES};
-use chainmesh::routing::StaticMembership;
 use chainmesh::{Message, NodeHandle, NodeId, RequestError, SendError};
 use tokio::sync::mpsc;
 
@@ -331,18 +330,32 @@ async fn slow_receiver_bounds_the_senders_queue() {
     net.shutdown().await;
 }
 
-/// A shared membership table naming every node in `group0`, and `subscribers` in topic `t`.
-fn membership(net: &LocalNet, subscribers: &[usize]) -> Arc<StaticMembership> {
-    let m = Arc::new(StaticMembership::new());
-    m.set_group("group0", (0..net.len()).map(|i| net.handle(i).node_id()));
-    m.set_topic("t", subscribers.iter().map(|i| net.handle(*i).node_id()));
-    for i in 0..net.len() {
-        net.handle(i).set_membership(m.clone());
-    }
+/// Subscribes `subscribers` to topic `t` and waits until status synchronization has told
+/// every node who is in `group0` (everyone) and who subscribes to `t`.
+async fn membership(net: &LocalNet, subscribers: &[usize]) {
     for i in subscribers {
         net.handle(*i).subscribe("t");
     }
-    m
+    let mut want_topic: Vec<NodeId> = subscribers
+        .iter()
+        .map(|i| net.handle(*i).node_id())
+        .collect();
+    want_topic.sort();
+    let mut want_group: Vec<NodeId> = (0..net.len()).map(|i| net.handle(i).node_id()).collect();
+    want_group.sort();
+    let synced = net
+        .wait_for(WAIT, |net| {
+            (0..net.len()).all(|i| {
+                let st = net.handle(i).status().clone();
+                let mut t = st.network_topic_subscribers("t");
+                let mut g = st.network_group_members("group0");
+                t.sort();
+                g.sort();
+                t == want_topic && g == want_group
+            })
+        })
+        .await;
+    assert!(synced, "status sync did not spread groups and topics");
 }
 
 /// Per node: payloads received on `MODULE`, in order.
@@ -449,7 +462,7 @@ async fn broadcast_and_multicast_on_a_ring() {
         d.min(6 - d) as u8
     })
     .await;
-    membership(&net, &[0, 2, 3, 5]);
+    membership(&net, &[0, 2, 3, 5]).await;
     check_fanout(&net, 0, &[0, 2, 3, 5], 3).await;
     check_fanout(&net, 4, &[0, 2, 3, 5], 3).await;
     net.shutdown().await;
@@ -462,7 +475,7 @@ async fn broadcast_and_multicast_on_a_star() {
         net.connect(leaf, 0);
     }
     wait_all_routes(&net, |i, j| if i == 0 || j == 0 { 1 } else { 2 }).await;
-    membership(&net, &[1, 3, 4]);
+    membership(&net, &[1, 3, 4]).await;
     // From the hub: every leaf is a neighbour and gets the same bytes.
     check_fanout(&net, 0, &[1, 3, 4], 1).await;
     // From a leaf: the hub delivers and relays to the other leaves.

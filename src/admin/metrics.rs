@@ -13,7 +13,9 @@ use crate::node::NodeHandle;
 
 /// Escapes a Prometheus label value.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders every metric in the Prometheus text format (version 0.0.4).
@@ -22,7 +24,10 @@ pub fn render(node: &NodeHandle) -> String {
     let peers = node.peers();
     let sessions = peers.sessions();
     let targets = peers.targets();
-    let _ = writeln!(out, "# HELP chainmesh_build_info Build and identity of this node.");
+    let _ = writeln!(
+        out,
+        "# HELP chainmesh_build_info Build and identity of this node."
+    );
     let _ = writeln!(out, "# TYPE chainmesh_build_info gauge");
     let _ = writeln!(
         out,
@@ -30,19 +35,50 @@ pub fn render(node: &NodeHandle) -> String {
         env!("CARGO_PKG_VERSION"),
         node.node_id()
     );
-    let _ = writeln!(out, "# HELP chainmesh_peers_connected Peers with a live session.");
+    let _ = writeln!(
+        out,
+        "# HELP chainmesh_peers_connected Peers with a live session."
+    );
     let _ = writeln!(out, "# TYPE chainmesh_peers_connected gauge");
     let _ = writeln!(out, "chainmesh_peers_connected {}", sessions.len());
-    let _ = writeln!(out, "# HELP chainmesh_peers_configured Configured peer addresses.");
+    let _ = writeln!(
+        out,
+        "# HELP chainmesh_peers_configured Configured peer addresses."
+    );
     let _ = writeln!(out, "# TYPE chainmesh_peers_configured gauge");
     let _ = writeln!(out, "chainmesh_peers_configured {}", targets.len());
     type Counter = fn(&crate::session::SessionStats) -> u64;
     let per_peer: [(&str, &str, &str, Counter); 5] = [
-        ("chainmesh_peer_bytes_in_total", "counter", "TLS payload bytes read from the peer.", |s| s.bytes_in.load(Relaxed)),
-        ("chainmesh_peer_bytes_out_total", "counter", "TLS payload bytes written to the peer.", |s| s.bytes_out.load(Relaxed)),
-        ("chainmesh_peer_packets_in_total", "counter", "Packets decoded from the peer.", |s| s.packets_in.load(Relaxed)),
-        ("chainmesh_peer_packets_out_total", "counter", "Packets written to the peer.", |s| s.packets_out.load(Relaxed)),
-        ("chainmesh_peer_dropped_out_total", "counter", "Packets refused because the peer's write queue was full.", |s| s.dropped_out.load(Relaxed)),
+        (
+            "chainmesh_peer_bytes_in_total",
+            "counter",
+            "TLS payload bytes read from the peer.",
+            |s| s.bytes_in.load(Relaxed),
+        ),
+        (
+            "chainmesh_peer_bytes_out_total",
+            "counter",
+            "TLS payload bytes written to the peer.",
+            |s| s.bytes_out.load(Relaxed),
+        ),
+        (
+            "chainmesh_peer_packets_in_total",
+            "counter",
+            "Packets decoded from the peer.",
+            |s| s.packets_in.load(Relaxed),
+        ),
+        (
+            "chainmesh_peer_packets_out_total",
+            "counter",
+            "Packets written to the peer.",
+            |s| s.packets_out.load(Relaxed),
+        ),
+        (
+            "chainmesh_peer_dropped_out_total",
+            "counter",
+            "Packets refused because the peer's write queue was full.",
+            |s| s.dropped_out.load(Relaxed),
+        ),
     ];
     for (name, kind, help, get) in per_peer {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -62,7 +98,10 @@ pub fn render(node: &NodeHandle) -> String {
 
 pub(super) async fn metrics(State(node): State<NodeHandle>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render(&node),
     )
 }

@@ -3,7 +3,9 @@
 //! Errors come back as `{"error": "..."}` with a 4xx or 5xx status.
 
 mod messages;
+mod metrics;
 mod peers;
+pub mod status;
 
 use std::net::SocketAddr;
 
@@ -90,7 +92,10 @@ async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
 
 /// The admin API's routes.
 pub fn router(node: NodeHandle) -> Router {
+    let status = status::router(node.status().clone());
     Router::new()
+        .route("/", get(metrics::page))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/node", get(get_node))
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/peers/{address}", delete(peers::remove))
@@ -98,6 +103,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/ping", post(messages::ping))
         .route("/v1/routes", get(messages::routes))
         .with_state(node)
+        .merge(status)
 }
 
 /// Serves the admin API on `listener` until `stop` is cancelled.

@@ -12,6 +12,7 @@ mod node;
 mod peers;
 mod ping;
 mod send;
+mod status;
 
 /// chainmesh: peer-to-peer network node for permissioned blockchains.
 #[derive(Debug, Parser)]
@@ -40,6 +41,8 @@ enum Command {
     Send(send::SendArgs),
     /// Send echo requests from a running node to another and print round trips and hops.
     Ping(ping::PingArgs),
+    /// Print every node's status as a running node knows it: seq, age, groups, topics, app.
+    Status(status::StatusArgs),
 }
 
 /// Runs the command line; the binary's `main` is only this.
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Peers(a) => peers::run(a),
         Command::Send(a) => send::run(a),
         Command::Ping(a) => ping::run(a),
+        Command::Status(a) => status::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

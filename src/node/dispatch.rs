@@ -233,14 +233,23 @@ impl NodeHandle {
             }
             PacketType::UNICAST => self.on_unicast(peer, packet),
             PacketType::BROADCAST | PacketType::MULTICAST => self.on_fanout(peer, packet),
-            // The status-synchronization hook: StatusRequest, StatusResponse and StatusSeq
-            // addressed to this node go to `crate::status` once it is wired in here.
+            // Status synchronization: requests and announcements addressed to this node.
+            // A malformed one is logged, not answered by closing the link: status packets
+            // are relayed, so the link's peer may not be the one that sent the bad bytes.
             PacketType::STATUS_REQUEST | PacketType::STATUS_RESPONSE | PacketType::STATUS_SEQ => {
-                debug!(
-                    peer = %peer,
-                    packet_type = packet.packet_type.0,
-                    "status packet ignored: no status module is wired in"
-                );
+                let src = packet.options.as_ref().map(|o| o.src)?;
+                match self.plain_payload(&packet) {
+                    Ok(payload) => {
+                        if let Err(e) =
+                            self.inner
+                                .status
+                                .on_packet(src, packet.packet_type, payload)
+                        {
+                            debug!(peer = %peer, src = %src.short(), error = %e, "bad status packet");
+                        }
+                    }
+                    Err(e) => debug!(peer = %peer, error = %e, "undecodable status payload"),
+                }
                 None
             }
             other => {

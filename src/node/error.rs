@@ -13,6 +13,9 @@ pub enum NodeError {
     /// The TLS context could not be built.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The node's initial status is invalid (e.g. a group name too long for the wire).
+    #[error("initial status: {0}")]
+    Status(#[from] crate::status::StatusError),
     /// A listener could not be opened.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {

@@ -19,6 +19,7 @@ mod dispatch;
 mod error;
 mod message;
 mod runtime;
+mod status_link;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,10 +39,9 @@ use crate::config::Config;
 use crate::identity::{Identity, NodeId};
 use crate::peers::admission::Admission;
 use crate::peers::{PeerEvent, PeerSettings, Peers};
-use crate::routing::{
-    plan, Dedup, LocalInterests, LocalMembership, Membership, Reachability, RouteInfo, Router,
-};
+use crate::routing::{plan, Dedup, LocalInterests, Membership, Reachability, RouteInfo, Router};
 use crate::session::{QueueError, SessionHandle};
+use crate::status::{NodeStatus, StatusService};
 use crate::tls::TlsContext;
 use crate::wire::{
     compress_append, encode_topic_prefix, for_link, DataFrame, Ext, Packet, PacketType, WireError,
@@ -97,6 +97,7 @@ struct Inner {
     dedup: Dedup,
     interests: Arc<LocalInterests>,
     membership: RwLock<Arc<dyn Membership>>,
+    status: Arc<StatusService>,
 }
 
 /// A response as the requester receives it.
@@ -250,7 +251,15 @@ impl Node {
         };
         let id = identity.node_id;
         let interests = Arc::new(LocalInterests::new(config.p2p.groups.iter().cloned()));
-        let membership: Arc<dyn Membership> = Arc::new(LocalMembership::new(id, interests.clone()));
+        let status_link = Arc::new(status_link::StatusLink::default());
+        let status = StatusService::new(
+            id,
+            config.timers.status_interval,
+            NodeStatus::with_groups(config.p2p.groups.iter().cloned()),
+            status_link.clone(),
+        )?;
+        let membership: Arc<dyn Membership> =
+            Arc::new(status_link::StatusMembership(status.clone()));
         let inner = Arc::new_cyclic(|weak| Inner {
             id,
             listen,
@@ -272,7 +281,9 @@ impl Node {
             dedup: Dedup::new(DEDUP_SOURCES),
             interests,
             membership: RwLock::new(membership),
+            status,
         });
+        status_link.attach(Arc::downgrade(&inner));
         let handle = NodeHandle { inner };
         let stop = CancellationToken::new();
         // Routing subscribes to peer events before any link can come up.
@@ -281,6 +292,7 @@ impl Node {
             .router
             .spawn(handle.inner.peers.clone(), stop.clone());
         handle.spawn_reachability_watch(stop.clone());
+        handle.inner.status.spawn(stop.clone());
         handle.inner.peers.listen(listener);
         for p in &config.p2p.peers {
             handle.inner.peers.add_target(p);
@@ -440,13 +452,35 @@ impl NodeHandle {
     /// (once the other nodes learn it through status synchronization). Returns false if
     /// already subscribed.
     pub fn subscribe(&self, topic: &str) -> bool {
-        self.inner.interests.subscribe(topic)
+        let added = self.inner.interests.subscribe(topic);
+        if added {
+            self.announce_topic(topic, true);
+        }
+        added
+    }
+
+    /// Tells the network (through the status) that this node now does or does not
+    /// subscribe to `topic`.
+    fn announce_topic(&self, topic: &str, subscribed: bool) {
+        let r = if subscribed {
+            self.inner.status.add_topic(topic)
+        } else {
+            self.inner.status.remove_topic(topic)
+        };
+        if let Err(e) = r {
+            // Local delivery still follows the subscription; only remote senders miss it.
+            tracing::warn!(topic, error = %e, "topic change not announced");
+        }
     }
 
     /// Unsubscribes from `topic`; multicasts to it are no longer delivered here. Returns
     /// false if not subscribed.
     pub fn unsubscribe(&self, topic: &str) -> bool {
-        self.inner.interests.unsubscribe(topic)
+        let removed = self.inner.interests.unsubscribe(topic);
+        if removed {
+            self.announce_topic(topic, false);
+        }
+        removed
     }
 
     /// The topics this node subscribes to, sorted.
@@ -1000,10 +1034,13 @@ impl NodeHandle {
                     }) => {
                         // A direct link may have come back meanwhile.
                         if !node.is_reachable(&gone) {
+                            node.inner.status.on_unreachable(&gone);
                             node.fail_pending_to(gone, was_neighbour);
                         }
                     }
-                    Ok(Reachability::Reachable { .. }) => {}
+                    Ok(Reachability::Reachable { node: back, .. }) => {
+                        node.inner.status.on_reachable(back);
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Missed events: fail whatever waits on a node that is gone.
                         let gone: Vec<NodeId> = node

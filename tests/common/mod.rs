@@ -19,6 +19,7 @@ pub fn fast_timers() -> TimersConfig {
         handshake_timeout: Duration::from_secs(2),
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
+        status_interval: Duration::from_millis(100),
     }
 }
 

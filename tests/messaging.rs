@@ -6,7 +6,6 @@
 //! Tests wait on conditions, never on fixed sleeps, and assert nothing about wall-clock time.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;

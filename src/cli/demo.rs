@@ -13,6 +13,8 @@ use crate::localnet::{LocalNet, LocalNetOptions};
 
 /// The module the demo's messages are addressed to.
 const DEMO_MODULE: u16 = 100;
+/// The module the demo's broadcasts and multicasts are addressed to.
+const FANOUT_MODULE: u16 = 101;
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
@@ -142,9 +144,103 @@ async fn demo(n: usize) -> anyhow::Result<()> {
         rtts[rtts.len() - 1]
     );
 
+    status_and_fanout(&net).await?;
     net.shutdown().await;
     relayed().await?;
     println!("\ndemo passed: every message arrived");
+    Ok(())
+}
+
+/// Status synchronization, then broadcast to the group and multicast to a topic, each
+/// checked to reach exactly the nodes it should, once.
+async fn status_and_fanout(net: &LocalNet) -> anyhow::Result<()> {
+    let n = net.len();
+    let origin = net.handle(0).node_id();
+    let t = Instant::now();
+    net.handle(0)
+        .set_app_status(Bytes::from_static(b"height=1024"))
+        .context("setting node0's application status")?;
+    let seen = net
+        .wait_for(Duration::from_secs(10), |net| {
+            (1..n).all(|i| {
+                net.handle(i)
+                    .peer_status(&origin)
+                    .is_some_and(|s| s.status.app.as_ref() == b"height=1024")
+            })
+        })
+        .await;
+    if !seen {
+        bail!("node0's status change did not reach every node within 10 s");
+    }
+    println!(
+        "\nstatus: node0 set its application status to \"height=1024\"; all {} other nodes held it after {:.0?}",
+        n - 1,
+        t.elapsed()
+    );
+
+    // Odd nodes subscribe to a topic; every node is in group0.
+    let subscribers: Vec<usize> = (1..n).step_by(2).collect();
+    for &i in &subscribers {
+        net.handle(i).subscribe("blocks");
+    }
+    let want: Vec<NodeId> = subscribers
+        .iter()
+        .map(|&i| net.handle(i).node_id())
+        .collect();
+    let known = net
+        .wait_for(Duration::from_secs(10), |net| {
+            let mut got = net.handle(0).status().network_topic_subscribers("blocks");
+            got.sort();
+            let mut w = want.clone();
+            w.sort();
+            got == w
+        })
+        .await;
+    if !known {
+        bail!("node0 did not learn the subscribers of \"blocks\" within 10 s");
+    }
+    let inboxes: Vec<_> = (0..n)
+        .map(|i| net.handle(i).register(FANOUT_MODULE, 64))
+        .collect();
+    let b = net
+        .handle(0)
+        .broadcast("group0", FANOUT_MODULE, Bytes::from_static(b"new block"))
+        .await
+        .context("broadcast from node0")?;
+    let m = net
+        .handle(0)
+        .multicast("blocks", FANOUT_MODULE, Bytes::from_static(b"block 1024"))
+        .await
+        .context("multicast from node0")?;
+    let mut got = vec![Vec::new(); n];
+    for (i, mut inbox) in inboxes.into_iter().enumerate().skip(1) {
+        let expect = 1 + usize::from(subscribers.contains(&i));
+        while got[i].len() < expect {
+            match tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await {
+                Ok(Some(msg)) => got[i].push(String::from_utf8_lossy(&msg.payload).into_owned()),
+                _ => bail!("node{i} is missing a broadcast or multicast"),
+            }
+        }
+        // Nothing more may come: each message exactly once, nothing for non-subscribers.
+        if let Ok(Some(extra)) =
+            tokio::time::timeout(Duration::from_millis(100), inbox.recv()).await
+        {
+            bail!("node{i} got an extra message: {:?}", extra.payload);
+        }
+    }
+    println!(
+        "broadcast to group0: queued for {} nodes, each got it once",
+        b.queued.len()
+    );
+    println!(
+        "multicast to \"blocks\" (subscribers: {}): queued for {}, delivered to exactly those",
+        subscribers
+            .iter()
+            .map(|i| format!("node{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        m.queued.len()
+    );
     Ok(())
 }
 
@@ -241,6 +337,45 @@ async fn relayed() -> anyhow::Result<()> {
         .await
         .context("ping line0 -> line3")?;
     println!("ping line0 -> line3: {:.0?}, {} hops", ping.rtt, ping.hops);
+
+    // Status and broadcast cross the relays too.
+    last.set_app_status(Bytes::from_static(b"view=7"))
+        .context("setting line3's status")?;
+    let last_id = last.node_id();
+    if !line
+        .wait_for(Duration::from_secs(10), |n| {
+            n.handle(0)
+                .peer_status(&last_id)
+                .is_some_and(|s| s.status.app.as_ref() == b"view=7")
+        })
+        .await
+    {
+        bail!("line3's status did not reach line0 within 10 s");
+    }
+    println!("status: line0 holds line3's \"view=7\", learnt across two relays");
+    let inboxes: Vec<_> = (1..4)
+        .map(|i| line.handle(i).register(FANOUT_MODULE, 16))
+        .collect();
+    let members_known = line
+        .wait_for(Duration::from_secs(10), |n| {
+            n.handle(0).status().network_group_members("group0").len() == 4
+        })
+        .await;
+    if !members_known {
+        bail!("line0 did not learn group0's members within 10 s");
+    }
+    first
+        .broadcast("group0", FANOUT_MODULE, Bytes::from_static(b"to all"))
+        .await
+        .context("broadcast along the line")?;
+    let mut hops = Vec::new();
+    for (k, mut inbox) in inboxes.into_iter().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await {
+            Ok(Some(msg)) => hops.push(format!("line{} ({} hop(s))", k + 1, msg.hops)),
+            _ => bail!("line{} missed the broadcast", k + 1),
+        }
+    }
+    println!("broadcast from line0 reached {}", hops.join(", "));
 
     println!("\ncutting line1 - line2 and linking line0 - line2");
     line.handle(1).peers().remove_target(&line.addr(2));

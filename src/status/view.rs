@@ -25,9 +25,9 @@ pub struct StatusView {
     pub nodes: Vec<PeerStatusView>,
 }
 
-/// This node's status in [`StatusView`].
+/// A status's version and content, as both views show them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OwnStatusView {
+pub struct StatusFields {
     /// The status seq.
     pub seq: u32,
     /// The epoch, as 16 hex digits.
@@ -47,40 +47,28 @@ pub struct OwnStatusView {
     /// The application status as UTF-8, invalid bytes replaced by U+FFFD.
     pub app_text: String,
 }
+
+/// This node's status in [`StatusView`].
+pub type OwnStatusView = StatusFields;
 
 /// Another node's status in [`StatusView`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerStatusView {
     /// The node.
     pub node_id: NodeId,
-    /// The status seq.
-    pub seq: u32,
-    /// The epoch, as 16 hex digits.
-    pub epoch: String,
     /// Milliseconds since this copy arrived.
     pub age_ms: u64,
-    /// Lowest protocol version.
-    pub min_version: u16,
-    /// Highest protocol version.
-    pub max_version: u16,
-    /// Groups.
-    pub groups: Vec<String>,
-    /// Node-level topics.
-    pub topics: Vec<String>,
-    /// AMOP topics.
-    pub amop_topics: Vec<String>,
-    /// The application status as lowercase hex.
-    pub app_hex: String,
-    /// The application status as UTF-8, invalid bytes replaced by U+FFFD.
-    pub app_text: String,
+    /// Its version and content.
+    #[serde(flatten)]
+    pub status: StatusFields,
 }
 
 fn app_text(app: &Bytes) -> String {
     String::from_utf8_lossy(app).into_owned()
 }
 
-fn own_view(version: StatusVersion, s: &NodeStatus) -> OwnStatusView {
-    OwnStatusView {
+fn fields(version: StatusVersion, s: &NodeStatus) -> StatusFields {
+    StatusFields {
         seq: version.seq,
         epoch: version.epoch_hex(),
         min_version: s.min_version,
@@ -94,20 +82,11 @@ fn own_view(version: StatusVersion, s: &NodeStatus) -> OwnStatusView {
 }
 
 fn peer_view(p: &PeerStatus, now: Instant) -> PeerStatusView {
-    let s = &p.status;
     PeerStatusView {
         node_id: p.node,
-        seq: p.version.seq,
-        epoch: p.version.epoch_hex(),
         age_ms: u64::try_from(now.saturating_duration_since(p.received_at).as_millis())
             .unwrap_or(u64::MAX),
-        min_version: s.min_version,
-        max_version: s.max_version,
-        groups: s.groups.clone(),
-        topics: s.topics.clone(),
-        amop_topics: s.amop_topics.clone(),
-        app_hex: hex::encode(&s.app),
-        app_text: app_text(&s.app),
+        status: fields(p.version, &p.status),
     }
 }
 
@@ -116,7 +95,7 @@ pub fn status_view_at(svc: &StatusService, now: Instant) -> StatusView {
     let (version, own) = svc.local();
     StatusView {
         node_id: svc.local_id(),
-        own: own_view(version, &own),
+        own: fields(version, &own),
         nodes: svc.all().iter().map(|p| peer_view(p, now)).collect(),
     }
 }
@@ -185,11 +164,12 @@ pub fn format_table(view: &StatusView) -> String {
         topics(&o.topics, &o.amop_topics),
         app_cell(&o.app_text, &o.app_hex),
     ]);
-    for n in &view.nodes {
+    for p in &view.nodes {
+        let n = &p.status;
         rows.push([
-            format!(" {}", n.node_id.short()),
+            format!(" {}", p.node_id.short()),
             n.seq.to_string(),
-            age_cell(n.age_ms),
+            age_cell(p.age_ms),
             list_cell(&n.groups),
             topics(&n.topics, &n.amop_topics),
             app_cell(&n.app_text, &n.app_hex),
@@ -226,7 +206,7 @@ mod tests {
     fn json_shape_and_table() {
         let view = StatusView {
             node_id: NodeId::from_bytes([0xab; 64]),
-            own: own_view(
+            own: fields(
                 StatusVersion::new(0x1f, 3),
                 &NodeStatus {
                     app: Bytes::from_static(b"height=7"),
@@ -235,16 +215,18 @@ mod tests {
             ),
             nodes: vec![PeerStatusView {
                 node_id: NodeId::from_bytes([0x01; 64]),
-                seq: 12,
-                epoch: "00000000000000ff".into(),
                 age_ms: 1234,
-                min_version: 1,
-                max_version: 1,
-                groups: vec!["group0".into(), "group1".into()],
-                topics: vec!["blocks".into()],
-                amop_topics: vec!["sdk".into()],
-                app_hex: "00ff".into(),
-                app_text: "\0\u{fffd}".into(),
+                status: StatusFields {
+                    seq: 12,
+                    epoch: "00000000000000ff".into(),
+                    min_version: 1,
+                    max_version: 1,
+                    groups: vec!["group0".into(), "group1".into()],
+                    topics: vec!["blocks".into()],
+                    amop_topics: vec!["sdk".into()],
+                    app_hex: "00ff".into(),
+                    app_text: "\0\u{fffd}".into(),
+                },
             }],
         };
         let json = serde_json::to_value(&view).unwrap();
@@ -252,6 +234,10 @@ mod tests {
         assert_eq!(json["self"]["app_text"], "height=7");
         assert_eq!(json["self"]["app_hex"], hex::encode("height=7"));
         assert_eq!(json["nodes"][0]["age_ms"], 1234);
+        assert_eq!(
+            json["nodes"][0]["seq"], 12,
+            "the status fields sit flat in each entry"
+        );
         let back: StatusView = serde_json::from_value(json).unwrap();
         assert_eq!(back, view);
         let table = format_table(&view);

@@ -113,25 +113,19 @@ fn default_out_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target/bench"))
 }
 
-/// The status-convergence row: chainmesh only, pending until status sync is wired.
-fn status_row(results: &mut Results) {
-    match scenarios::status_convergence() {
-        Ok(Some(secs)) => results.record(
-            SystemId::Chainmesh,
-            scenarios::Measured {
-                figures: vec![("status".into(), secs)],
-                notes: Vec::new(),
-            },
-        ),
-        Ok(None) => results.pending(
-            "status",
-            SystemId::Chainmesh,
-            "pending: status sync not wired",
-        ),
-        Err(e) => results.fail("status", SystemId::Chainmesh, format!("{e:#}")),
+/// The status-convergence rows: chainmesh only.
+fn status_row(who: &Contenders, plan: &Plan, results: &mut Results) {
+    if who.enabled.contains(&SystemId::Chainmesh) {
+        eprintln!("status: chainmesh");
+        match scenarios::status_convergence(&who.chainmesh, plan) {
+            Ok(m) => results.record(SystemId::Chainmesh, m),
+            Err(e) => results.fail("status", SystemId::Chainmesh, format!("{e:#}")),
+        }
     }
-    for other in [SystemId::Baseline, SystemId::Libp2p] {
-        results.pending("status", other, "no equivalent");
+    for metric in ["status", "status-engine-bytes", "status-link-bytes"] {
+        for other in [SystemId::Baseline, SystemId::Libp2p] {
+            results.pending(metric, other, "no equivalent");
+        }
     }
 }
 
@@ -247,7 +241,9 @@ fn run() -> Result<()> {
     if opts.wants("stall") {
         compare(&Stall, &who, &plan, &mut results);
     }
-    status_row(&mut results);
+    if opts.wants("status") {
+        status_row(&who, &plan, &mut results);
+    }
 
     let heading = format!(
         "## chainmesh side by side\n\n{} run, {} repetitions, {:.0} s; {}; certificates on {} \

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use chainmesh::config::{Config, IdentityConfig, TimersConfig};
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
@@ -106,32 +106,30 @@ impl Sender for ChainmeshSender {
             .await?)
     }
 
-    // `NodeHandle::broadcast` is being written: until it is committed, the broadcast row
-    // sends the same payload to each peer with unicast, and says so. To switch, replace the
-    // `unicast_each` line with
-    //     self.node.broadcast(GROUP, MODULE, payload).await?;
-    // and the label below with "NodeHandle::broadcast".
+    // One `NodeHandle::broadcast` to GROUP, whose members (a `StaticMembership` set in
+    // `star`) are the sender and every receiver: encoded once, the same bytes queued on
+    // each session.
     async fn send_to_all(&self, payload: Bytes) -> Result<()> {
-        unicast_each(&self.node, &self.peers, payload).await?;
+        let f = self.node.broadcast(GROUP, MODULE, payload).await?;
+        if f.queued.len() != self.peers.len() {
+            bail!(
+                "broadcast queued for {} of {} peers ({} unreachable, {} dropped)",
+                f.queued.len(),
+                self.peers.len(),
+                f.unreachable.len(),
+                f.dropped.len()
+            );
+        }
         Ok(())
     }
 
     fn send_to_all_label(&self) -> &'static str {
-        "unicast to each peer (NodeHandle::broadcast not available yet)"
+        "NodeHandle::broadcast to a group of the sender and every receiver"
     }
 }
 
 /// The group every benchmark node is in (the config default).
-#[allow(dead_code)] // Used once `send_to_all` switches to `NodeHandle::broadcast`.
 const GROUP: &str = "group0";
-
-/// The same payload to each peer, one unicast each.
-async fn unicast_each(node: &NodeHandle, peers: &[NodeId], payload: Bytes) -> Result<()> {
-    for &peer in peers {
-        node.send(peer, MODULE, payload.clone()).await?;
-    }
-    Ok(())
-}
 
 /// The application side of a receiving node: counts what arrives and answers requests with
 /// their own payload.
@@ -186,6 +184,9 @@ impl System for Chainmesh {
         let addrs: Vec<String> = (1..=receivers)
             .map(|i| cluster.handle(i).listen_addr().to_string())
             .collect();
+        let members = chainmesh::routing::StaticMembership::new();
+        members.set_group(GROUP, peers.iter().copied().chain([sender.node_id()]));
+        sender.set_membership(std::sync::Arc::new(members));
         let s = sender.clone();
         // Dialer tasks start on the runtime that adds the target: the sender's.
         sides.sender.run(async move {
@@ -255,5 +256,89 @@ impl System for Chainmesh {
             anyhow::Ok(elapsed)
         })??;
         Ok(elapsed)
+    }
+}
+
+/// What the status-convergence scenario measured.
+pub struct StatusFigures {
+    /// Seconds from `set_app_status` on node 0 until every other node holds that version,
+    /// one per change.
+    pub converge: Vec<f64>,
+    /// Status engine payload bytes sent per second per node, idle mesh.
+    pub engine_bytes: f64,
+    /// All bytes written per second per node on its links (TLS payload: status and routing
+    /// packets with their headers, plus heartbeats), idle mesh.
+    pub link_bytes: f64,
+}
+
+impl Chainmesh {
+    /// Status synchronization on `n` nodes in a full mesh with the default timers
+    /// (`timers.status_interval` 1 s): first the steady-state traffic over `window` once
+    /// every node knows every other's status, then `changes` changes of node 0's
+    /// application status, each timed until the `n - 1` others all hold it.
+    pub fn status_convergence(
+        &self,
+        rt: &Pinned,
+        n: usize,
+        changes: usize,
+        window: Duration,
+    ) -> Result<StatusFigures> {
+        let nodes = self.cluster(n, |_| rt)?;
+        self.connect_mesh(rt, &nodes)?;
+        let handles: Vec<NodeHandle> = (0..n).map(|i| nodes.handle(i)).collect();
+        rt.run(async move {
+            wait_until(SETUP_TIMEOUT, "every node to know every status", || {
+                handles.iter().all(|h| h.peer_statuses().len() == n - 1)
+            })
+            .await?;
+            // Let the set-up traffic (route tables, first status exchanges) drain.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let engine = |hs: &[NodeHandle]| -> u64 {
+                hs.iter()
+                    .map(|h| {
+                        let s = h.status().stats();
+                        s.seq_bytes + s.request_bytes + s.response_bytes
+                    })
+                    .sum()
+            };
+            let link = |hs: &[NodeHandle]| -> u64 {
+                hs.iter()
+                    .flat_map(|h| h.peers().sessions())
+                    .map(|s| s.stats.bytes_out.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum()
+            };
+            let (e0, l0, t0) = (engine(&handles), link(&handles), std::time::Instant::now());
+            tokio::time::sleep(window).await;
+            let secs = t0.elapsed().as_secs_f64();
+            let per_node = |b: u64| b as f64 / secs / n as f64;
+            let engine_bytes = per_node(engine(&handles).saturating_sub(e0));
+            let link_bytes = per_node(link(&handles).saturating_sub(l0));
+            let origin = handles[0].node_id();
+            let mut converge = Vec::with_capacity(changes);
+            for c in 0..changes {
+                let start = std::time::Instant::now();
+                let v = handles[0].set_app_status(Bytes::from(format!("height={}", 1000 + c)))?;
+                loop {
+                    let done = handles[1..]
+                        .iter()
+                        .all(|h| h.peer_status(&origin).is_some_and(|p| p.version == v));
+                    if done {
+                        break;
+                    }
+                    if start.elapsed() > SETUP_TIMEOUT {
+                        bail!("status change {c} did not converge in {SETUP_TIMEOUT:?}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                converge.push(start.elapsed().as_secs_f64());
+                // Changes land at different points of the announcement cycle.
+                tokio::time::sleep(Duration::from_millis(137)).await;
+            }
+            anyhow::Ok(StatusFigures {
+                converge,
+                engine_bytes,
+                link_bytes,
+            })
+        })?
     }
 }

@@ -16,4 +16,4 @@ pub use certs::{
     node_id_of_cert, node_id_of_file, node_id_of_key, subject_of, Identity, IdentityError,
     KeyProblem,
 };
-pub use node_id::{NodeId, NodeIdError, NODE_ID_LEN};
+pub use node_id::{NodeId, NodeIdError, NodeIdHashBuilder, NodeIdHasher, PeerMap, NODE_ID_LEN};

@@ -386,7 +386,11 @@ impl NodeHandle {
         payload: Bytes,
         responder: Option<Responder>,
     ) -> Option<Pending> {
-        let Some(tx) = self.inner.modules.read().get(&env.module).cloned() else {
+        // The common case, room in the queue, needs only the read lock: the `Sender` is
+        // cloned (an atomic increment and, on drop, a decrement) only to wait for room.
+        let modules = self.inner.modules.read();
+        let Some(tx) = modules.get(&env.module) else {
+            drop(modules);
             debug!(peer = %peer, module = env.module, "no handler for module");
             if let Some(r) = responder {
                 let _ = r.fail(format!("no handler for module {}", env.module));
@@ -395,10 +399,19 @@ impl NodeHandle {
         };
         match tx.try_send(Message::new(env, payload, responder)) {
             Ok(()) => None,
-            Err(TrySendError::Closed(_)) => None,
-            Err(TrySendError::Full(msg)) => Some(Box::pin(async move {
-                let _ = tx.send(msg).await;
-            })),
+            Err(TrySendError::Closed(msg)) => {
+                // Dropping a message may answer its request: not under the lock.
+                drop(modules);
+                drop(msg);
+                None
+            }
+            Err(TrySendError::Full(msg)) => {
+                let tx = tx.clone();
+                drop(modules);
+                Some(Box::pin(async move {
+                    let _ = tx.send(msg).await;
+                }))
+            }
         }
     }
 }

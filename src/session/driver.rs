@@ -25,8 +25,13 @@ use crate::wire::{Decoder, Ext, Packet, PacketType};
 /// Stop pulling from the queue once this much is waiting to be written: large enough that a
 /// TLS write carries many records' worth, small enough to keep latency and memory flat.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Read at most this much per system call.
-const READ_CHUNK: usize = 64 * 1024;
+/// Room made in the read buffer before each read: one whole TLS record (OpenSSL hands out at
+/// most one record's 16 KiB of plaintext per read) plus a partial frame's worth.
+const READ_CHUNK: usize = 17 * 1024;
+/// First allocation of the write batch. The batch is allocated when the first frame arrives
+/// and given back after a batch smaller than this is written (a lightly used link): idle
+/// connections hold no write buffer, busy ones keep theirs.
+const WBUF_INITIAL: usize = 16 * 1024;
 /// Packets handled per wake before yielding, so one busy peer cannot starve the others
 /// sharing this worker thread.
 const BUDGET: usize = 256;
@@ -54,7 +59,8 @@ where
         capacity: queue.capacity,
         shared: queue.shared,
         stats: queue.stats,
-        wbuf: BytesMut::with_capacity(WRITE_BATCH),
+        wbuf: BytesMut::new(),
+        wbuf_batch: 0,
         wbuf_permits: 0,
         big: None,
         big_permits: 0,
@@ -90,6 +96,8 @@ struct State {
     wbuf: BytesMut,
     /// Permits of the frames in `wbuf`, returned when it is fully written.
     wbuf_permits: usize,
+    /// Bytes in the batch being written, to tell a light link from a busy one.
+    wbuf_batch: usize,
     /// A large frame being written from its own buffer, after everything in `wbuf`.
     big: Option<Bytes>,
     big_permits: usize,
@@ -192,6 +200,9 @@ impl State {
                             self.big = Some(frame);
                             self.big_permits = permits;
                         } else {
+                            if self.wbuf.capacity() == 0 {
+                                self.wbuf.reserve(WBUF_INITIAL.max(frame.len()));
+                            }
                             self.wbuf.extend_from_slice(&frame);
                             self.wbuf_permits += permits;
                         }
@@ -209,6 +220,9 @@ impl State {
             SessionStats::add(&self.stats.packets_out, pulled);
             // `wbuf` holds bytes queued before `big`, so it goes first.
             let from_batch = !self.wbuf.is_empty();
+            if from_batch && !self.write_blocked {
+                self.wbuf_batch = self.wbuf_batch.max(self.wbuf.len());
+            }
             let chunk: &[u8] = if from_batch {
                 &self.wbuf
             } else if let Some(big) = &self.big {
@@ -238,8 +252,14 @@ impl State {
                 self.wbuf.advance(n);
                 let done = self.wbuf.is_empty();
                 if done {
-                    // Keep the allocation but drop the offset so the buffer stays compact.
-                    self.wbuf.clear();
+                    if std::mem::take(&mut self.wbuf_batch) < WBUF_INITIAL {
+                        // A light link: give the buffer back rather than hold it idle.
+                        self.wbuf = BytesMut::new();
+                    } else {
+                        // A busy one: keep the allocation but drop the offset so the
+                        // buffer stays compact.
+                        self.wbuf.clear();
+                    }
                     self.budget
                         .add_permits(std::mem::take(&mut self.wbuf_permits));
                 }
@@ -326,7 +346,14 @@ impl State {
                     SessionStats::add(&self.stats.bytes_in, n as u64);
                 }
                 Poll::Ready(Err(e)) => return Err(CloseReason::Io(e.to_string())),
-                Poll::Pending => return Ok(false),
+                Poll::Pending => {
+                    if self.rbuf.is_empty() {
+                        // Nothing partial is waiting: hold no read buffer while the link is
+                        // quiet (frames already delivered keep their own share alive).
+                        self.rbuf = BytesMut::new();
+                    }
+                    return Ok(false);
+                }
             }
         }
     }

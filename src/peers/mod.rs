@@ -40,6 +40,8 @@ use backoff::Backoff;
 /// so all of it is resident for every connection: 64 KiB here cost 47 KiB more per idle
 /// connection with no throughput gain measured (docs/performance.md).
 const TLS_READ_BUFFER: usize = 17 * 1024;
+/// Inbound TLS and protocol handshakes under way at once.
+const MAX_INBOUND_HANDSHAKES: usize = 256;
 /// Peer events kept for slow subscribers before they start missing some.
 const EVENT_BUFFER: usize = 1024;
 
@@ -220,20 +222,28 @@ impl Peers {
             self.inner.listen_port.store(addr.port(), Ordering::Relaxed);
         }
         let me = self.clone();
+        // Handshakes cost CPU (ECDSA) and memory before the peer has proven anything: bound
+        // how many run at once. Past the bound, new connections wait in the kernel's backlog.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_HANDSHAKES));
         self.inner.tasks.spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     _ = me.inner.shutdown.cancelled() => return,
-                    r = listener.accept() => r,
+                    r = async {
+                        let permit = slots.clone().acquire_owned().await;
+                        (permit, listener.accept().await)
+                    } => r,
                 };
                 match accepted {
-                    Ok((tcp, addr)) => {
+                    (Ok(permit), Ok((tcp, addr))) => {
                         let me2 = me.clone();
                         me.inner
                             .tasks
-                            .spawn(async move { me2.serve_inbound(tcp, addr).await });
+                            .spawn(async move { me2.serve_inbound(tcp, addr, permit).await });
                     }
-                    Err(e) => {
+                    // The semaphore is never closed.
+                    (Err(_), _) => return,
+                    (_, Err(e)) => {
                         // Out of file descriptors and the like: wait instead of spinning.
                         warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -243,8 +253,15 @@ impl Peers {
         });
     }
 
-    async fn serve_inbound(&self, tcp: TcpStream, addr: SocketAddr) {
-        match self.establish(tcp, addr, Direction::Inbound).await {
+    async fn serve_inbound(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let established = self.establish(tcp, addr, Direction::Inbound).await;
+        drop(slot);
+        match established {
             Ok(est) => {
                 self.run_session(est).await;
             }

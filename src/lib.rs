@@ -5,6 +5,45 @@
 //! dialing, reconnect, admission), [`routing`] (routes, relaying, dedup, membership),
 //! [`node`] (the application API), [`admin`] (HTTP API) and
 //! [`cli`] (the `chainmesh` binary).
+//!
+//! # A node in an application
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use chainmesh::{Config, Node, NodeId};
+//!
+//! # async fn run(peer: NodeId) -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load("node0/config.toml".as_ref())?;
+//! let node = Node::start(config, None).await?;
+//! let net = node.handle(); // cloneable, usable from any task
+//! let mut inbox = net.register(1000, 1024); // messages for module 1000
+//! tokio::spawn(async move {
+//!     while let Some(mut msg) = inbox.recv().await {
+//!         if let Some(reply) = msg.take_responder() {
+//!             let _ = reply.respond(msg.payload.clone());
+//!         }
+//!     }
+//! });
+//! net.send(peer, 1000, Bytes::from_static(b"hello")).await?;
+//! let answer = net
+//!     .request(peer, 1000, Bytes::from_static(b"ping"), Duration::from_secs(3))
+//!     .await?;
+//! net.set_app_status(Bytes::from_static(b"height=42"))?;
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # The wire format, without I/O
+//!
+//! ```
+//! use chainmesh::wire::{Packet, PacketType};
+//!
+//! let bytes = Packet::heartbeat(1).to_bytes();
+//! assert_eq!(bytes.len(), 14);
+//! let back = Packet::decode_exact(&bytes, 1 << 20).unwrap();
+//! assert_eq!(back.packet_type, PacketType::HEARTBEAT);
+//! ```
 
 pub mod admin;
 pub mod cli;

@@ -169,6 +169,15 @@ impl PendingTable {
     }
 }
 
+/// Who a broadcast or multicast is for.
+#[derive(Clone, Copy)]
+enum Audience<'a> {
+    /// Every node of a group.
+    Group(&'a str),
+    /// Every subscriber of a topic.
+    Topic(&'a str),
+}
+
 /// What became of a broadcast or multicast, per target node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fanout {
@@ -753,17 +762,8 @@ impl NodeHandle {
         module: u16,
         payload: Bytes,
     ) -> Result<Fanout, SendError> {
-        let targets = self.membership().group_members(group);
-        self.fanout(
-            PacketType::BROADCAST,
-            group,
-            &[],
-            module,
-            &payload,
-            &targets,
-            true,
-        )
-        .await
+        self.fan(Audience::Group(group), module, &payload, true)
+            .await
     }
 
     /// Like [`broadcast`](Self::broadcast), but never waits: targets behind a full queue are
@@ -774,17 +774,7 @@ impl NodeHandle {
         module: u16,
         payload: Bytes,
     ) -> Result<Fanout, SendError> {
-        let targets = self.membership().group_members(group);
-        let f = self.fanout(
-            PacketType::BROADCAST,
-            group,
-            &[],
-            module,
-            &payload,
-            &targets,
-            false,
-        );
-        futures_util::FutureExt::now_or_never(f).unwrap_or(Err(SendError::QueueFull(self.inner.id)))
+        self.fan_now(Audience::Group(group), module, &payload)
     }
 
     /// Sends `payload` to module `module` of every node subscribed to `topic` except this
@@ -797,20 +787,8 @@ impl NodeHandle {
         module: u16,
         payload: Bytes,
     ) -> Result<Fanout, SendError> {
-        let targets = self.membership().topic_subscribers(topic);
-        let mut prefix = Vec::with_capacity(2 + topic.len());
-        encode_topic_prefix(topic, &mut prefix).map_err(wire_to_send_error)?;
-        let group = self.default_group().to_owned();
-        self.fanout(
-            PacketType::MULTICAST,
-            &group,
-            &prefix,
-            module,
-            &payload,
-            &targets,
-            true,
-        )
-        .await
+        self.fan(Audience::Topic(topic), module, &payload, true)
+            .await
     }
 
     /// Like [`multicast`](Self::multicast), but never waits: targets behind a full queue are
@@ -821,20 +799,55 @@ impl NodeHandle {
         module: u16,
         payload: Bytes,
     ) -> Result<Fanout, SendError> {
-        let targets = self.membership().topic_subscribers(topic);
-        let mut prefix = Vec::with_capacity(2 + topic.len());
-        encode_topic_prefix(topic, &mut prefix).map_err(wire_to_send_error)?;
-        let group = self.default_group().to_owned();
-        let f = self.fanout(
-            PacketType::MULTICAST,
-            &group,
-            &prefix,
-            module,
-            &payload,
-            &targets,
-            false,
-        );
-        futures_util::FutureExt::now_or_never(f).unwrap_or(Err(SendError::QueueFull(self.inner.id)))
+        self.fan_now(Audience::Topic(topic), module, &payload)
+    }
+
+    /// The fail-fast form of [`fan`](Self::fan): it never waits, so it completes at once.
+    fn fan_now(&self, to: Audience<'_>, module: u16, payload: &Bytes) -> Result<Fanout, SendError> {
+        futures_util::FutureExt::now_or_never(self.fan(to, module, payload, false))
+            .unwrap_or(Err(SendError::QueueFull(self.inner.id)))
+    }
+
+    /// Sends to a group (broadcast) or a topic's subscribers (multicast), as the
+    /// [`Membership`] lists them.
+    async fn fan(
+        &self,
+        to: Audience<'_>,
+        module: u16,
+        payload: &Bytes,
+        wait: bool,
+    ) -> Result<Fanout, SendError> {
+        match to {
+            Audience::Group(group) => {
+                let targets = self.membership().group_members(group);
+                self.fanout(
+                    PacketType::BROADCAST,
+                    group,
+                    &[],
+                    module,
+                    payload,
+                    &targets,
+                    wait,
+                )
+                .await
+            }
+            Audience::Topic(topic) => {
+                let targets = self.membership().topic_subscribers(topic);
+                let mut prefix = Vec::with_capacity(2 + topic.len());
+                encode_topic_prefix(topic, &mut prefix).map_err(wire_to_send_error)?;
+                let group = self.default_group().to_owned();
+                self.fanout(
+                    PacketType::MULTICAST,
+                    &group,
+                    &prefix,
+                    module,
+                    payload,
+                    &targets,
+                    wait,
+                )
+                .await
+            }
+        }
     }
 
     /// The next hop of `dst` as fan-out planning sees it.

@@ -64,6 +64,21 @@ impl LocalNetOptions {
     }
 }
 
+/// The config of a generated node on an ephemeral port of 127.0.0.1, with default timers and
+/// the admin API off: what [`LocalNet`] starts from, and what tests and benchmarks adjust.
+pub fn node_config(g: &GeneratedNode) -> Config {
+    let mut cfg = Config::new(
+        IdentityConfig {
+            ca_cert: g.ca_cert(),
+            node_cert: g.node_cert(),
+            node_key: g.node_key(),
+        },
+        "127.0.0.1:0",
+    );
+    cfg.admin.listen = String::new();
+    cfg
+}
+
 /// A running local network. Node `i`'s files are under `dir()/node{i}`.
 pub struct LocalNet {
     nodes: Vec<Option<Node>>,
@@ -85,14 +100,7 @@ impl LocalNet {
         let mut nodes = Vec::new();
         let mut configs = Vec::new();
         for (index, g) in generated.iter().enumerate() {
-            let mut cfg = Config::new(
-                IdentityConfig {
-                    ca_cert: g.ca_cert(),
-                    node_cert: g.node_cert(),
-                    node_key: g.node_key(),
-                },
-                "127.0.0.1:0",
-            );
+            let mut cfg = node_config(g);
             cfg.timers = opts.timers.clone();
             cfg.admin.listen = if opts.admin {
                 "127.0.0.1:0".into()

@@ -381,15 +381,7 @@ async fn disjoint_protocol_versions_are_refused_with_a_clear_reason() {
     };
     let r = handshake::exchange(&mut stream, &future, 1 << 20, Duration::from_secs(5)).await;
     assert!(r.is_err(), "we cannot agree either");
-    let reason = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Ok(PeerEvent::Refused { reason, .. }) = events.recv().await {
-                return reason;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let reason = common::next_refusal(&mut events).await;
     assert!(reason.contains("version"), "{reason}");
     assert!(net.handle(0).peers().sessions().is_empty());
     net.shutdown().await;

@@ -276,15 +276,7 @@ async fn client_without_certificate_is_refused() {
             "no data for an unauthenticated client"
         );
     }
-    let reason = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Ok(PeerEvent::Refused { reason, .. }) = events.recv().await {
-                return reason;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let reason = common::next_refusal(&mut events).await;
     assert!(reason.contains("no certificate"), "{reason}");
     assert!(net.handle(0).peers().sessions().is_empty());
     net.shutdown().await;

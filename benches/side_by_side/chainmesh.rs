@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
-use chainmesh::config::{Config, IdentityConfig, TimersConfig};
+use chainmesh::config::{Config, TimersConfig};
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
 use chainmesh::{Node, NodeHandle, NodeId};
 
@@ -46,20 +46,12 @@ impl Cluster {
 /// A node's config as `LocalNet` makes it, with production timers (heartbeat 5 s, idle
 /// timeout 15 s) but quick redials so that set-up does not wait on backoff.
 fn config(g: &GeneratedNode) -> Config {
-    let mut cfg = Config::new(
-        IdentityConfig {
-            ca_cert: g.ca_cert(),
-            node_cert: g.node_cert(),
-            node_key: g.node_key(),
-        },
-        "127.0.0.1:0",
-    );
+    let mut cfg = chainmesh::localnet::node_config(g);
     cfg.timers = TimersConfig {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         ..TimersConfig::default()
     };
-    cfg.admin.listen = String::new();
     cfg
 }
 

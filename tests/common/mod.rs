@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chainmesh::config::{Config, IdentityConfig, TimersConfig};
+use chainmesh::config::{Config, TimersConfig};
 use chainmesh::identity::GeneratedNode;
 
 /// Timers short enough for tests: heartbeat 100 ms, idle timeout 300 ms, backoff 50-400 ms.
@@ -25,17 +25,25 @@ pub fn fast_timers() -> TimersConfig {
 
 /// A config for a generated node on ephemeral ports with fast timers and the admin API on.
 pub fn config_for(g: &GeneratedNode) -> Config {
-    let mut c = Config::new(
-        IdentityConfig {
-            ca_cert: g.ca_cert(),
-            node_cert: g.node_cert(),
-            node_key: g.node_key(),
-        },
-        "127.0.0.1:0",
-    );
+    let mut c = chainmesh::localnet::node_config(g);
     c.timers = fast_timers();
     c.admin.listen = "127.0.0.1:0".into();
     c
+}
+
+/// Waits for the next refused handshake and returns its reason.
+pub async fn next_refusal(
+    events: &mut tokio::sync::broadcast::Receiver<chainmesh::peers::PeerEvent>,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(chainmesh::peers::PeerEvent::Refused { reason, .. }) = events.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("a refusal within 5 s")
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.

@@ -24,6 +24,15 @@ async fn net(n: usize) -> LocalNet {
         .expect("local network starts")
 }
 
+/// Two linked nodes, each with a route to the other.
+async fn pair() -> (LocalNet, NodeHandle, NodeHandle) {
+    let net = net(2).await;
+    net.connect(0, 1);
+    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 1, 1)).await);
+    let (a, b) = (net.handle(0), net.handle(1));
+    (net, a, b)
+}
+
 async fn recv(inbox: &mut mpsc::Receiver<Message>) -> Message {
     tokio::time::timeout(WAIT, inbox.recv())
         .await
@@ -278,10 +287,7 @@ async fn large_and_compressed_payloads_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_receiver_bounds_the_senders_queue() {
-    let net = net(2).await;
-    net.connect(0, 1);
-    assert!(net.wait_for(WAIT, |n| n.has_peers(0, 1)).await);
-    let (a, b) = (net.handle(0), net.handle(1));
+    let (net, a, b) = pair().await;
     // B's handler does not read: its queue of 1 fills, B stops reading from A, A's queue
     // fills up to its byte bound.
     let mut stuck = b.register(MODULE, 1);
@@ -484,10 +490,7 @@ async fn broadcast_and_multicast_on_a_star() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_to_itself_and_many_in_flight() {
-    let net = net(2).await;
-    net.connect(0, 1);
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 1, 1)).await);
-    let (a, b) = (net.handle(0), net.handle(1));
+    let (net, a, b) = pair().await;
     let _a_inbox = echo(&a, MODULE);
     let _b_inbox = echo(&b, MODULE);
     let answer = a
@@ -646,10 +649,7 @@ async fn admin_api_and_cli_send_ping_and_routes() {
 async fn a_flood_of_small_messages_all_arrive_in_order() {
     // Many small frames batched into large TLS writes that the socket takes only in part:
     // the writer must retry each blocked write with the same buffer.
-    let net = net(2).await;
-    net.connect(0, 1);
-    assert!(net.wait_for(WAIT, |n| n.has_peers(0, 1)).await);
-    let (a, b) = (net.handle(0), net.handle(1));
+    let (net, a, b) = pair().await;
     let mut inbox = b.register(MODULE, 4096);
     const N: u32 = 200_000;
     let sender = {

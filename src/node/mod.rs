@@ -255,8 +255,7 @@ impl Node {
         let settings = PeerSettings {
             timers: config.timers.clone(),
             max_packet: config.p2p.max_packet_size,
-            // A byte budget since session queues are bounded in bytes.
-            queue_len: SESSION_QUEUE_BYTES,
+            queue_bytes: SESSION_QUEUE_BYTES,
         };
         let id = identity.node_id;
         let interests = Arc::new(LocalInterests::new(config.p2p.groups.iter().cloned()));

@@ -114,8 +114,8 @@ pub struct PeerSettings {
     pub timers: TimersConfig,
     /// Largest packet accepted.
     pub max_packet: u32,
-    /// Packets a session's write queue holds.
-    pub queue_len: usize,
+    /// Bytes a session's write queue holds before senders wait or fail.
+    pub queue_bytes: usize,
 }
 
 struct Target {
@@ -334,7 +334,7 @@ impl Peers {
                 version: agreed.version,
                 peer_listen_port: agreed.peer.listen_port,
             },
-            self.inner.settings.queue_len,
+            self.inner.settings.queue_bytes,
         );
         let registered = self.register(&handle);
         Ok(Established {

@@ -7,7 +7,8 @@
 //! cargo bench --bench codec -- decode      # one group
 //! ```
 //!
-//! Routing-table benchmarks go in [`routing`] below once `chainmesh::routing` lands.
+//! The routing hot paths (next hop, route and status updates, dedup, fan-out) have their own
+//! target: `benches/routing.rs`, `cargo bench --bench routing`.
 
 use bytes::{Bytes, BytesMut};
 use chainmesh::wire::{set_ttl_in_place, Decoder, Ext, Handshake, Options, Packet, PacketType};
@@ -98,12 +99,5 @@ fn link_control(c: &mut Criterion) {
     g.finish();
 }
 
-/// Routing-table micro-benchmarks: lookup of the next hop for a node ID, and applying a
-/// neighbour's distance-vector update, on tables of 32, 256 and 1024 nodes. Empty until
-/// `chainmesh::routing` exists; add the functions here and they run with the rest.
-mod routing {
-    pub fn benches(_c: &mut criterion::Criterion) {}
-}
-
-criterion_group!(benches, encode, decode, link_control, routing::benches);
+criterion_group!(benches, encode, decode, link_control);
 criterion_main!(benches);

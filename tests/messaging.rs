@@ -14,6 +14,8 @@ use chainmesh::node::{MessageKind, SESSION_QUEUE_BYTES};
 use chainmesh::{Message, NodeHandle, NodeId, RequestError, SendError};
 use tokio::sync::mpsc;
 
+mod common;
+
 /// Generous bound for anything to happen; only reached when something is broken.
 const WAIT: Duration = Duration::from_secs(20);
 const MODULE: u16 = 100;
@@ -668,4 +670,186 @@ async fn a_flood_of_small_messages_all_arrive_in_order() {
     }
     sender.await.unwrap();
     net.shutdown().await;
+}
+
+/// The bytes one unicast takes on a link: header, options in direct or full form, payload.
+fn unicast_len(group: &str, direct: bool, payload: usize) -> u64 {
+    let options = if direct { 4 } else { 72 + 64 };
+    (14 + options + group.len() + payload) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn neighbours_send_the_direct_form_and_relays_the_full_form() {
+    let net = net(3).await;
+    net.connect_line();
+    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 2, 2)).await);
+    let (a, b, c) = (net.handle(0), net.handle(1), net.handle(2));
+    let group = net.config(0).p2p.groups[0].clone();
+    let mut at_b = b.register(MODULE, 256);
+    let mut at_c = c.register(MODULE, 256);
+    // 100 random payloads of 1000 bytes (under the compression threshold): the link's byte
+    // count tells the form apart, 132 bytes a message, far beyond the odd heartbeat.
+    let payload = Bytes::from((0..1000).map(|_| rand::random::<u8>()).collect::<Vec<_>>());
+    let count = 100u64;
+    let slack = 2_000;
+
+    let before = bytes_out(&a, &b.node_id());
+    for _ in 0..count {
+        a.send(b.node_id(), MODULE, payload.clone()).await.unwrap();
+    }
+    for _ in 0..count {
+        let m = recv(&mut at_b).await;
+        assert_eq!(
+            (m.src, m.hops),
+            (a.node_id(), 1),
+            "source read from the link"
+        );
+        assert_eq!(m.group, group);
+        assert!(m.payload == payload);
+    }
+    let direct = bytes_out(&a, &b.node_id()) - before;
+    let want = count * unicast_len(&group, true, payload.len());
+    assert!(
+        (want..want + slack).contains(&direct),
+        "{direct} bytes for {count} direct messages, want {want}"
+    );
+
+    // To C through B: the full form, relayed byte for byte.
+    let before = bytes_out(&a, &b.node_id());
+    for _ in 0..count {
+        a.send(c.node_id(), MODULE, payload.clone()).await.unwrap();
+    }
+    for _ in 0..count {
+        let m = recv(&mut at_c).await;
+        assert_eq!((m.src, m.hops), (a.node_id(), 2));
+    }
+    let full = bytes_out(&a, &b.node_id()) - before;
+    let want = count * unicast_len(&group, false, payload.len());
+    assert!(
+        (want..want + slack).contains(&full),
+        "{full} bytes for {count} relayed messages, want {want}"
+    );
+
+    // A request and its response between neighbours, both in direct form.
+    let _echo = echo(&b, MODULE + 1);
+    let got = a
+        .request(b.node_id(), MODULE + 1, payload.clone(), WAIT)
+        .await
+        .unwrap();
+    assert!(got == payload);
+    net.shutdown().await;
+}
+
+/// A peer that speaks only protocol version 1, played by hand over real TLS with the
+/// identity of a stopped node.
+mod version_one_peer {
+    use super::*;
+    use bytes::BytesMut;
+    use chainmesh::peers::admission::Admission;
+    use chainmesh::peers::handshake;
+    use chainmesh::tls::TlsContext;
+    use chainmesh::wire::{DataFrame, Decoder, Ext, Handshake, Packet, PacketType};
+    use parking_lot::RwLock;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Connects to node 0 of `net` as node 1, offering versions 1 to `max_version`.
+    async fn connect(
+        net: &LocalNet,
+        max_version: u16,
+    ) -> (tokio_openssl::SslStream<TcpStream>, BytesMut, u16) {
+        let identity = net.generated(1).load_identity().unwrap();
+        let tls = TlsContext::new(&identity, Arc::new(RwLock::new(Admission::default()))).unwrap();
+        let tcp = TcpStream::connect(net.addr(0)).await.unwrap();
+        let (mut stream, _) = tls.connect(tcp).await.unwrap();
+        let ours = Handshake {
+            min_version: 1,
+            max_version,
+            listen_port: 0,
+            max_packet_size: 1 << 20,
+        };
+        let agreed = handshake::exchange(&mut stream, &ours, 1 << 20, WAIT)
+            .await
+            .unwrap();
+        (stream, agreed.leftover, agreed.version)
+    }
+
+    /// Reads until the first Unicast, skipping link and status traffic.
+    async fn next_unicast(
+        stream: &mut tokio_openssl::SslStream<TcpStream>,
+        buf: &mut BytesMut,
+        from: NodeId,
+    ) -> Packet {
+        let mut decoder = Decoder::on_link(1 << 20, from);
+        loop {
+            while let Some(p) = decoder.decode(buf).unwrap() {
+                if p.packet_type == PacketType::UNICAST {
+                    return p;
+                }
+            }
+            let n = tokio::time::timeout(WAIT, stream.read_buf(buf))
+                .await
+                .expect("a packet within the wait bound")
+                .unwrap();
+            assert!(n > 0, "node closed the link");
+        }
+    }
+
+    /// A unicast from node 1 to `to` as a peer of `version` writes it.
+    fn unicast(version: u16, to: &NodeId, from: &NodeId, direct: bool) -> Bytes {
+        let dsts = [*to];
+        DataFrame {
+            version,
+            packet_type: PacketType::UNICAST,
+            seq: 7,
+            ext: if direct { Ext::DIRECT } else { Ext(0) }.with_ttl(10),
+            group: "group0",
+            src: from,
+            dsts: if direct { &[] } else { &dsts },
+            module: MODULE,
+            prefix: &[],
+            payload: b"from the hand-played peer",
+        }
+        .encode(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gets_the_full_form_and_a_version_two_peer_the_direct_form() {
+        let mut net = net(2).await;
+        net.stop(1).await;
+        let a = net.handle(0);
+        let me = net.generated(1).node_id;
+        let mut inbox = a.register(MODULE, 16);
+        for (max_version, direct) in [(1, false), (2, true)] {
+            let (mut stream, mut buf, version) = connect(&net, max_version).await;
+            assert_eq!(version, max_version);
+            assert!(wait_until_session(&a, &me).await);
+            a.send(me, MODULE, Bytes::from_static(b"hi")).await.unwrap();
+            let p = next_unicast(&mut stream, &mut buf, a.node_id()).await;
+            let opts = p.options.as_ref().unwrap();
+            assert_eq!(p.version, version);
+            assert_eq!(p.ext.contains(Ext::DIRECT), direct, "{:?}", p.ext);
+            assert_eq!(opts.src, a.node_id());
+            assert_eq!(opts.dsts, if direct { vec![] } else { vec![me] });
+            assert_eq!(&p.payload[..], b"hi");
+
+            // And the node reads what such a peer sends.
+            let frame = unicast(version, &a.node_id(), &me, direct);
+            stream.write_all(&frame).await.unwrap();
+            let m = recv(&mut inbox).await;
+            assert_eq!(
+                (m.src, &m.payload[..]),
+                (me, &b"from the hand-played peer"[..])
+            );
+            stream.shutdown().await.unwrap();
+            drop(stream);
+            assert!(common::wait_until(WAIT, || a.peers().session(&me).is_none()).await);
+        }
+        net.shutdown().await;
+    }
+
+    async fn wait_until_session(node: &NodeHandle, peer: &NodeId) -> bool {
+        common::wait_until(WAIT, || node.peers().session(peer).is_some()).await
+    }
 }

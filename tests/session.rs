@@ -109,7 +109,7 @@ fn start(cfg: SessionConfig, gate: Option<Arc<Notify>>, prequeue: &[Bytes]) -> H
         inner: ours,
         writes: writes.clone(),
     };
-    let (handle, queue) = session::new_session(1, info(), 8 << 20);
+    let handle = session::new_session(1, info(), 8 << 20);
     for f in prequeue {
         handle.try_send(f.clone()).unwrap();
     }
@@ -118,7 +118,6 @@ fn start(cfg: SessionConfig, gate: Option<Arc<Notify>>, prequeue: &[Bytes]) -> H
     let task = tokio::spawn(session::run(
         stream,
         handle.clone(),
-        queue,
         inbound,
         cfg,
         BytesMut::new(),
@@ -255,6 +254,58 @@ async fn queued_packets_are_batched_into_few_writes() {
         h.handle.close(CloseReason::Shutdown);
         drop(h.peer);
         h.task.await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn big_small_and_in_place_frames_keep_their_order_and_give_the_budget_back() {
+    watchdog(async {
+        let mut h = start(cfg(), None, &[]);
+        let big = session::BIG_FRAME + 100;
+        // Small frames around big ones (queued as their own chunks) and frames encoded
+        // straight into the queue: all in the order they were queued.
+        for i in 0..60u32 {
+            let seq = i + 1;
+            match i % 3 {
+                0 => h.handle.try_send(frame(seq, 40)).unwrap(),
+                1 => {
+                    let f = frame(seq, 30);
+                    h.handle
+                        .offer_encoded(f.len(), |out| out.extend_from_slice(&f))
+                        .unwrap();
+                }
+                _ => h.handle.try_send(frame(seq, big)).unwrap(),
+            }
+        }
+        let got = read_packets(&mut h.peer, 60).await;
+        let seqs: Vec<u32> = got.iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+        assert!(got
+            .iter()
+            .skip(2)
+            .step_by(3)
+            .all(|p| p.payload.len() == big));
+        let left = h.handle.clone();
+        let drained = tokio::time::timeout(WATCHDOG, async move {
+            while left.queued_bytes() != 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "every written byte's permit came back");
+        h.handle.close(CloseReason::Shutdown);
+        drop(h.peer);
+        h.task.await.unwrap();
+        assert_eq!(
+            h.handle.try_send(frame(99, 8)),
+            Err(session::QueueError::Closed)
+        );
+        assert_eq!(
+            h.handle
+                .offer_encoded(8, |_| unreachable!("not called when closed")),
+            Err(session::QueueError::Closed)
+        );
     })
     .await;
 }

@@ -1,10 +1,12 @@
 //! The ceiling: bare mutual TLS with chainmesh's own OpenSSL configuration
-//! (`chainmesh::tls::TlsContext` on both ends, the same 64 KiB `BufReader` under the
-//! `SslStream` as `src/peers/mod.rs`), carrying length-prefixed frames with chainmesh's 14-byte
-//! header layout but no addressing options, written in batches by one task per connection
-//! that reads and writes the stream the way `src/session/driver.rs` does. No node layer: no
-//! peer set, no per-module queues, no application task; receivers count frames where they
-//! decode them.
+//! (`chainmesh::tls::TlsContext` on both ends, reading ahead into OpenSSL's record buffer, and
+//! the `SslStream` straight over the TCP socket as in `src/peers/mod.rs`), carrying
+//! length-prefixed frames with chainmesh's 14-byte header layout but no addressing options,
+//! written in batches by one task per connection that reads and writes the stream in one poll
+//! loop as `src/session/driver.rs` does. Each frame is built in its own buffer and copied into
+//! the batch (chainmesh's session encodes a unicast straight into its batch instead, one
+//! allocation and one copy fewer). No node layer: no peer set, no per-module queues, no
+//! application task; receivers count frames where they decode them.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -21,7 +23,7 @@ use chainmesh::identity::{Curve, NetworkCa};
 use chainmesh::peers::admission::Admission;
 use chainmesh::tls::TlsContext;
 use parking_lot::{Mutex, RwLock};
-use tokio::io::{AsyncWrite, BufReader};
+use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_openssl::SslStream;
@@ -35,10 +37,10 @@ const EXT_RESPONSE: u16 = 0x0001;
 const EXT_REQUEST: u16 = 0x0004;
 /// chainmesh's Unicast packet type.
 const UNICAST: u16 = 5;
-/// The same batching and buffer sizes as chainmesh's session and peer layers.
+/// At most this much is copied into one batch before it is written.
 const WRITE_BATCH: usize = 256 * 1024;
-const READ_CHUNK: usize = 64 * 1024;
-const TLS_READ_BUFFER: usize = 64 * 1024;
+/// Room made in the read buffer before each read, as chainmesh's session: one TLS record.
+const READ_CHUNK: usize = 17 * 1024;
 /// The write queue's bound, in bytes, as chainmesh's session queue (a frame larger than the
 /// whole budget waits for an empty queue).
 const QUEUE_BYTES: usize = 8 * 1024 * 1024;
@@ -48,7 +50,7 @@ const DIRECT_WRITE: usize = 64 * 1024;
 const ROUNDS: usize = 64;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Tls = SslStream<BufReader<TcpStream>>;
+type Tls = SslStream<TcpStream>;
 type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Bytes>>>>;
 
 /// Bare TLS links between two TLS identities of one CA on `curve`.
@@ -85,18 +87,14 @@ impl Baseline {
 async fn dial(ctx: &TlsContext, addr: SocketAddr) -> Result<Tls> {
     let tcp = TcpStream::connect(addr).await.context("tcp connect")?;
     tcp.set_nodelay(true)?;
-    let (tls, _) = ctx
-        .connect(BufReader::with_capacity(TLS_READ_BUFFER, tcp))
-        .await?;
+    let (tls, _) = ctx.connect(tcp).await?;
     Ok(tls)
 }
 
 /// The server side of the TLS handshake on an accepted connection.
 async fn accept(ctx: &TlsContext, tcp: TcpStream) -> Result<Tls> {
     tcp.set_nodelay(true)?;
-    let (tls, _) = ctx
-        .accept(BufReader::with_capacity(TLS_READ_BUFFER, tcp))
-        .await?;
+    let (tls, _) = ctx.accept(tcp).await?;
     Ok(tls)
 }
 

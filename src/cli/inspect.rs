@@ -5,7 +5,8 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::config::DEFAULT_MAX_PACKET;
-use crate::wire::{inspect_view, Packet};
+use crate::identity::NodeId;
+use crate::wire::{inspect_view, Packet, WireError};
 
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
@@ -17,13 +18,23 @@ pub struct InspectArgs {
     /// Largest packet accepted, in bytes, as the `p2p.max_packet_size` config key.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PACKET)]
     max_packet_size: u32,
+    /// The node ID of the peer the packet came from. A packet in direct form (flag
+    /// `DIRECT`) leaves its source out because the link names it: this names it instead.
+    #[arg(long, value_name = "NODE_ID")]
+    from: Option<NodeId>,
 }
 
 /// Decodes the packet and prints it; a malformed packet is an error carrying the decoder's
 /// message.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let bytes = parse_hex(&args.hex)?;
-    let packet = Packet::decode_exact(&bytes, args.max_packet_size)?;
+    let packet = match &args.from {
+        Some(peer) => Packet::decode_exact_from(&bytes, args.max_packet_size, peer)?,
+        None => Packet::decode_exact(&bytes, args.max_packet_size).map_err(|e| match e {
+            WireError::DirectOffLink => anyhow::anyhow!("{e}; name the peer with --from NODE_ID"),
+            other => other.into(),
+        })?,
+    };
     let json = serde_json::to_string_pretty(&inspect_view(&packet))
         .context("cannot render the packet as JSON")?;
     // `writeln!` instead of `println!`, which panics when stdout is a closed pipe.
@@ -77,6 +88,7 @@ mod tests {
         let args = InspectArgs {
             hex: words(&["0000000d0000000100000007"]),
             max_packet_size: DEFAULT_MAX_PACKET,
+            from: None,
         };
         let e = run(args).unwrap_err().to_string();
         assert!(e.contains("Length field is 13"), "{e}");

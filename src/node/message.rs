@@ -1,5 +1,6 @@
 //! An incoming message as an application module receives it, and the means to answer it.
 
+use bytestring::ByteString;
 use std::fmt;
 
 use bytes::Bytes;
@@ -25,8 +26,9 @@ pub enum MessageKind {
 pub struct Message {
     /// The node that sent it.
     pub src: NodeId,
-    /// The group it was sent in.
-    pub group: String,
+    /// The group it was sent in: a `str` (it derefs to one) sharing the received packet's
+    /// buffer.
+    pub group: ByteString,
     /// The module it is addressed to.
     pub module: u16,
     /// The sender's sequence number: with `src`, the message's unique identity.
@@ -58,7 +60,7 @@ impl fmt::Debug for Message {
 /// What a message is, besides its payload; built by the dispatcher.
 pub(super) struct Envelope {
     pub(super) src: NodeId,
-    pub(super) group: String,
+    pub(super) group: ByteString,
     pub(super) module: u16,
     pub(super) seq: u32,
     pub(super) kind: MessageKind,

@@ -45,7 +45,7 @@ use crate::status::{NodeStatus, StatusService};
 use crate::tls::TlsContext;
 use crate::wire::{
     compress_append, encode_topic_prefix, for_link, DataFrame, Ext, Packet, PacketType, WireError,
-    DEFAULT_TTL, MAX_PROTOCOL_VERSION,
+    DEFAULT_TTL, DIRECT_FORM_VERSION, MAX_PROTOCOL_VERSION,
 };
 
 pub use error::{NodeError, RequestError, SendError};
@@ -93,7 +93,8 @@ struct Inner {
     router: Arc<Router>,
     seq: AtomicU32,
     pending: PendingTable,
-    modules: RwLock<HashMap<u16, mpsc::Sender<Message>>>,
+    /// Looked up per delivered message, hence foldhash rather than SipHash.
+    modules: RwLock<HashMap<u16, mpsc::Sender<Message>, foldhash::fast::RandomState>>,
     dedup: Dedup,
     interests: Arc<LocalInterests>,
     membership: RwLock<Arc<dyn Membership>>,
@@ -109,60 +110,111 @@ struct Reply {
 struct PendingRequest {
     dst: NodeId,
     reply: oneshot::Sender<Result<Reply, RequestError>>,
+    /// When [`sweep_expired_requests`](NodeHandle::sweep_expired_requests) answers it with
+    /// a timeout.
+    deadline: tokio::time::Instant,
+    timeout: Duration,
 }
+
+/// How often outstanding requests are checked for their deadline, while there are any. A
+/// timeout is reported up to this much after it expires; in exchange a request costs no
+/// timer of its own, whose registration and removal were a sixth of a round trip's CPU.
+pub const REQUEST_SWEEP: Duration = Duration::from_millis(5);
+
+/// Outstanding requests of one shard by Seq. Seqs are ours (a response can only look one
+/// up), so a fast hash is safe here.
+type PendingShard = HashMap<u32, PendingRequest, foldhash::fast::RandomState>;
+
+/// One shard's lock and map on cache lines of their own: a request is inserted on the
+/// requester's thread and taken on the thread that reads its response, and neighbouring
+/// shards sharing a line would make every such pair fight over it.
+#[repr(align(128))]
+struct PaddedShard(Mutex<PendingShard>);
 
 /// Outstanding requests by Seq, sharded by Seq.
 struct PendingTable {
-    shards: [Mutex<HashMap<u32, PendingRequest>>; PENDING_SHARDS],
+    shards: [PaddedShard; PENDING_SHARDS],
+    /// Entries in all shards, so the sweeper can sleep while there are none.
+    count: std::sync::atomic::AtomicUsize,
+    /// Wakes the sweeper when the first request goes in; dropped with the node, which
+    /// ends the sweeper.
+    not_empty: mpsc::Sender<()>,
 }
 
 impl PendingTable {
-    fn new() -> Self {
-        PendingTable {
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-        }
+    /// The table, and the receiver that hears when it stops being empty.
+    fn new() -> (Self, mpsc::Receiver<()>) {
+        let (not_empty, woken) = mpsc::channel(1);
+        let table = PendingTable {
+            shards: std::array::from_fn(|_| PaddedShard(Mutex::new(HashMap::default()))),
+            count: std::sync::atomic::AtomicUsize::new(0),
+            not_empty,
+        };
+        (table, woken)
     }
 
-    fn shard(&self, seq: u32) -> &Mutex<HashMap<u32, PendingRequest>> {
-        &self.shards[seq as usize % PENDING_SHARDS]
+    fn shard(&self, seq: u32) -> &Mutex<PendingShard> {
+        &self.shards[seq as usize % PENDING_SHARDS].0
     }
 
     fn insert(&self, seq: u32, p: PendingRequest) {
-        self.shard(seq).lock().insert(seq, p);
+        if let Some(old) = self.shard(seq).lock().insert(seq, p) {
+            // A Seq reused after 2^32 requests while one is still waiting: the old one can
+            // no longer be told apart, so it ends now.
+            let _ = old.reply.send(Err(RequestError::Timeout(old.timeout)));
+        } else if self.count.fetch_add(1, Ordering::AcqRel) == 0 {
+            // Full means a wake-up is already waiting for the sweeper.
+            let _ = self.not_empty.try_send(());
+        }
+    }
+
+    fn taken(&self, n: usize) {
+        if n > 0 {
+            self.count.fetch_sub(n, Ordering::AcqRel);
+        }
     }
 
     fn remove(&self, seq: u32) {
-        self.shard(seq).lock().remove(&seq);
+        let gone = self.shard(seq).lock().remove(&seq).is_some();
+        self.taken(usize::from(gone));
     }
 
     /// Takes request `seq` if it was sent to `from`: a Seq is only ours to match if the
     /// response comes from the node we asked.
     fn take_from(&self, seq: u32, from: &NodeId) -> Option<PendingRequest> {
         let mut shard = self.shard(seq).lock();
-        match shard.get(&seq) {
+        let p = match shard.get(&seq) {
             Some(p) if p.dst == *from => shard.remove(&seq),
             _ => None,
-        }
+        };
+        drop(shard);
+        self.taken(usize::from(p.is_some()));
+        p
     }
 
-    /// Takes every request whose destination satisfies `pred`.
-    fn take_where(&self, mut pred: impl FnMut(&NodeId) -> bool) -> Vec<PendingRequest> {
+    /// Takes every request that satisfies `pred`.
+    fn take_where(&self, mut pred: impl FnMut(&PendingRequest) -> bool) -> Vec<PendingRequest> {
         let mut out = Vec::new();
-        for shard in &self.shards {
+        for PaddedShard(shard) in &self.shards {
             let mut shard = shard.lock();
             let seqs: Vec<u32> = shard
                 .iter()
-                .filter(|(_, p)| pred(&p.dst))
+                .filter(|(_, p)| pred(p))
                 .map(|(s, _)| *s)
                 .collect();
             out.extend(seqs.into_iter().filter_map(|s| shard.remove(&s)));
         }
+        self.taken(out.len());
         out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count.load(Ordering::Acquire) == 0
     }
 
     fn destinations(&self) -> Vec<NodeId> {
         let mut out = Vec::new();
-        for shard in &self.shards {
+        for PaddedShard(shard) in &self.shards {
             out.extend(shard.lock().values().map(|p| p.dst));
         }
         out
@@ -176,6 +228,13 @@ enum Audience<'a> {
     Group(&'a str),
     /// Every subscriber of a topic.
     Topic(&'a str),
+}
+
+/// The copy of a broadcast or multicast for a neighbour that relays it: the targets it
+/// lists and its own encoding.
+struct RelayCopy<'a> {
+    targets: &'a [NodeId],
+    frame: Bytes,
 }
 
 /// What became of a broadcast or multicast, per target node.
@@ -214,6 +273,17 @@ fn initial_seq() -> u32 {
 /// Links crossed by a packet that arrives with `ttl` left.
 fn hops_from_ttl(ttl: u8) -> u8 {
     DEFAULT_TTL.saturating_sub(ttl).saturating_add(1)
+}
+
+/// How a packet for `dst` leaving by `link` is addressed: in direct form ([`Ext::DIRECT`],
+/// no node IDs) on the link to `dst` itself when the link's version has that form, else
+/// with `dst` listed as its destination.
+fn addressing<'a>(link: &SessionHandle, dst: &'a NodeId, ext: Ext) -> (Ext, &'a [NodeId]) {
+    if link.peer == *dst && link.version >= DIRECT_FORM_VERSION {
+        (ext | Ext::DIRECT, &[])
+    } else {
+        (ext, std::slice::from_ref(dst))
+    }
 }
 
 fn wire_to_send_error(e: WireError) -> SendError {
@@ -268,6 +338,7 @@ impl Node {
         )?;
         let membership: Arc<dyn Membership> =
             Arc::new(status_link::StatusMembership(status.clone()));
+        let (pending, woken) = PendingTable::new();
         let inner = Arc::new_cyclic(|weak| Inner {
             id,
             listen,
@@ -284,8 +355,8 @@ impl Node {
             ),
             router: Router::new(id),
             seq: AtomicU32::new(initial_seq()),
-            pending: PendingTable::new(),
-            modules: RwLock::new(HashMap::new()),
+            pending,
+            modules: RwLock::new(HashMap::default()),
             dedup: Dedup::new(DEDUP_SOURCES),
             interests,
             membership: RwLock::new(membership),
@@ -300,6 +371,7 @@ impl Node {
             .router
             .spawn(handle.inner.peers.clone(), stop.clone());
         handle.spawn_reachability_watch(stop.clone());
+        handle.spawn_request_sweeper(woken, stop.clone());
         handle.inner.status.spawn(stop.clone());
         handle.inner.peers.listen(listener);
         for p in &config.p2p.peers {
@@ -514,53 +586,86 @@ impl NodeHandle {
         self.inner.groups.first().map(String::as_str).unwrap_or("")
     }
 
-    /// A unicast frame, checked against the size limit and compressed when that pays.
+    /// The unicast packet for `dst`, leaving by `link` (`None`: to this node itself). On the
+    /// direct link to `dst` it takes the direct form, without the two node IDs, when the
+    /// link's version has it.
+    fn unicast_data<'a>(
+        &'a self,
+        link: Option<&SessionHandle>,
+        dst: &'a NodeId,
+        module: u16,
+        seq: u32,
+        ext: Ext,
+        payload: &'a [u8],
+    ) -> DataFrame<'a> {
+        let (version, (ext, dsts)) = match link {
+            Some(s) => (s.version, addressing(s, dst, ext)),
+            None => (MAX_PROTOCOL_VERSION, (ext, std::slice::from_ref(dst))),
+        };
+        DataFrame {
+            version,
+            packet_type: PacketType::UNICAST,
+            seq,
+            ext: ext.with_ttl(DEFAULT_TTL),
+            group: self.default_group(),
+            src: &self.inner.id,
+            dsts,
+            module,
+            prefix: &[],
+            payload,
+        }
+    }
+
+    /// [`unicast_data`](Self::unicast_data) as a frame of its own, checked against the size
+    /// limit and compressed when that pays.
     fn unicast_frame(
         &self,
+        link: Option<&SessionHandle>,
         dst: &NodeId,
         module: u16,
         seq: u32,
         ext: Ext,
         payload: &[u8],
     ) -> Result<Bytes, SendError> {
-        let f = DataFrame {
-            version: MAX_PROTOCOL_VERSION,
-            packet_type: PacketType::UNICAST,
-            seq,
-            ext: ext.with_ttl(DEFAULT_TTL),
-            group: self.default_group(),
-            src: &self.inner.id,
-            dsts: std::slice::from_ref(dst),
-            module,
-            prefix: &[],
-            payload,
-        };
+        let f = self.unicast_data(link, dst, module, seq, ext, payload);
         f.validate(self.inner.max_packet)
             .map_err(wire_to_send_error)?;
         Ok(f.encode(self.inner.compress_threshold))
     }
 
-    /// Queues `frame` on `session`, waiting for room or failing at once.
-    async fn queue_on(
-        session: &SessionHandle,
-        frame: &Bytes,
-        wait: bool,
-        dst: NodeId,
-    ) -> Result<(), SendError> {
-        let frame = for_link(frame, session.version);
-        let r = if wait {
-            session.send(frame).await
-        } else {
-            session.try_send(frame)
+    /// The common case of a unicast to another node: the next hop's queue has room and the
+    /// payload is too small to compress, so the packet is encoded straight into the queue,
+    /// with no buffer of its own. `None` sends the caller down the general path: a full
+    /// queue (to wait or fail), a link closing (to retry on its replacement), compression,
+    /// a message to this node itself.
+    fn unicast_in_place(
+        &self,
+        dst: &NodeId,
+        module: u16,
+        seq: u32,
+        ext: Ext,
+        payload: &[u8],
+    ) -> Option<Result<(), SendError>> {
+        let threshold = self.inner.compress_threshold;
+        if *dst == self.inner.id || (threshold > 0 && payload.len() > threshold) {
+            return None;
+        }
+        let session = match self.next_hop_session(dst) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
         };
-        r.map_err(|e| match e {
-            QueueError::Full => SendError::QueueFull(session.peer),
-            QueueError::Closed => SendError::Unreachable(dst),
-        })
+        let f = self.unicast_data(Some(&session), dst, module, seq, ext, payload);
+        if let Err(e) = f.validate(self.inner.max_packet) {
+            return Some(Err(wire_to_send_error(e)));
+        }
+        session
+            .offer_encoded(f.plain_len(), |out| f.encode_plain_into(out))
+            .ok()
+            .map(Ok)
     }
 
-    /// Sends a unicast: checks the size, finds the next hop, encodes, queues. A message to
-    /// this node itself is delivered locally.
+    /// Sends a unicast, waiting for queue room: checks the size, finds the next hop,
+    /// encodes, queues. A message to this node itself is delivered locally.
     async fn unicast(
         &self,
         dst: NodeId,
@@ -568,36 +673,98 @@ impl NodeHandle {
         seq: u32,
         ext: Ext,
         payload: &[u8],
-        wait: bool,
     ) -> Result<(), SendError> {
         if dst == self.inner.id {
-            let frame = self.unicast_frame(&dst, module, seq, ext, payload)?;
+            let frame = self.unicast_frame(None, &dst, module, seq, ext, payload)?;
             return self.loopback(frame).await;
         }
-        let session = self.next_hop_session(&dst)?;
-        let frame = self.unicast_frame(&dst, module, seq, ext, payload)?;
-        self.queue_routed(session, &frame, wait, dst).await
+        if let Some(done) = self.unicast_in_place(&dst, module, seq, ext, payload) {
+            return done;
+        }
+        self.queue_routed(dst, |s| {
+            self.unicast_frame(Some(s), &dst, module, seq, ext, payload)
+        })
+        .await
     }
 
-    /// Queues `frame` for `dst` on `session`, the link to its next hop. If that link turns
-    /// out to be closing (typically the loser of a simultaneous dial, replaced by the
-    /// winner a moment ago), the frame goes on the link that replaced it.
+    /// [`unicast`](Self::unicast) without waiting: a full queue is [`SendError::QueueFull`]
+    /// (counted as a drop on that link).
+    fn unicast_now(
+        &self,
+        dst: NodeId,
+        module: u16,
+        seq: u32,
+        ext: Ext,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        if dst == self.inner.id {
+            let frame = self.unicast_frame(None, &dst, module, seq, ext, payload)?;
+            // Only a local delivery to a full module queue can wait; fail-fast treats it as
+            // full.
+            return futures_util::FutureExt::now_or_never(self.loopback(frame))
+                .unwrap_or(Err(SendError::QueueFull(dst)));
+        }
+        if let Some(done) = self.unicast_in_place(&dst, module, seq, ext, payload) {
+            return done;
+        }
+        let encode =
+            |s: &SessionHandle| self.unicast_frame(Some(s), &dst, module, seq, ext, payload);
+        match self.queue_now(dst, &encode)? {
+            None => Ok(()),
+            Some((session, _)) => {
+                session.count_drop();
+                Err(SendError::QueueFull(session.peer))
+            }
+        }
+    }
+
+    /// Queues the frame `encode` makes for `dst` on the link to its next hop, waiting for
+    /// room.
+    ///
+    /// Everything up to a full queue happens in [`queue_now`](Self::queue_now), without an
+    /// await; only the wait is a future of its own (boxed: it is rare, and keeping it out
+    /// of line keeps every send's future small).
     async fn queue_routed(
         &self,
-        mut session: SessionHandle,
-        frame: &Bytes,
-        wait: bool,
         dst: NodeId,
+        encode: impl Fn(&SessionHandle) -> Result<Bytes, SendError>,
     ) -> Result<(), SendError> {
+        let Some((session, frame)) = self.queue_now(dst, &encode)? else {
+            return Ok(());
+        };
+        if Box::pin(session.send(frame)).await.is_ok() {
+            return Ok(());
+        }
+        // The link closed while we waited: once more on whatever replaced it.
+        match self.queue_now(dst, &encode)? {
+            None => Ok(()),
+            Some((session, frame)) => Box::pin(session.send(frame))
+                .await
+                .map_err(|_| SendError::Unreachable(dst)),
+        }
+    }
+
+    /// Queues the frame `encode` makes for `dst` on the link to its next hop if there is
+    /// room now. Returns `None` when queued, or the link and the frame when its queue is
+    /// full. If the link turns out to be closing (typically the loser of a simultaneous
+    /// dial, replaced by the winner a moment ago), the frame is made again for the link
+    /// that replaced it, which may be a different hop.
+    fn queue_now(
+        &self,
+        dst: NodeId,
+        encode: &impl Fn(&SessionHandle) -> Result<Bytes, SendError>,
+    ) -> Result<Option<(SessionHandle, Bytes)>, SendError> {
+        let mut session = self.next_hop_session(&dst)?;
         // A few attempts cover a replaced link; a link that keeps closing means the route
         // is going away, which the caller hears as unreachable.
         for _ in 0..3 {
-            match Self::queue_on(&session, frame, wait, dst).await {
-                Err(SendError::Unreachable(_)) => match self.next_hop_session(&dst) {
+            match session.offer(encode(&session)?) {
+                Ok(()) => return Ok(None),
+                Err((QueueError::Full, frame)) => return Ok(Some((session, frame))),
+                Err((QueueError::Closed, _)) => match self.next_hop_session(&dst) {
                     Ok(next) if next.id != session.id => session = next,
                     _ => break,
                 },
-                other => return other,
             }
         }
         Err(SendError::Unreachable(dst))
@@ -623,7 +790,7 @@ impl NodeHandle {
     /// packet would exceed `p2p.max_packet_size`), [`SendError::Invalid`].
     pub async fn send(&self, dst: NodeId, module: u16, payload: Bytes) -> Result<(), SendError> {
         let seq = self.next_seq();
-        self.unicast(dst, module, seq, Ext(0), &payload, true).await
+        self.unicast(dst, module, seq, Ext(0), &payload).await
     }
 
     /// Like [`send`](Self::send), but never waits: fails with [`SendError::QueueFull`] when
@@ -631,20 +798,13 @@ impl NodeHandle {
     /// `dropped_out`).
     pub fn try_send(&self, dst: NodeId, module: u16, payload: Bytes) -> Result<(), SendError> {
         let seq = self.next_seq();
-        futures_util::FutureExt::now_or_never(self.unicast(
-            dst,
-            module,
-            seq,
-            Ext(0),
-            &payload,
-            false,
-        ))
-        // Only a local delivery to a full module queue can wait; fail-fast treats it as full.
-        .unwrap_or(Err(SendError::QueueFull(dst)))
+        self.unicast_now(dst, module, seq, Ext(0), &payload)
     }
 
     /// Sends a request to module `module` of node `dst` and waits for its response, which
-    /// travels back along the routes. Every outcome arrives, within `timeout` at the latest:
+    /// travels back along the routes. Every outcome arrives, within `timeout` at the latest
+    /// (a timeout is noticed by a sweep every [`REQUEST_SWEEP`], so it is reported up to
+    /// 5 ms after it expires):
     ///
     /// - `Ok(payload)`: the handler's response;
     /// - [`RequestError::Remote`]: the handler failed, dropped the request, or there is no
@@ -676,23 +836,32 @@ impl NodeHandle {
     ) -> Result<Reply, RequestError> {
         let seq = self.next_seq();
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .pending
-            .insert(seq, PendingRequest { dst, reply: tx });
+        let deadline = tokio::time::Instant::now() + timeout;
+        let pending = PendingRequest {
+            dst,
+            reply: tx,
+            deadline,
+            timeout,
+        };
+        self.inner.pending.insert(seq, pending);
         // Removes the entry however this future ends, including when the caller drops it.
         let _guard = PendingGuard { node: self, seq };
-        let exchange = async {
-            self.unicast(dst, module, seq, Ext::REQUEST, payload, true)
-                .await?;
-            match rx.await {
-                Ok(result) => result,
-                // The table was dropped: the node is going away.
-                Err(_) => Err(RequestError::Stopped),
-            }
-        };
-        match tokio::time::timeout(timeout, exchange).await {
+        match self.unicast_in_place(&dst, module, seq, Ext::REQUEST, payload) {
+            Some(sent) => sent?,
+            // Waiting for queue room counts against the timeout.
+            None => tokio::time::timeout_at(
+                deadline,
+                self.unicast(dst, module, seq, Ext::REQUEST, payload),
+            )
+            .await
+            .map_err(|_| RequestError::Timeout(timeout))??,
+        }
+        // Answered by the response, by the sweeper once the deadline passes, or by the
+        // reachability watch if the destination goes away.
+        match rx.await {
             Ok(result) => result,
-            Err(_) => Err(RequestError::Timeout(timeout)),
+            // The table was dropped: the node is going away.
+            Err(_) => Err(RequestError::Stopped),
         }
     }
 
@@ -727,20 +896,10 @@ impl NodeHandle {
             Ok(p) => (Ext::RESPONSE, p),
             Err(e) => (Ext::RESPONSE | Ext::ERROR, Bytes::from(e.into_bytes())),
         };
-        let sent = futures_util::FutureExt::now_or_never(
-            self.unicast(to, module, seq, ext, &payload, false),
-        )
-        .unwrap_or(Err(SendError::QueueFull(to)));
+        let sent = self.unicast_now(to, module, seq, ext, &payload);
         if let Err(SendError::TooLarge { size, max }) = sent {
             let text = format!("the response of {size} bytes exceeds the {max}-byte limit");
-            let _ = futures_util::FutureExt::now_or_never(self.unicast(
-                to,
-                module,
-                seq,
-                Ext::RESPONSE | Ext::ERROR,
-                text.as_bytes(),
-                false,
-            ));
+            let _ = self.unicast_now(to, module, seq, Ext::RESPONSE | Ext::ERROR, text.as_bytes());
         }
         sent
     }
@@ -913,13 +1072,20 @@ impl NodeHandle {
             unreachable: plan.unreachable.clone(),
             ..Fanout::default()
         };
-        let mut copies: Vec<(NodeId, Vec<NodeId>, Bytes)> = Vec::new();
-        if !plan.leaves.is_empty() {
-            let shared = base.encode(0);
-            for leaf in &plan.leaves {
-                copies.push((*leaf, vec![*leaf], shared.clone()));
+        // A neighbour that is itself the target gets the direct form: one encoding shared
+        // by all of them. The full form only for a link of an older version.
+        let direct = (!plan.leaves.is_empty()).then(|| {
+            DataFrame {
+                ext: base.ext | Ext::DIRECT,
+                ..base
             }
-        }
+            .encode(0)
+        });
+        let mut full_form = None;
+        // Each copy: the neighbour it goes to, and for a relay the targets it lists and its
+        // own encoding (leaves share `direct`).
+        let mut copies: Vec<(NodeId, Option<RelayCopy>)> =
+            plan.leaves.iter().map(|leaf| (*leaf, None)).collect();
         for (hop, list) in &plan.relays {
             let f = DataFrame { dsts: list, ..base };
             if let Err(e) = f.validate(self.inner.max_packet) {
@@ -927,12 +1093,22 @@ impl NodeHandle {
                 out.dropped.extend(list);
                 continue;
             }
-            copies.push((*hop, list.clone(), f.encode(0)));
+            copies.push((
+                *hop,
+                Some(RelayCopy {
+                    targets: list,
+                    frame: f.encode(0),
+                }),
+            ));
         }
         let mut blocked = Vec::new();
-        'copies: for (hop, list, frame) in copies {
+        'copies: for (hop, relay) in copies {
+            let list = match &relay {
+                Some(r) => r.targets,
+                None => std::slice::from_ref(&hop),
+            };
             let mut closed = None;
-            // A second attempt covers a link replaced a moment ago (see `queue_routed`).
+            // A second attempt covers a link replaced a moment ago (see `queue_now`).
             for _ in 0..2 {
                 let Some(s) = self.inner.peers.session(&hop) else {
                     break;
@@ -940,19 +1116,26 @@ impl NodeHandle {
                 if closed == Some(s.id) {
                     break;
                 }
-                match s.offer(for_link(&frame, s.version)) {
+                let frame = match (&relay, &direct) {
+                    (Some(r), _) => for_link(&r.frame, s.version),
+                    (None, Some(d)) if s.version >= DIRECT_FORM_VERSION => for_link(d, s.version),
+                    (None, _) => {
+                        for_link(full_form.get_or_insert_with(|| base.encode(0)), s.version)
+                    }
+                };
+                match s.offer(frame) {
                     Ok(()) => {
-                        out.queued.extend(list);
+                        out.queued.extend_from_slice(list);
                         continue 'copies;
                     }
                     Err((QueueError::Full, frame)) => {
-                        blocked.push((s, list, frame));
+                        blocked.push((s, list.to_vec(), frame));
                         continue 'copies;
                     }
                     Err((QueueError::Closed, _)) => closed = Some(s.id),
                 }
             }
-            out.dropped.extend(list);
+            out.dropped.extend_from_slice(list);
         }
         for (s, list, frame) in blocked {
             let queued = if wait {
@@ -991,30 +1174,32 @@ impl NodeHandle {
         } else {
             packet.seq
         };
-        let f = DataFrame {
-            version: MAX_PROTOCOL_VERSION,
-            packet_type: packet.packet_type,
-            seq,
-            ext: packet.ext.with_ttl(DEFAULT_TTL),
-            group: &opts.group,
-            src: &self.inner.id,
-            dsts: std::slice::from_ref(&dst),
-            module: opts.module,
-            prefix: &[],
-            payload: &packet.payload,
-        };
-        f.validate(self.inner.max_packet)
-            .map_err(wire_to_send_error)?;
-        let session = self.next_hop_session(&dst)?;
-        self.queue_routed(session, &f.encode(self.inner.compress_threshold), true, dst)
-            .await
+        self.queue_routed(dst, |s| {
+            let (ext, dsts) = addressing(s, &dst, packet.ext);
+            let f = DataFrame {
+                version: s.version,
+                packet_type: packet.packet_type,
+                seq,
+                ext: ext.with_ttl(DEFAULT_TTL),
+                group: &opts.group,
+                src: &self.inner.id,
+                dsts,
+                module: opts.module,
+                prefix: &[],
+                payload: &packet.payload,
+            };
+            f.validate(self.inner.max_packet)
+                .map_err(wire_to_send_error)?;
+            Ok(f.encode(self.inner.compress_threshold))
+        })
+        .await
     }
 
     // ----- outstanding requests ----------------------------------------------------------
 
     /// Fails every request waiting on `node`, which just became unreachable.
     fn fail_pending_to(&self, node: NodeId, was_neighbour: bool) {
-        for p in self.inner.pending.take_where(|d| *d == node) {
+        for p in self.inner.pending.take_where(|p| p.dst == node) {
             let e = if was_neighbour {
                 RequestError::PeerDisconnected(node)
             } else {
@@ -1026,6 +1211,40 @@ impl NodeHandle {
 
     fn is_reachable(&self, node: &NodeId) -> bool {
         self.inner.peers.session(node).is_some() || self.inner.router.next_hop(node).is_some()
+    }
+
+    /// Answers every request past its deadline with [`RequestError::Timeout`], every
+    /// [`REQUEST_SWEEP`] while any are outstanding.
+    fn sweep_expired_requests(&self) {
+        let now = tokio::time::Instant::now();
+        for p in self.inner.pending.take_where(|p| p.deadline <= now) {
+            let _ = p.reply.send(Err(RequestError::Timeout(p.timeout)));
+        }
+    }
+
+    fn spawn_request_sweeper(&self, mut woken: mpsc::Receiver<()>, stop: CancellationToken) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let idle = match weak.upgrade() {
+                    Some(inner) => inner.pending.is_empty(),
+                    None => return,
+                };
+                if idle {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        // `None`: the node is gone.
+                        w = woken.recv() => if w.is_none() { return },
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(REQUEST_SWEEP) => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                NodeHandle { inner }.sweep_expired_requests();
+            }
+        });
     }
 
     fn spawn_reachability_watch(&self, stop: CancellationToken) {

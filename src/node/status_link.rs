@@ -55,7 +55,7 @@ impl StatusTransport for StatusLink {
             seq: 0,
             ext: Ext(0),
             options: Some(Options {
-                group: String::new(),
+                group: bytestring::ByteString::new(),
                 src: node.node_id(),
                 dsts: vec![dst],
                 module: 0,

@@ -103,9 +103,12 @@ impl SeqWindow {
 ///
 /// The hot path takes the map's read lock and the one source's own lock, so sessions
 /// delivering messages from different sources never wait for each other.
+///
+/// Sources come from packets, so their IDs may be chosen by a hostile node: the map hashes
+/// them with a per-process random seed (foldhash), not with a fixed function of the ID.
 #[derive(Debug)]
 pub struct Dedup {
-    sources: RwLock<HashMap<NodeId, Mutex<SeqWindow>>>,
+    sources: RwLock<HashMap<NodeId, Mutex<SeqWindow>, foldhash::fast::RandomState>>,
     max_sources: usize,
 }
 
@@ -113,7 +116,7 @@ impl Dedup {
     /// Remembers at most `max_sources` sources (at least 1).
     pub fn new(max_sources: usize) -> Self {
         Dedup {
-            sources: RwLock::new(HashMap::new()),
+            sources: RwLock::new(HashMap::default()),
             max_sources: max_sources.max(1),
         }
     }

@@ -6,8 +6,6 @@
 //! same bytes, encoded once. A neighbour that relays for other targets gets a packet whose
 //! destination list names its group, and splits it further by its own next hops.
 
-use std::collections::BTreeMap;
-
 use crate::identity::NodeId;
 
 /// Where the copies of one broadcast or multicast go.
@@ -38,23 +36,29 @@ pub fn plan(
     local: &NodeId,
     mut next_hop: impl FnMut(&NodeId) -> Option<NodeId>,
 ) -> FanoutPlan {
-    let mut by_hop: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
     let mut out = FanoutPlan::default();
-    let mut seen = std::collections::HashSet::with_capacity(targets.len());
-    for t in targets {
-        if t == local || !seen.insert(*t) {
-            continue;
-        }
+    // (next hop, target), sorted so each hop's targets are adjacent and a repeated target
+    // sits next to itself: one allocation for the whole plan, where a map of lists would
+    // take one per neighbour. Runs on every broadcast.
+    let mut routed: Vec<(NodeId, NodeId)> = Vec::with_capacity(targets.len());
+    for t in targets.iter().filter(|t| *t != local) {
         match next_hop(t) {
-            Some(hop) if hop != *local => by_hop.entry(hop).or_default().push(*t),
+            Some(hop) if hop != *local => routed.push((hop, *t)),
             _ => out.unreachable.push(*t),
         }
     }
-    for (hop, group) in by_hop {
-        if group.as_slice() == [hop] {
+    out.unreachable.sort_unstable();
+    out.unreachable.dedup();
+    routed.sort_unstable();
+    routed.dedup();
+    for run in routed.chunk_by(|a, b| a.0 == b.0) {
+        let Some(&(hop, first)) = run.first() else {
+            continue;
+        };
+        if run.len() == 1 && hop == first {
             out.leaves.push(hop);
         } else {
-            out.relays.push((hop, group));
+            out.relays.push((hop, run.iter().map(|r| r.1).collect()));
         }
     }
     out

@@ -12,11 +12,12 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::table::{Route, RouteChange, RoutingTable};
-use crate::identity::NodeId;
+use crate::identity::{NodeId, PeerMap};
 use crate::peers::{PeerEvent, Peers};
 use crate::session::CloseReason;
 use crate::wire::{decode_router_seq, encode_router_seq, Ext, Packet, PacketType, RouterTable};
@@ -163,6 +164,7 @@ impl Router {
         let task = Task {
             router: self.clone(),
             peers,
+            asking: PeerMap::default(),
         };
         tokio::spawn(task.run(events, rx, stop));
     }
@@ -171,11 +173,21 @@ impl Router {
 struct Task {
     router: Arc<Router>,
     peers: Peers,
+    /// Neighbours asked for their table and not answered yet: the connection the request
+    /// went out on and when. While a request is outstanding, newer announcements from that
+    /// neighbour ask nothing: its answer and its announcements travel in order on one link,
+    /// so an announcement that arrives before the answer is one the answer already covers,
+    /// and one that arrives after it asks again. Without this, a neighbour whose table changes
+    /// many times in a row (a node joining a full mesh) was asked, and sent its whole table,
+    /// once per change: 20 000 table responses (42 MB) to set up a 33-node mesh, bursts that
+    /// also left sessions holding grown write buffers afterwards. Keyed by neighbours only,
+    /// whose IDs their certificates vouch for.
+    asking: PeerMap<(u64, Instant)>,
 }
 
 impl Task {
     async fn run(
-        self,
+        mut self,
         mut events: broadcast::Receiver<PeerEvent>,
         mut inbound: mpsc::Receiver<(NodeId, Packet)>,
         stop: CancellationToken,
@@ -203,7 +215,7 @@ impl Task {
     }
 
     /// Makes the neighbour set match the live sessions.
-    fn resync(&self) {
+    fn resync(&mut self) {
         let live: std::collections::HashSet<NodeId> =
             self.peers.sessions().iter().map(|s| s.peer).collect();
         let known: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
@@ -217,7 +229,7 @@ impl Task {
         }
     }
 
-    fn link_up(&self, peer: NodeId) {
+    fn link_up(&mut self, peer: NodeId) {
         if self.peers.session(&peer).is_none() {
             // A stale event: the link is already gone again.
             return;
@@ -225,21 +237,24 @@ impl Task {
         let changes = self.router.table.write().add_neighbour(peer);
         self.apply(changes);
         // Ask for its table at once instead of waiting for its announcement, and tell it our
-        // seq. Both also happen after a reconnect, whose peer may have restarted.
-        self.send(&peer, PacketType::ROUTER_REQUEST, bytes::Bytes::new());
+        // seq. Both also happen after a reconnect, whose peer may have restarted: a request
+        // still outstanding on the old link will not be answered.
+        self.asking.remove(&peer);
+        self.request(&peer);
         self.announce(&peer);
     }
 
-    fn link_down(&self, peer: NodeId) {
+    fn link_down(&mut self, peer: NodeId) {
         if self.peers.session(&peer).is_some() {
             // Replaced by a newer connection to the same node: still a neighbour.
             return;
         }
+        self.asking.remove(&peer);
         let changes = self.router.table.write().remove_neighbour(&peer);
         self.apply(changes);
     }
 
-    fn on_packet(&self, from: NodeId, packet: Packet) {
+    fn on_packet(&mut self, from: NodeId, packet: Packet) {
         let is_neighbour = self.router.table.read().is_neighbour(&from);
         if !is_neighbour {
             // Its packet overtook the link-up event.
@@ -252,7 +267,7 @@ impl Task {
             PacketType::ROUTER_SEQ => match decode_router_seq(&packet.payload) {
                 Ok(seq) => {
                     if self.router.table.read().neighbour_seq(&from) != Some(seq) {
-                        self.send(&from, PacketType::ROUTER_REQUEST, bytes::Bytes::new());
+                        self.request(&from);
                     }
                 }
                 Err(e) => self.malformed(&from, e),
@@ -263,6 +278,7 @@ impl Task {
             }
             PacketType::ROUTER_RESPONSE => match RouterTable::decode(&packet.payload) {
                 Ok(table) => {
+                    self.asking.remove(&from);
                     let changes = self.router.table.write().merge(&from, &table);
                     self.apply(changes);
                 }
@@ -320,17 +336,32 @@ impl Task {
         }
     }
 
+    /// Asks neighbour `to` for its table unless a request is already outstanding on its
+    /// current connection. A request sent on a connection since replaced (a duplicate
+    /// connection lost the tie-break) may never be answered, and one unanswered for
+    /// [`ANNOUNCE_INTERVAL`] counts as lost (a routing queue was full): either way the next
+    /// announcement asks again.
+    fn request(&mut self, to: &NodeId) {
+        if let Some(&(conn, at)) = self.asking.get(to) {
+            let same_link = self.peers.session(to).map(|s| s.id) == Some(conn);
+            if same_link && at.elapsed() < ANNOUNCE_INTERVAL {
+                return;
+            }
+        }
+        if let Some(conn) = self.send(to, PacketType::ROUTER_REQUEST, bytes::Bytes::new()) {
+            self.asking.insert(*to, (conn, Instant::now()));
+        }
+    }
+
     fn announce(&self, to: &NodeId) {
         let seq = self.router.table.read().seq();
         self.send(to, PacketType::ROUTER_SEQ, encode_router_seq(seq));
     }
 
     /// Sends a routing packet to neighbour `to` if there is room; a dropped one is repaired
-    /// by the next announcement.
-    fn send(&self, to: &NodeId, packet_type: PacketType, payload: bytes::Bytes) {
-        let Some(session) = self.peers.session(to) else {
-            return;
-        };
+    /// by the next announcement. Returns the connection it was queued on.
+    fn send(&self, to: &NodeId, packet_type: PacketType, payload: bytes::Bytes) -> Option<u64> {
+        let session = self.peers.session(to)?;
         let frame = Packet {
             version: session.version,
             packet_type,
@@ -340,9 +371,13 @@ impl Task {
             payload,
         }
         .to_bytes();
-        if let Err(e) = session.try_send(frame) {
-            debug!(peer = %to.short(), error = %e, packet_type = packet_type.0,
-                "routing packet not queued");
+        match session.try_send(frame) {
+            Ok(()) => Some(session.id),
+            Err(e) => {
+                debug!(peer = %to.short(), error = %e, packet_type = packet_type.0,
+                    "routing packet not queued");
+                None
+            }
         }
     }
 }

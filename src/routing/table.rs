@@ -66,8 +66,11 @@ pub enum RouteChange {
 struct Neighbour {
     /// Seq of the last table applied from this neighbour, `None` before the first.
     seq: Option<u32>,
-    /// Its advertised distances, reachable entries only.
-    advertised: HashMap<NodeId, u8>,
+    /// Its advertised distances, reachable entries only, one per destination, sorted by
+    /// destination. Only ever iterated, so an exact-size slice rather than a map: a map of
+    /// a full table is about twice the size (node IDs are 64 bytes and a map keeps spare
+    /// slots), and every node holds one per neighbour, so this is per-link memory.
+    advertised: Box<[(NodeId, u8)]>,
 }
 
 /// A node's routing table: its neighbours, what they advertised, and the best routes.
@@ -143,13 +146,19 @@ impl RoutingTable {
             return Vec::new();
         };
         n.seq = Some(table.seq);
-        n.advertised = table
+        // Newest first, so that after the stable sort the first of each run of equal nodes is
+        // the last the table listed: a table naming a node twice counts its last entry.
+        let mut advertised: Vec<(NodeId, u8)> = table
             .entries
             .iter()
             .take(MAX_ROUTER_ENTRIES)
             .filter(|e| e.distance < UNREACHABLE && e.node != local)
             .map(|e| (e.node, e.distance))
+            .rev()
             .collect();
+        advertised.sort_by_key(|(node, _)| *node);
+        advertised.dedup_by_key(|(node, _)| *node);
+        n.advertised = advertised.into_boxed_slice();
         self.recompute()
     }
 
@@ -208,7 +217,7 @@ impl RoutingTable {
                     distance: 1,
                 },
             );
-            for (dst, d) in &info.advertised {
+            for (dst, d) in info.advertised.iter() {
                 if self.neighbours.contains_key(dst) {
                     continue;
                 }
@@ -418,6 +427,28 @@ mod tests {
         assert_eq!(t.route(&id(9)), None);
         assert!(t.merge(&id(7), &adv(1, &[(8, 1)])).is_empty());
         assert_eq!(t.route(&id(1)), None);
+    }
+
+    #[test]
+    fn a_node_listed_twice_counts_its_last_entry() {
+        let mut t = RoutingTable::new(id(1));
+        t.add_neighbour(id(2));
+        let adv = |entries: &[(u8, u8)]| RouterTable {
+            seq: 1,
+            entries: entries
+                .iter()
+                .map(|(n, d)| RouterEntry {
+                    node: id(*n),
+                    distance: *d,
+                })
+                .collect(),
+        };
+        t.merge(&id(2), &adv(&[(9, 1), (8, 2), (9, 4)]));
+        assert_eq!(t.route(&id(9)).map(|r| r.distance), Some(5));
+        assert_eq!(t.route(&id(8)).map(|r| r.distance), Some(3));
+        t.merge(&id(2), &adv(&[(9, 4), (9, 1)]));
+        assert_eq!(t.route(&id(9)).map(|r| r.distance), Some(2));
+        assert_eq!(t.route(&id(8)), None);
     }
 
     #[test]

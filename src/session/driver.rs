@@ -12,39 +12,28 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
-use super::{
-    CloseReason, Inbound, Pending, SessionConfig, SessionHandle, SessionQueue, SessionStats,
-};
+use super::{CloseReason, Inbound, Pending, SessionConfig, SessionHandle, SessionStats, Taken};
 use crate::wire::{Decoder, Ext, Packet, PacketType};
 
-/// Stop pulling from the queue once this much is waiting to be written: large enough that a
-/// TLS write carries many records' worth, small enough to keep latency and memory flat.
-const WRITE_BATCH: usize = 256 * 1024;
 /// Room made in the read buffer before each read: one whole TLS record (OpenSSL hands out at
 /// most one record's 16 KiB of plaintext per read) plus a partial frame's worth.
 const READ_CHUNK: usize = 17 * 1024;
-/// First allocation of the write batch. The batch is allocated when the first frame arrives
-/// and given back after a batch smaller than this is written (a lightly used link): idle
-/// connections hold no write buffer, busy ones keep theirs.
-const WBUF_INITIAL: usize = 16 * 1024;
+/// A written batch smaller than this marks a lightly used link, whose buffer is given back
+/// instead of kept for the next batch: idle connections hold no write buffer, busy ones keep
+/// theirs.
+const LIGHT_BATCH: usize = 16 * 1024;
 /// Packets handled per wake before yielding, so one busy peer cannot starve the others
 /// sharing this worker thread.
 const BUDGET: usize = 256;
-/// Frames at least this large are written from their own buffer instead of being copied into
-/// the batch: copying them would cost more than the extra write call.
-const DIRECT_WRITE: usize = 64 * 1024;
 
 /// Runs a session until it ends and returns why. `initial` holds bytes already read from the
 /// stream (after the handshake packet) that belong to this session.
 pub async fn run<S>(
     mut stream: S,
     handle: SessionHandle,
-    queue: SessionQueue,
     inbound: Arc<dyn Inbound>,
     cfg: SessionConfig,
     initial: BytesMut,
@@ -54,11 +43,7 @@ where
 {
     let now = Instant::now();
     let mut st = State {
-        rx: queue.rx,
-        budget: queue.budget,
-        capacity: queue.capacity,
-        shared: queue.shared,
-        stats: queue.stats,
+        session: handle.clone(),
         wbuf: BytesMut::new(),
         wbuf_batch: 0,
         wbuf_permits: 0,
@@ -66,7 +51,7 @@ where
         big_permits: 0,
         write_blocked: false,
         rbuf: initial,
-        decoder: Decoder::new(cfg.max_packet),
+        decoder: Decoder::on_link(cfg.max_packet, handle.peer),
         pending: None,
         timer: Box::pin(tokio::time::sleep_until(now + cfg.heartbeat_interval)),
         last_read: now,
@@ -79,26 +64,24 @@ where
     let reason = poll_fn(|cx| st.poll(cx, &mut stream, &handle, &*inbound)).await;
     // Make later sends fail fast, and wake senders waiting for room, instead of filling a
     // queue nobody drains.
-    st.budget.close();
-    st.rx.close();
+    handle.close_queue();
     debug!(peer = %handle.peer.short(), conn = handle.id, %reason, "session ended");
     reason
 }
 
 struct State {
-    rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
-    /// The queue's byte budget; permits come back here once their bytes are written.
-    budget: Arc<Semaphore>,
-    capacity: usize,
-    shared: Arc<super::Shared>,
-    stats: Arc<SessionStats>,
-    /// Small frames copied together for one large write.
+    /// The shared side: the queue's byte budget (permits come back there once their bytes
+    /// are written), the close request, the counters.
+    session: SessionHandle,
+    /// The batch being written, swapped out of the session's outbox (its frames were
+    /// encoded or copied there by the senders).
     wbuf: BytesMut,
     /// Permits of the frames in `wbuf`, returned when it is fully written.
     wbuf_permits: usize,
     /// Bytes in the batch being written, to tell a light link from a busy one.
     wbuf_batch: usize,
-    /// A large frame being written from its own buffer, after everything in `wbuf`.
+    /// A chunk taken from the outbox (a big frame, or the frames queued before one) being
+    /// written from its own buffer.
     big: Option<Bytes>,
     big_permits: usize,
     /// The last write returned Pending. OpenSSL then requires the retry to pass the same
@@ -126,8 +109,11 @@ impl State {
         handle: &SessionHandle,
         inbound: &dyn Inbound,
     ) -> Poll<CloseReason> {
+        // Registered before the outbox and the close slot are looked at, so a frame queued
+        // or a close asked for after the look still wakes us.
+        self.session.shared.waker.register(cx.waker());
         if self.closing.is_none() {
-            if let Some(reason) = self.close_requested(cx) {
+            if let Some(reason) = self.close_requested() {
                 self.begin_close(reason);
             }
         }
@@ -150,10 +136,8 @@ impl State {
         Poll::Pending
     }
 
-    fn close_requested(&mut self, cx: &mut Context<'_>) -> Option<CloseReason> {
-        // Registering first and then checking the slot closes the race with `close`.
-        self.shared.waker.register(cx.waker());
-        self.shared.close.lock().clone()
+    fn close_requested(&self) -> Option<CloseReason> {
+        self.session.shared.close.lock().clone()
     }
 
     fn begin_close(&mut self, reason: CloseReason) {
@@ -178,46 +162,21 @@ impl State {
         stream: &mut S,
     ) -> Result<(), CloseReason> {
         loop {
-            let mut pulled = 0u64;
-            while !self.write_blocked
-                && self.big.is_none()
-                && self.wbuf.len() < WRITE_BATCH
-                && !self.shut_down
+            // One thing at a time, in queue order: the next chunk, or the whole batch swapped
+            // for our empty buffer.
+            if !self.write_blocked && self.wbuf.is_empty() && self.big.is_none() && !self.shut_down
             {
-                // `try_recv` first: unlike `poll_recv` it does not spend the task's
-                // cooperative budget, which would cut a batch short after 128 frames.
-                // `poll_recv` only runs when the queue looks empty, to register the waker.
-                let next = match self.rx.try_recv() {
-                    Ok(frame) => Poll::Ready(Some(frame)),
-                    Err(TryRecvError::Disconnected) => Poll::Ready(None),
-                    Err(TryRecvError::Empty) => self.rx.poll_recv(cx),
-                };
-                match next {
-                    Poll::Ready(Some(frame)) => {
-                        pulled += 1;
-                        let permits = super::permits_for(frame.len(), self.capacity) as usize;
-                        if frame.len() >= DIRECT_WRITE {
-                            self.big = Some(frame);
-                            self.big_permits = permits;
-                        } else {
-                            if self.wbuf.capacity() == 0 {
-                                self.wbuf.reserve(WBUF_INITIAL.max(frame.len()));
-                            }
-                            self.wbuf.extend_from_slice(&frame);
-                            self.wbuf_permits += permits;
-                        }
+                let (taken, frames) = self.session.take(&mut self.wbuf);
+                SessionStats::add(&self.session.stats.packets_out, frames);
+                match taken {
+                    Some(Taken::Chunk(chunk, permits)) => {
+                        self.big = Some(chunk);
+                        self.big_permits = permits;
                     }
-                    // All handles gone: the peer manager dropped us.
-                    Poll::Ready(None) => {
-                        if self.closing.is_none() {
-                            self.begin_close(CloseReason::Removed);
-                        }
-                        break;
-                    }
-                    Poll::Pending => break,
+                    Some(Taken::Batch(permits)) => self.wbuf_permits = permits,
+                    None => {}
                 }
             }
-            SessionStats::add(&self.stats.packets_out, pulled);
             // `wbuf` holds bytes queued before `big`, so it goes first.
             let from_batch = !self.wbuf.is_empty();
             if from_batch && !self.write_blocked {
@@ -247,12 +206,12 @@ impl State {
             };
             self.write_blocked = false;
             self.last_write = Instant::now();
-            SessionStats::add(&self.stats.bytes_out, n as u64);
+            SessionStats::add(&self.session.stats.bytes_out, n as u64);
             let drained = if from_batch {
                 self.wbuf.advance(n);
                 let done = self.wbuf.is_empty();
                 if done {
-                    if std::mem::take(&mut self.wbuf_batch) < WBUF_INITIAL {
+                    if std::mem::take(&mut self.wbuf_batch) < LIGHT_BATCH {
                         // A light link: give the buffer back rather than hold it idle.
                         self.wbuf = BytesMut::new();
                     } else {
@@ -260,7 +219,8 @@ impl State {
                         // buffer stays compact.
                         self.wbuf.clear();
                     }
-                    self.budget
+                    self.session
+                        .budget
                         .add_permits(std::mem::take(&mut self.wbuf_permits));
                 }
                 done
@@ -274,7 +234,8 @@ impl State {
                 };
                 if done {
                     self.big = None;
-                    self.budget
+                    self.session
+                        .budget
                         .add_permits(std::mem::take(&mut self.big_permits));
                 }
                 done
@@ -319,7 +280,7 @@ impl State {
                     }
                 };
                 handled += 1;
-                SessionStats::add(&self.stats.packets_in, 1);
+                SessionStats::add(&self.session.stats.packets_in, 1);
                 match packet.packet_type {
                     PacketType::HEARTBEAT => continue,
                     PacketType::GOODBYE if !packet.ext.contains(Ext::RESPONSE) => {
@@ -338,12 +299,12 @@ impl State {
                     }
                 }
             }
-            self.rbuf.reserve(READ_CHUNK);
+            self.make_read_room();
             match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, &mut self.rbuf) {
                 Poll::Ready(Ok(0)) => return Err(CloseReason::ClosedByPeer),
                 Poll::Ready(Ok(n)) => {
                     self.last_read = Instant::now();
-                    SessionStats::add(&self.stats.bytes_in, n as u64);
+                    SessionStats::add(&self.session.stats.bytes_in, n as u64);
                 }
                 Poll::Ready(Err(e)) => return Err(CloseReason::Io(e.to_string())),
                 Poll::Pending => {
@@ -355,6 +316,27 @@ impl State {
                     return Ok(false);
                 }
             }
+        }
+    }
+
+    /// Makes room in `rbuf` for the next read without copying what was already consumed.
+    ///
+    /// Decoded frames are slices of `rbuf`'s allocation. `BytesMut::reserve` on a buffer whose
+    /// frames are all gone may grow the allocation in place, copying the consumed front
+    /// along (16 KiB a read at small frames); a fresh buffer with only the partial frame
+    /// copied costs one allocation instead. A partial frame larger than a read chunk has
+    /// its whole length reserved by the decoder already, so it reads into that room.
+    fn make_read_room(&mut self) {
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        if spare >= READ_CHUNK || self.rbuf.try_reclaim(READ_CHUNK) {
+            return;
+        }
+        if self.rbuf.len() <= READ_CHUNK {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK + self.rbuf.len());
+            fresh.extend_from_slice(&self.rbuf);
+            self.rbuf = fresh;
+        } else if spare == 0 {
+            self.rbuf.reserve(READ_CHUNK);
         }
     }
 
@@ -383,7 +365,7 @@ impl State {
                     // Only between frames: a large frame may be half written.
                     if self.wbuf.is_empty() && self.big.is_none() {
                         self.wbuf.extend_from_slice(&self.heartbeat);
-                        SessionStats::add(&self.stats.packets_out, 1);
+                        SessionStats::add(&self.session.stats.packets_out, 1);
                     }
                     // Counts as written for scheduling even if the stream is slow to take it.
                     self.last_write = now;

@@ -1,6 +1,12 @@
 //! One task per live connection: framing, heartbeats, idle timeout, and a write queue bounded
 //! in bytes whose writer batches queued packets into large TLS writes.
 //!
+//! The queue is an outbox: senders append small frames to one shared batch buffer (encoding
+//! a unicast straight into it), and the session's task swaps that buffer for its own empty
+//! one and writes the whole batch in one TLS write. Frames of [`BIG_FRAME`] bytes or more are
+//! queued as they are instead of copied. Two buffers, swapped: no allocation and one copy per
+//! frame on a busy link.
+//!
 //! The queue's bound is a [`Semaphore`] holding one permit per byte: a sender takes a frame's
 //! length in permits before queuing it (waiting for them, or failing at once), and the
 //! writer gives them back once the frame is written to the stream. Memory held for a peer is
@@ -12,6 +18,7 @@
 
 mod driver;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,11 +27,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::{mpsc, Semaphore, TryAcquireError};
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::identity::NodeId;
 use crate::wire::Packet;
@@ -125,7 +132,60 @@ impl SessionStats {
 #[derive(Debug, Default)]
 struct Shared {
     close: Mutex<Option<CloseReason>>,
+    /// Wakes the session's task: a close request, or frames in an outbox that was empty.
     waker: AtomicWaker,
+}
+
+/// Frames at least this long are queued as they are rather than copied into the batch.
+pub const BIG_FRAME: usize = 64 * 1024;
+
+/// First allocation of an outbox batch: enough for a burst of small frames.
+const BATCH_INITIAL: usize = 16 * 1024;
+
+/// Frames queued and not yet taken by the session's task, in order: `chunks` first, then
+/// `batch`.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Big frames, and the part of the batch queued before each of them, with their permits.
+    chunks: VecDeque<(Bytes, usize)>,
+    /// Small frames back to back.
+    batch: BytesMut,
+    batch_permits: usize,
+    /// Frames queued since the task last took them, for the packets-out counter.
+    frames: u64,
+    /// The session has ended: nothing more is taken.
+    closed: bool,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.batch.is_empty()
+    }
+
+    /// Makes room for `len` more bytes in the batch.
+    fn reserve(&mut self, len: usize) {
+        if self.batch.capacity() - self.batch.len() < len {
+            self.batch.reserve(len.max(BATCH_INITIAL));
+        }
+    }
+
+    /// Queues a big frame after everything already in the batch.
+    fn push_big(&mut self, frame: Bytes, permits: usize) {
+        if !self.batch.is_empty() {
+            let before = self.batch.split().freeze();
+            self.chunks
+                .push_back((before, std::mem::take(&mut self.batch_permits)));
+        }
+        self.chunks.push_back((frame, permits));
+    }
+}
+
+/// What the session's task takes from the outbox to write next.
+pub(crate) enum Taken {
+    /// A chunk to write from its own buffer.
+    Chunk(Bytes, usize),
+    /// The batch, swapped into the task's buffer; its permits.
+    Batch(usize),
 }
 
 /// Why a packet could not be queued on a session.
@@ -140,8 +200,15 @@ pub enum QueueError {
 }
 
 /// A cloneable handle to a live session: queue packets, read counters, ask it to close.
+///
+/// One `Arc` inside, so that the per-message lookup of a peer's session costs one reference
+/// count; the fields are read through [`Session`].
 #[derive(Clone)]
-pub struct SessionHandle {
+pub struct SessionHandle(Arc<Session>);
+
+/// A live session as its handles see it: who is at the other end, traffic counters, and the
+/// sending side of its write queue.
+pub struct Session {
     /// Process-unique number of this connection, to tell two connections to one peer apart.
     pub id: u64,
     /// The peer's node ID, from its certificate.
@@ -159,13 +226,21 @@ pub struct SessionHandle {
     /// The port the peer listens on, from its handshake (0 if it does not listen).
     pub peer_listen_port: u16,
     /// Traffic counters.
-    pub stats: Arc<SessionStats>,
-    // Unbounded as a channel, bounded in bytes by `budget`: nothing is sent on it without
-    // first taking its length in permits.
-    tx: mpsc::UnboundedSender<Bytes>,
-    budget: Arc<Semaphore>,
+    pub stats: SessionStats,
+    // Bounded in bytes by `budget`: nothing goes in without first taking its length in
+    // permits.
+    outbox: Mutex<Outbox>,
+    budget: Semaphore,
     capacity: usize,
-    shared: Arc<Shared>,
+    shared: Shared,
+}
+
+impl std::ops::Deref for SessionHandle {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        &self.0
+    }
 }
 
 impl fmt::Debug for SessionHandle {
@@ -196,15 +271,6 @@ pub struct SessionInfo {
     pub peer_listen_port: u16,
 }
 
-/// The receiving end of a session's write queue, passed to [`run`].
-pub struct SessionQueue {
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    budget: Arc<Semaphore>,
-    capacity: usize,
-    shared: Arc<Shared>,
-    stats: Arc<SessionStats>,
-}
-
 /// Smallest queue budget: room for a few ordinary packets whatever the caller asks for.
 pub const MIN_QUEUE_BYTES: usize = 64 * 1024;
 
@@ -215,19 +281,11 @@ fn permits_for(len: usize, capacity: usize) -> u32 {
     len.min(capacity) as u32
 }
 
-/// Creates the handle and the queue of a new session. `queue_bytes` bounds the bytes of the
-/// packets waiting to be written (at least [`MIN_QUEUE_BYTES`], at most `u32::MAX`).
-pub fn new_session(
-    id: u64,
-    info: SessionInfo,
-    queue_bytes: usize,
-) -> (SessionHandle, SessionQueue) {
+/// Creates the handle of a new session, to pass to [`run`]. `queue_bytes` bounds the bytes
+/// of the packets waiting to be written (at least [`MIN_QUEUE_BYTES`], at most `u32::MAX`).
+pub fn new_session(id: u64, info: SessionInfo, queue_bytes: usize) -> SessionHandle {
     let capacity = queue_bytes.clamp(MIN_QUEUE_BYTES, u32::MAX as usize);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let budget = Arc::new(Semaphore::new(capacity));
-    let shared = Arc::new(Shared::default());
-    let stats = Arc::new(SessionStats::default());
-    let handle = SessionHandle {
+    SessionHandle(Arc::new(Session {
         id,
         peer: info.peer,
         addr: info.addr,
@@ -236,22 +294,12 @@ pub fn new_session(
         since: SystemTime::now(),
         version: info.version,
         peer_listen_port: info.peer_listen_port,
-        stats: stats.clone(),
-        tx,
-        budget: budget.clone(),
+        stats: SessionStats::default(),
+        outbox: Mutex::new(Outbox::default()),
+        budget: Semaphore::new(capacity),
         capacity,
-        shared: shared.clone(),
-    };
-    (
-        handle,
-        SessionQueue {
-            rx,
-            budget,
-            capacity,
-            shared,
-            stats,
-        },
-    )
+        shared: Shared::default(),
+    }))
 }
 
 impl SessionHandle {
@@ -271,18 +319,100 @@ impl SessionHandle {
     /// still [`send`](Self::send) it; a caller that gives up calls
     /// [`count_drop`](Self::count_drop).
     pub fn offer(&self, frame: Bytes) -> Result<(), (QueueError, Bytes)> {
-        match self
-            .budget
-            .try_acquire_many(permits_for(frame.len(), self.capacity))
-        {
-            Ok(permit) => {
-                // The writer returns the permits once the bytes are on the stream.
-                permit.forget();
-                self.tx.send(frame).map_err(|e| (QueueError::Closed, e.0))
-            }
-            Err(TryAcquireError::NoPermits) => Err((QueueError::Full, frame)),
-            Err(TryAcquireError::Closed) => Err((QueueError::Closed, frame)),
+        let permits = permits_for(frame.len(), self.capacity);
+        match self.budget.try_acquire_many(permits) {
+            // The writer returns the permits once the bytes are on the stream.
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::NoPermits) => return Err((QueueError::Full, frame)),
+            Err(TryAcquireError::Closed) => return Err((QueueError::Closed, frame)),
         }
+        self.append(frame, permits as usize)
+    }
+
+    /// Queues a packet of exactly `len` bytes that `encode` writes straight into the queue,
+    /// if there is room now: no buffer of its own, no copy. Fails without calling `encode`.
+    /// A refusal is not counted as a drop (see [`offer`](Self::offer)).
+    ///
+    /// `encode` runs under the queue's lock: it must only write its `len` bytes.
+    pub fn offer_encoded(
+        &self,
+        len: usize,
+        encode: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), QueueError> {
+        let permits = permits_for(len, self.capacity);
+        match self.budget.try_acquire_many(permits) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::NoPermits) => return Err(QueueError::Full),
+            Err(TryAcquireError::Closed) => return Err(QueueError::Closed),
+        }
+        let mut outbox = self.outbox.lock();
+        if outbox.closed {
+            return Err(QueueError::Closed);
+        }
+        let was_empty = outbox.is_empty();
+        outbox.reserve(len);
+        encode(&mut outbox.batch);
+        outbox.batch_permits += permits as usize;
+        outbox.frames += 1;
+        drop(outbox);
+        self.wake_if(was_empty);
+        Ok(())
+    }
+
+    /// Puts a frame whose permits are taken into the outbox.
+    fn append(&self, frame: Bytes, permits: usize) -> Result<(), (QueueError, Bytes)> {
+        let mut outbox = self.outbox.lock();
+        if outbox.closed {
+            return Err((QueueError::Closed, frame));
+        }
+        let was_empty = outbox.is_empty();
+        if frame.len() >= BIG_FRAME {
+            outbox.push_big(frame, permits);
+        } else {
+            outbox.reserve(frame.len());
+            outbox.batch.extend_from_slice(&frame);
+            outbox.batch_permits += permits;
+        }
+        outbox.frames += 1;
+        drop(outbox);
+        self.wake_if(was_empty);
+        Ok(())
+    }
+
+    /// Wakes the session's task for an outbox that was empty; one that was not already has
+    /// a wake-up on its way.
+    fn wake_if(&self, was_empty: bool) {
+        if was_empty {
+            self.shared.waker.wake();
+        }
+    }
+
+    /// Takes the next thing to write, for the session's task: the oldest chunk, else the
+    /// whole batch swapped with `spare` (which must be empty; its allocation becomes the
+    /// senders' next batch). Also returns how many frames were queued since the last take.
+    pub(crate) fn take(&self, spare: &mut BytesMut) -> (Option<Taken>, u64) {
+        let mut outbox = self.outbox.lock();
+        let frames = std::mem::take(&mut outbox.frames);
+        let taken = if let Some((chunk, permits)) = outbox.chunks.pop_front() {
+            Some(Taken::Chunk(chunk, permits))
+        } else if outbox.batch.is_empty() {
+            None
+        } else {
+            std::mem::swap(&mut outbox.batch, spare);
+            Some(Taken::Batch(std::mem::take(&mut outbox.batch_permits)))
+        };
+        (taken, frames)
+    }
+
+    /// Ends the queue, for the session's task as it stops: later sends fail with
+    /// [`QueueError::Closed`], senders waiting for room are woken to fail, and what was
+    /// still queued is dropped.
+    pub(crate) fn close_queue(&self) {
+        self.budget.close();
+        let mut outbox = self.outbox.lock();
+        outbox.closed = true;
+        outbox.chunks.clear();
+        outbox.batch = BytesMut::new();
     }
 
     /// Counts one packet given up for lack of queue room in [`SessionStats::dropped_out`].
@@ -293,17 +423,12 @@ impl SessionHandle {
     /// Queues one encoded packet, waiting until the queue has room for its bytes. Fails only
     /// when the session ends.
     pub async fn send(&self, frame: Bytes) -> Result<(), QueueError> {
-        match self
-            .budget
-            .acquire_many(permits_for(frame.len(), self.capacity))
-            .await
-        {
-            Ok(permit) => {
-                permit.forget();
-                self.tx.send(frame).map_err(|_| QueueError::Closed)
-            }
-            Err(_) => Err(QueueError::Closed),
+        let permits = permits_for(frame.len(), self.capacity);
+        match self.budget.acquire_many(permits).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(QueueError::Closed),
         }
+        self.append(frame, permits as usize).map_err(|(e, _)| e)
     }
 
     /// Bytes queued and not yet written to the stream.
@@ -330,7 +455,7 @@ impl SessionHandle {
 
     /// Whether the session's task has stopped or been asked to stop.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed() || self.shared.close.lock().is_some()
+        self.outbox.lock().closed || self.shared.close.lock().is_some()
     }
 }
 

@@ -128,7 +128,10 @@ mod tests {
         ));
         assert_eq!(
             l.update(|s| s.min_version = 9, || 1),
-            Err(StatusError::VersionRange { min: 9, max: 1 })
+            Err(StatusError::VersionRange {
+                min: 9,
+                max: crate::wire::MAX_PROTOCOL_VERSION
+            })
         );
         assert_eq!(l.status(), &before);
         assert_eq!(l.version().seq, 1);

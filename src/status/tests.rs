@@ -707,8 +707,11 @@ fn protocol_examples_decode() {
         let digits: String = body[..end].split_whitespace().collect();
         rest = &body[end + 3..];
         let bytes = hex::decode(digits.trim_start_matches("0x")).unwrap();
-        let p =
-            crate::wire::Packet::decode_exact(&bytes, crate::config::DEFAULT_MAX_PACKET).unwrap();
+        let p = match crate::wire::Packet::decode_exact(&bytes, crate::config::DEFAULT_MAX_PACKET) {
+            // Direct-form examples need their link; none of them is a status packet.
+            Err(crate::wire::WireError::DirectOffLink) => continue,
+            other => other.unwrap(),
+        };
         let status_type = [
             PacketType::STATUS_SEQ,
             PacketType::STATUS_REQUEST,

@@ -4,6 +4,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::error::WireError;
 use super::packet::{check_length, parse_frame, peek_length, Packet};
+use crate::identity::NodeId;
 
 /// Cuts packets out of a receive buffer, one per call.
 ///
@@ -13,12 +14,26 @@ use super::packet::{check_length, parse_frame, peek_length, Packet};
 #[derive(Debug, Clone)]
 pub struct Decoder {
     max_len: u32,
+    link: Option<NodeId>,
 }
 
 impl Decoder {
-    /// A decoder that refuses packets longer than `max_len` bytes.
+    /// A decoder that refuses packets longer than `max_len` bytes. It knows no link, so a
+    /// packet in direct form ([`Ext::DIRECT`](super::Ext::DIRECT)) is an error.
     pub fn new(max_len: u32) -> Self {
-        Decoder { max_len }
+        Decoder {
+            max_len,
+            link: None,
+        }
+    }
+
+    /// A decoder for the stream of a link to `peer`: packets in direct form get `peer` as
+    /// their source.
+    pub fn on_link(max_len: u32, peer: NodeId) -> Self {
+        Decoder {
+            max_len,
+            link: Some(peer),
+        }
     }
 
     /// The largest packet accepted.
@@ -59,7 +74,7 @@ impl Decoder {
             return Ok(None);
         }
         let frame = buf.split_to(length).freeze();
-        let (mut packet, payload_at) = parse_frame(&frame)?;
+        let (mut packet, payload_at) = parse_frame(&frame, self.link.as_ref())?;
         // `parse_frame` never points past the frame; `min` keeps `slice` from panicking
         // even so.
         packet.payload = frame.slice(payload_at.min(frame.len())..);

@@ -39,6 +39,21 @@ pub enum WireError {
         /// Bytes left over after it.
         extra: usize,
     },
+    /// A packet in direct form ([`Ext::DIRECT`](super::Ext::DIRECT)) was read without the link
+    /// it arrived on, which is what names its source.
+    #[error(
+        "the packet is in direct form (Ext 0x0020): its source is the link's peer, and no \
+         link was given"
+    )]
+    DirectOffLink,
+    /// A packet to send in direct form lists destinations, which that form cannot carry.
+    #[error(
+        "a packet in direct form (Ext 0x0020) cannot list destinations, and {count} were given"
+    )]
+    DirectWithDestinations {
+        /// Destinations listed.
+        count: usize,
+    },
     /// An options field runs past the end of the packet.
     #[error(
         "options field {field} at offset {offset} needs {needed} bytes, but the {length}-byte \

@@ -29,6 +29,8 @@ pub struct DataFrame<'a> {
     /// The message's Seq.
     pub seq: u32,
     /// Flags and TTL; [`Ext::COMPRESSED`] is added by [`DataFrame::encode`] when it compresses.
+    /// With [`Ext::DIRECT`] the frame is in direct form: `src` is not written and `dsts` must
+    /// be empty.
     pub ext: Ext,
     /// GroupID.
     pub group: &'a str,
@@ -46,7 +48,11 @@ pub struct DataFrame<'a> {
 
 impl DataFrame<'_> {
     fn options_len(&self) -> usize {
-        Options::FIXED_LEN + self.group.len() + NODE_ID_LEN * self.dsts.len()
+        if self.ext.is_direct() {
+            Options::DIRECT_FIXED_LEN + self.group.len()
+        } else {
+            Options::FIXED_LEN + self.group.len() + NODE_ID_LEN * self.dsts.len()
+        }
     }
 
     /// Length of the packet without compression.
@@ -75,6 +81,11 @@ impl DataFrame<'_> {
                 count: self.dsts.len(),
             });
         }
+        if self.ext.is_direct() && !self.dsts.is_empty() {
+            return Err(WireError::DirectWithDestinations {
+                count: self.dsts.len(),
+            });
+        }
         let len = self.plain_len();
         if len > max_len as usize {
             return Err(WireError::LengthTooLarge {
@@ -96,7 +107,8 @@ impl DataFrame<'_> {
         let head_len = HEADER_LEN + self.options_len();
         if compress_threshold > 0 && body_len > compress_threshold {
             let mut out = Vec::with_capacity(head_len + body_len - 1);
-            self.put_head(&mut out, self.ext | Ext::COMPRESSED);
+            // Length is patched once the compressed size is known.
+            self.put_head(&mut out, self.ext | Ext::COMPRESSED, 0);
             let shrunk = if self.prefix.is_empty() {
                 compress_append(&mut out, self.payload)
             } else {
@@ -109,30 +121,38 @@ impl DataFrame<'_> {
             out.clear();
         }
         let mut out = Vec::with_capacity(head_len + body_len);
-        self.put_head(&mut out, self.ext);
-        out.extend_from_slice(self.prefix);
-        out.extend_from_slice(self.payload);
-        patch_length(&mut out);
+        self.encode_plain_into(&mut out);
         Bytes::from(out)
     }
 
-    /// Header (Length still 0) and options.
-    fn put_head(&self, out: &mut Vec<u8>, ext: Ext) {
+    /// Appends the packet uncompressed ([`plain_len`](Self::plain_len) bytes) to `out`, such
+    /// as a session's write queue. Call [`validate`](Self::validate) first.
+    pub fn encode_plain_into(&self, out: &mut impl BufMut) {
+        let len = u32::try_from(self.plain_len()).unwrap_or(u32::MAX);
+        self.put_head(out, self.ext, len);
+        out.put_slice(self.prefix);
+        out.put_slice(self.payload);
+    }
+
+    /// Header, with `length` as its Length, and options.
+    fn put_head(&self, out: &mut impl BufMut, ext: Ext, length: u32) {
         let group = self.group.as_bytes();
         let group = group.get(..U16_MAX).unwrap_or(group);
-        let dsts = self.dsts.get(..U16_MAX).unwrap_or(self.dsts);
-        out.put_u32(0);
+        out.put_u32(length);
         out.put_u16(self.version);
         out.put_u16(self.packet_type.0);
         out.put_u32(self.seq);
         out.put_u16(ext.0);
         out.put_u16(group.len() as u16);
         out.put_slice(group);
-        out.put_u16(NODE_ID_LEN as u16);
-        out.put_slice(self.src.as_bytes());
-        out.put_u16(dsts.len() as u16);
-        for d in dsts {
-            out.put_slice(d.as_bytes());
+        if !ext.is_direct() {
+            let dsts = self.dsts.get(..U16_MAX).unwrap_or(self.dsts);
+            out.put_u16(NODE_ID_LEN as u16);
+            out.put_slice(self.src.as_bytes());
+            out.put_u16(dsts.len() as u16);
+            for d in dsts {
+                out.put_slice(d.as_bytes());
+            }
         }
         out.put_u16(self.module);
     }

@@ -8,7 +8,9 @@ use super::HEADER_LEN;
 /// Lowest protocol version this build speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// Highest protocol version this build speaks.
-pub const MAX_PROTOCOL_VERSION: u16 = 1;
+pub const MAX_PROTOCOL_VERSION: u16 = 2;
+/// First protocol version with the direct form of options ([`Ext::DIRECT`](super::Ext::DIRECT)).
+pub const DIRECT_FORM_VERSION: u16 = 2;
 
 /// The payload of a Handshake packet: what a node supports, sent first thing on every link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

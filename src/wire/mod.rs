@@ -37,7 +37,8 @@ pub use decoder::Decoder;
 pub use error::WireError;
 pub use frame::{ext_of, for_link, relay_copy, set_version_in_place, DataFrame};
 pub use handshake::{
-    decode_goodbye, encode_goodbye, Handshake, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION,
+    decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_PROTOCOL_VERSION,
+    MIN_PROTOCOL_VERSION,
 };
 pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL};
 pub use router::{

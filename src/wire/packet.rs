@@ -4,6 +4,7 @@ use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
 
 use super::error::WireError;
 use super::HEADER_LEN;
@@ -108,10 +109,16 @@ impl Ext {
     pub const REQUEST: Ext = Ext(0x0004);
     /// The payload is zstd-compressed.
     pub const COMPRESSED: Ext = Ext(0x0010);
+    /// Direct form (protocol version 2 on): the options leave out the NodeID length, the
+    /// source and the destination list, because the link says them. The source is the node
+    /// at the other end of the link the packet arrived on, and the receiver is its only
+    /// destination, so it is never relayed. Saves 132 bytes on every packet between
+    /// neighbours; a link that agreed version 1 never carries it.
+    pub const DIRECT: Ext = Ext(0x0020);
     /// The bits holding the TTL.
     pub const TTL_MASK: u16 = 0xff00;
     /// Bits with no meaning yet: sent as 0, ignored on receipt.
-    pub const RESERVED_MASK: u16 = !(Ext::TTL_MASK | 0x0001 | 0x0002 | 0x0004 | 0x0010);
+    pub const RESERVED_MASK: u16 = !(Ext::TTL_MASK | 0x0001 | 0x0002 | 0x0004 | 0x0010 | 0x0020);
 
     /// Remaining relay hops; only meaningful on packets with options.
     pub const fn ttl(self) -> u8 {
@@ -137,6 +144,11 @@ impl Ext {
     /// Whether [`Ext::COMPRESSED`] is set.
     pub const fn is_compressed(self) -> bool {
         self.0 & Ext::COMPRESSED.0 != 0
+    }
+
+    /// Whether [`Ext::DIRECT`] is set: the options are in direct form.
+    pub const fn is_direct(self) -> bool {
+        self.0 & Ext::DIRECT.0 != 0
     }
 
     /// Whether every bit of `other` is set in `self`.
@@ -167,8 +179,8 @@ impl BitOrAssign for Ext {
 /// Addressing carried by data packets (types where [`PacketType::has_options`] holds).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Options {
-    /// The group the packet belongs to; may be empty.
-    pub group: String,
+    /// The group the packet belongs to; may be empty. Decoded, it shares the packet's buffer.
+    pub group: ByteString,
     /// The node that created the packet (not the relay that forwarded it).
     pub src: NodeId,
     /// The nodes the packet is for; empty for broadcast and multicast.
@@ -181,33 +193,48 @@ impl Options {
     /// Bytes with no variable part: GroupID length, NodeID length, source, count, ModuleID.
     pub const FIXED_LEN: usize = 2 + 2 + NODE_ID_LEN + 2 + 2;
 
-    /// Bytes these options take on the wire.
-    pub fn encoded_len(&self) -> usize {
-        Options::FIXED_LEN
-            + self.group.len().min(U16_MAX)
-            + NODE_ID_LEN * self.dsts.len().min(U16_MAX)
+    /// Bytes with no variable part in the direct form ([`Ext::DIRECT`]): GroupID length and
+    /// ModuleID.
+    pub const DIRECT_FIXED_LEN: usize = 2 + 2;
+
+    /// Bytes these options take on the wire, in the direct form when `ext` says so.
+    pub fn encoded_len(&self, ext: Ext) -> usize {
+        let group = self.group.len().min(U16_MAX);
+        if ext.is_direct() {
+            Options::DIRECT_FIXED_LEN + group
+        } else {
+            Options::FIXED_LEN + group + NODE_ID_LEN * self.dsts.len().min(U16_MAX)
+        }
     }
 
-    fn encode(&self, dst: &mut BytesMut) {
+    fn encode(&self, dst: &mut BytesMut, ext: Ext) {
         // Cut over-long fields to what their prefix can say so the frame stays well-formed;
         // `Packet::validate` reports them before it comes to that.
-        let group = self.group.as_bytes();
+        let group: &[u8] = self.group.as_ref();
         let group = group.get(..U16_MAX).unwrap_or(group);
-        let dsts = self.dsts.get(..U16_MAX).unwrap_or(&self.dsts);
         dst.put_u16(group.len() as u16);
         dst.put_slice(group);
-        dst.put_u16(NODE_ID_LEN_U16);
-        dst.put_slice(self.src.as_bytes());
-        dst.put_u16(dsts.len() as u16);
-        for d in dsts {
-            dst.put_slice(d.as_bytes());
+        if !ext.is_direct() {
+            let dsts = self.dsts.get(..U16_MAX).unwrap_or(&self.dsts);
+            dst.put_u16(NODE_ID_LEN_U16);
+            dst.put_slice(self.src.as_bytes());
+            dst.put_u16(dsts.len() as u16);
+            for d in dsts {
+                dst.put_slice(d.as_bytes());
+            }
         }
         dst.put_u16(self.module);
     }
 
     /// Parses options from `frame` (a whole packet) starting right after the header; returns
-    /// them and the offset where the payload starts.
-    fn decode(frame: &[u8], length: u32) -> Result<(Options, usize), WireError> {
+    /// them and the offset where the payload starts. `link` is the node at the other end of
+    /// the link the packet came on: the source of a packet in direct form.
+    fn decode(
+        frame: &Bytes,
+        h: &Header,
+        link: Option<&NodeId>,
+    ) -> Result<(Options, usize), WireError> {
+        let length = h.length;
         let mut r = Reader {
             frame,
             pos: HEADER_LEN,
@@ -216,15 +243,28 @@ impl Options {
         let group_len = r.u16("GroupID length")?;
         let group_at = r.pos;
         let group = r.take(usize::from(group_len), "GroupID")?;
-        let group = match std::str::from_utf8(group) {
-            Ok(s) => s.to_owned(),
-            Err(e) => {
-                return Err(WireError::GroupNotUtf8 {
-                    offset: group_at,
-                    bad_offset: group_at + e.valid_up_to(),
-                })
-            }
-        };
+        if let Err(e) = std::str::from_utf8(group) {
+            return Err(WireError::GroupNotUtf8 {
+                offset: group_at,
+                bad_offset: group_at + e.valid_up_to(),
+            });
+        }
+        let group =
+            ByteString::try_from(frame.slice_ref(group)).map_err(|_| WireError::GroupNotUtf8 {
+                offset: group_at,
+                bad_offset: group_at,
+            })?;
+        if h.ext.is_direct() {
+            let src = *link.ok_or(WireError::DirectOffLink)?;
+            let module = r.u16("ModuleID")?;
+            let options = Options {
+                group,
+                src,
+                dsts: Vec::new(),
+                module,
+            };
+            return Ok((options, r.pos));
+        }
         let id_len_at = r.pos;
         let id_len = r.u16("NodeID length")?;
         if id_len != NODE_ID_LEN_U16 {
@@ -367,14 +407,18 @@ pub(crate) fn check_length(length: u32, max_len: u32) -> Result<(), WireError> {
 
 /// Parses one whole packet whose Length was checked and equals `frame.len()`. Returns the
 /// packet with an empty payload and the offset where the payload starts, so callers can
-/// attach the payload without copying when they own the buffer.
-pub(crate) fn parse_frame(frame: &[u8]) -> Result<(Packet, usize), WireError> {
+/// attach the payload without copying when they own the buffer. `link` is the peer the
+/// packet arrived from, which a packet in direct form names as its source.
+pub(crate) fn parse_frame(
+    frame: &Bytes,
+    link: Option<&NodeId>,
+) -> Result<(Packet, usize), WireError> {
     let h = Header::parse(frame).ok_or(WireError::Truncated {
         needed: HEADER_LEN,
         available: frame.len(),
     })?;
     let (options, payload_at) = if h.packet_type.has_options() {
-        let (o, at) = Options::decode(frame, h.length)?;
+        let (o, at) = Options::decode(frame, &h, link)?;
         (Some(o), at)
     } else {
         (None, HEADER_LEN)
@@ -453,7 +497,9 @@ impl Packet {
 
     /// Bytes the packet takes on the wire, which is also its Length field.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN + self.options.as_ref().map_or(0, Options::encoded_len) + self.payload.len()
+        HEADER_LEN
+            + self.options.as_ref().map_or(0, |o| o.encoded_len(self.ext))
+            + self.payload.len()
     }
 
     /// Checks that the packet can be sent to a peer whose limit is `max_len`: options present
@@ -475,6 +521,11 @@ impl Packet {
             }
             if o.dsts.len() > U16_MAX {
                 return Err(WireError::TooManyDestinations {
+                    count: o.dsts.len(),
+                });
+            }
+            if self.ext.is_direct() && !o.dsts.is_empty() {
+                return Err(WireError::DirectWithDestinations {
                     count: o.dsts.len(),
                 });
             }
@@ -504,7 +555,7 @@ impl Packet {
         dst.put_u32(self.seq);
         dst.put_u16(self.ext.0);
         if let Some(o) = &self.options {
-            o.encode(dst);
+            o.encode(dst, self.ext);
         }
         dst.put_slice(&self.payload);
     }
@@ -517,9 +568,29 @@ impl Packet {
     }
 
     /// Decodes exactly one packet: `bytes` must hold the whole packet and nothing else.
+    /// A packet in direct form ([`Ext::DIRECT`]) names no source and fails with
+    /// [`WireError::DirectOffLink`]; [`decode_exact_from`](Self::decode_exact_from) reads it.
     ///
     /// The payload is copied; the streaming [`Decoder`](super::Decoder) avoids that.
     pub fn decode_exact(bytes: &[u8], max_len: u32) -> Result<Packet, WireError> {
+        Packet::decode_exact_on(bytes, max_len, None)
+    }
+
+    /// Like [`decode_exact`](Self::decode_exact), for a packet that arrived on a link from
+    /// `peer`: a packet in direct form gets `peer` as its source.
+    pub fn decode_exact_from(
+        bytes: &[u8],
+        max_len: u32,
+        peer: &NodeId,
+    ) -> Result<Packet, WireError> {
+        Packet::decode_exact_on(bytes, max_len, Some(peer))
+    }
+
+    fn decode_exact_on(
+        bytes: &[u8],
+        max_len: u32,
+        link: Option<&NodeId>,
+    ) -> Result<Packet, WireError> {
         let length = peek_length(bytes).ok_or(WireError::Truncated {
             needed: HEADER_LEN,
             available: bytes.len(),
@@ -538,8 +609,9 @@ impl Packet {
                 extra: bytes.len() - needed,
             });
         }
-        let (mut packet, payload_at) = parse_frame(bytes)?;
-        packet.payload = Bytes::copy_from_slice(bytes.get(payload_at..).unwrap_or_default());
+        let bytes = Bytes::copy_from_slice(bytes);
+        let (mut packet, payload_at) = parse_frame(&bytes, link)?;
+        packet.payload = bytes.slice(payload_at.min(bytes.len())..);
         Ok(packet)
     }
 }

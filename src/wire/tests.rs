@@ -113,7 +113,8 @@ fn ext_flags_and_ttl() {
     assert_eq!(e, Ext(0x0a03));
     assert_eq!(e.ttl(), 10);
     assert_eq!(e.with_ttl(0), Ext(0x0003));
-    assert_eq!(Ext(0xffff).reserved_bits(), 0x00e8);
+    assert_eq!(Ext(0xffff).reserved_bits(), 0x00c8);
+    assert!(Ext::DIRECT.is_direct() && !Ext::COMPRESSED.is_direct());
     let mut e = Ext::default();
     e |= Ext::COMPRESSED;
     assert_eq!(e, Ext(0x0010));
@@ -313,7 +314,7 @@ fn err_group_not_utf8() {
 #[test]
 fn handshake_round_trip_and_negotiation() {
     let h = Handshake::ours(30300, MAX);
-    assert_eq!(h.encode(), *b"\x00\x01\x00\x01\x76\x5c\x02\x00\x00\x00");
+    assert_eq!(h.encode(), *b"\x00\x01\x00\x02\x76\x5c\x02\x00\x00\x00");
     assert_eq!(Handshake::decode(&h.encode()), Ok(h));
     let p = Packet::handshake(&h);
     assert_eq!(p.version, 0);
@@ -418,7 +419,7 @@ fn err_validate() {
     );
 
     let mut p = unicast();
-    p.options.as_mut().unwrap().group = "g".repeat(65536);
+    p.options.as_mut().unwrap().group = "g".repeat(65536).into();
     assert_eq!(
         p.validate(MAX),
         Err(WireError::GroupTooLong { length: 65536 })
@@ -427,7 +428,7 @@ fn err_validate() {
     assert_eq!(p.to_bytes().len(), p.encoded_len());
     let mut q = Packet::decode_exact(&p.to_bytes(), MAX).unwrap();
     assert_eq!(q.options.as_ref().unwrap().group.len(), 65535);
-    q.options.as_mut().unwrap().group.push('g');
+    q.options.as_mut().unwrap().group = format!("{}g", q.options.as_ref().unwrap().group).into();
     assert_eq!(q, p);
 
     let mut p = unicast();
@@ -539,7 +540,7 @@ fn arb_options() -> impl Strategy<Value = Options> {
         any::<u16>(),
     )
         .prop_map(|(group, src, dsts, module)| Options {
-            group,
+            group: group.into(),
             src,
             dsts,
             module,
@@ -555,17 +556,128 @@ fn arb_packet() -> impl Strategy<Value = Packet> {
         arb_options(),
         prop::collection::vec(any::<u8>(), 0..200),
     )
-        .prop_map(
-            |(packet_type, version, seq, ext, options, payload)| Packet {
+        .prop_map(|(packet_type, version, seq, ext, options, payload)| {
+            let ext = Ext(ext);
+            // What a packet in direct form can say: the link's peer as source, no list.
+            let options = if ext.is_direct() {
+                Options {
+                    src: LINK,
+                    dsts: Vec::new(),
+                    ..options
+                }
+            } else {
+                options
+            };
+            Packet {
                 version,
                 packet_type,
                 seq,
-                ext: Ext(ext),
+                ext,
                 options: packet_type.has_options().then_some(options),
                 payload: Bytes::from(payload),
-            },
-        )
+            }
+        })
 }
+
+/// `unicast()` in direct form, as node `0x11` sends it on its link to `0x22`.
+fn direct_unicast() -> Packet {
+    let mut p = unicast();
+    p.version = DIRECT_FORM_VERSION;
+    p.ext |= Ext::DIRECT;
+    if let Some(o) = p.options.as_mut() {
+        o.dsts.clear();
+    }
+    p
+}
+
+#[test]
+fn direct_form_leaves_out_both_node_ids_and_reads_the_source_from_the_link() {
+    let p = direct_unicast();
+    let b = p.to_bytes();
+    assert_eq!(b.len(), 14 + 2 + 6 + 2 + 5);
+    assert_eq!(b.len(), p.encoded_len());
+    assert_eq!(unicast().encoded_len() - b.len(), 2 + 64 + 2 + 64);
+    assert_eq!(Packet::decode_exact(&b, MAX), Err(WireError::DirectOffLink));
+    assert_eq!(Packet::decode_exact_from(&b, MAX, &id(0x11)).unwrap(), p);
+    let mut buf = BytesMut::from(b.as_ref());
+    assert_eq!(
+        Decoder::new(MAX).decode(&mut buf),
+        Err(WireError::DirectOffLink)
+    );
+    let mut buf = BytesMut::from(b.as_ref());
+    let got = Decoder::on_link(MAX, id(0x11))
+        .decode(&mut buf)
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.options.unwrap().src, id(0x11));
+}
+
+#[test]
+fn direct_form_from_borrowed_parts_matches_the_packet_encoding() {
+    let p = direct_unicast();
+    let f = DataFrame {
+        version: p.version,
+        packet_type: p.packet_type,
+        seq: p.seq,
+        ext: p.ext,
+        group: "group0",
+        src: &id(0x11),
+        dsts: &[],
+        module: 1000,
+        prefix: &[],
+        payload: b"hello",
+    };
+    assert_eq!(f.validate(MAX), Ok(()));
+    assert_eq!(f.plain_len(), p.encoded_len());
+    assert_eq!(f.encode(0), p.to_bytes());
+}
+
+#[test]
+fn direct_form_cannot_list_destinations() {
+    let mut p = direct_unicast();
+    p.options.as_mut().unwrap().dsts.push(id(0x22));
+    assert_eq!(
+        p.validate(MAX),
+        Err(WireError::DirectWithDestinations { count: 1 })
+    );
+    let dsts = [id(0x22)];
+    let f = DataFrame {
+        version: 2,
+        packet_type: PacketType::UNICAST,
+        seq: 1,
+        ext: Ext::DIRECT,
+        group: "",
+        src: &dsts[0],
+        dsts: &dsts,
+        module: 1,
+        prefix: &[],
+        payload: &[],
+    };
+    assert_eq!(
+        f.validate(MAX),
+        Err(WireError::DirectWithDestinations { count: 1 })
+    );
+}
+
+#[test]
+fn truncated_direct_options_are_malformed() {
+    let b = direct_unicast().to_bytes().to_vec();
+    // Cut inside the ModuleID: 14 header + 8 group bytes + 1.
+    let e = Packet::decode_exact_from(&cut(b, 23), MAX, &id(0x11)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            WireError::OptionsOverrun {
+                field: "ModuleID",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+/// The peer at the other end of the link the property tests' packets arrive on.
+const LINK: NodeId = NodeId::from_bytes([0x5a; 64]);
 
 /// Feeds `stream` to a decoder in pieces ending at `cuts` (any order, any values), collecting
 /// packets until the first error.
@@ -577,7 +689,7 @@ fn decode_in_chunks(
     let mut ends: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
     ends.push(stream.len());
     ends.sort_unstable();
-    let mut d = Decoder::new(max);
+    let mut d = Decoder::on_link(max, LINK);
     let mut buf = BytesMut::new();
     let mut got = Vec::new();
     let mut from = 0;
@@ -601,9 +713,9 @@ proptest! {
         prop_assert_eq!(p.validate(MAX), Ok(()));
         let b = p.to_bytes();
         prop_assert_eq!(b.len(), p.encoded_len());
-        prop_assert_eq!(&Packet::decode_exact(&b, MAX).unwrap(), &p);
+        prop_assert_eq!(&Packet::decode_exact_from(&b, MAX, &LINK).unwrap(), &p);
         let mut buf = BytesMut::from(b.as_ref());
-        prop_assert_eq!(Decoder::new(MAX).decode(&mut buf).unwrap(), Some(p));
+        prop_assert_eq!(Decoder::on_link(MAX, LINK).decode(&mut buf).unwrap(), Some(p));
         prop_assert!(buf.is_empty());
     }
 
@@ -629,6 +741,7 @@ proptest! {
         max in prop_oneof![Just(MAX), 0u32..500],
     ) {
         let _ = Packet::decode_exact(&bytes, max);
+        let _ = Packet::decode_exact_from(&bytes, max, &LINK);
         let (got, _, _) = decode_in_chunks(&bytes, &cuts, max);
         for p in got {
             prop_assert!(p.encoded_len() <= max as usize);
@@ -647,7 +760,7 @@ proptest! {
             let n = b.len();
             b[at % n] = v;
         }
-        if let Ok(q) = Packet::decode_exact(&b, MAX) {
+        if let Ok(q) = Packet::decode_exact_from(&b, MAX, &LINK) {
             // Whatever decodes re-encodes to the same bytes.
             let again = q.to_bytes();
             prop_assert_eq!(again.as_ref(), &b[..]);
@@ -659,7 +772,7 @@ proptest! {
     fn prop_set_ttl_in_place(p in arb_packet(), ttl in any::<u8>()) {
         let mut b = p.to_bytes().to_vec();
         set_ttl_in_place(&mut b, ttl);
-        let q = Packet::decode_exact(&b, MAX).unwrap();
+        let q = Packet::decode_exact_from(&b, MAX, &LINK).unwrap();
         prop_assert_eq!(q.ext, p.ext.with_ttl(ttl));
         prop_assert_eq!(Packet { ext: p.ext, ..q }, p);
     }

@@ -25,8 +25,8 @@ pub struct PacketView {
     pub seq: u32,
     /// The whole Ext field, TTL included.
     pub ext: u16,
-    /// Names of the flags set in Ext: `RESPONSE`, `ERROR`, `REQUEST`, `COMPRESSED`, and `reserved:0x…`
-    /// for each reserved bit that is set.
+    /// Names of the flags set in Ext: `RESPONSE`, `ERROR`, `REQUEST`, `COMPRESSED`, `DIRECT`,
+    /// and `reserved:0x…` for each reserved bit that is set.
     pub flags: Vec<String>,
     /// The TTL byte of Ext.
     pub ttl: u8,
@@ -78,7 +78,7 @@ pub struct OptionsView {
 impl From<&Options> for OptionsView {
     fn from(o: &Options) -> Self {
         OptionsView {
-            group_id: o.group.clone(),
+            group_id: o.group.to_string(),
             src_node_id: o.src,
             dst_node_ids: o.dsts.clone(),
             module_id: o.module,
@@ -93,6 +93,7 @@ pub fn flag_names(ext: Ext) -> Vec<String> {
         (Ext::ERROR, "ERROR"),
         (Ext::REQUEST, "REQUEST"),
         (Ext::COMPRESSED, "COMPRESSED"),
+        (Ext::DIRECT, "DIRECT"),
     ]
     .into_iter()
     .filter(|(flag, _)| ext.contains(*flag))

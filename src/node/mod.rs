@@ -1010,7 +1010,7 @@ impl NodeHandle {
 
     /// The next hop of `dst` as fan-out planning sees it.
     fn hop_of(&self, dst: &NodeId) -> Option<NodeId> {
-        if self.inner.peers.session(dst).is_some() {
+        if self.inner.peers.is_connected(dst) {
             return Some(*dst);
         }
         self.inner.router.next_hop(dst)
@@ -1116,23 +1116,30 @@ impl NodeHandle {
                 if closed == Some(s.id) {
                     break;
                 }
-                let frame = match (&relay, &direct) {
-                    (Some(r), _) => for_link(&r.frame, s.version),
-                    (None, Some(d)) if s.version >= DIRECT_FORM_VERSION => for_link(d, s.version),
-                    (None, _) => {
-                        for_link(full_form.get_or_insert_with(|| base.encode(0)), s.version)
-                    }
+                let shared = match (&relay, &direct) {
+                    (Some(r), _) => &r.frame,
+                    (None, Some(d)) if s.version >= DIRECT_FORM_VERSION => d,
+                    (None, _) => full_form.get_or_insert_with(|| base.encode(0)),
                 };
-                match s.offer(frame) {
+                // Encoded at our newest version; a link that agreed an older one gets a
+                // patched copy.
+                let patched;
+                let frame = if s.version == MAX_PROTOCOL_VERSION {
+                    shared
+                } else {
+                    patched = for_link(shared, s.version);
+                    &patched
+                };
+                match s.offer_shared(frame) {
                     Ok(()) => {
                         out.queued.extend_from_slice(list);
                         continue 'copies;
                     }
-                    Err((QueueError::Full, frame)) => {
-                        blocked.push((s, list.to_vec(), frame));
+                    Err(QueueError::Full) => {
+                        blocked.push((s, list.to_vec(), frame.clone()));
                         continue 'copies;
                     }
-                    Err((QueueError::Closed, _)) => closed = Some(s.id),
+                    Err(QueueError::Closed) => closed = Some(s.id),
                 }
             }
             out.dropped.extend_from_slice(list);

@@ -525,6 +525,11 @@ impl Peers {
         self.inner.sessions.read().get(peer).cloned()
     }
 
+    /// Whether there is a live session to `peer` (without taking a handle to it).
+    pub fn is_connected(&self, peer: &NodeId) -> bool {
+        self.inner.sessions.read().contains_key(peer)
+    }
+
     /// Every live session.
     pub fn sessions(&self) -> Vec<SessionHandle> {
         self.inner.sessions.read().values().cloned().collect()

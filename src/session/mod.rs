@@ -329,6 +329,17 @@ impl SessionHandle {
         self.append(frame, permits as usize)
     }
 
+    /// Like [`offer`](Self::offer) for a frame shared with other queues (the copies of a
+    /// broadcast): a small frame is copied in from the reference, so the shared buffer's
+    /// count is not touched; a big one is queued by reference.
+    pub fn offer_shared(&self, frame: &Bytes) -> Result<(), QueueError> {
+        if frame.len() >= BIG_FRAME {
+            return self.offer(frame.clone()).map_err(|(e, _)| e);
+        }
+        let len = frame.len();
+        self.offer_encoded(len, |out| out.extend_from_slice(frame))
+    }
+
     /// Queues a packet of exactly `len` bytes that `encode` writes straight into the queue,
     /// if there is room now: no buffer of its own, no copy. Fails without calling `encode`.
     /// A refusal is not counted as a drop (see [`offer`](Self::offer)).

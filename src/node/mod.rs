@@ -230,6 +230,16 @@ enum Audience<'a> {
     Topic(&'a str),
 }
 
+/// How far [`NodeHandle::unicast_attempt`] got without waiting.
+enum Attempt {
+    /// In the next hop's queue.
+    Queued,
+    /// For this node itself: the frame to deliver locally.
+    Loopback(Bytes),
+    /// Needs the general path: a full queue, a closing link, compression.
+    General,
+}
+
 /// The copy of a broadcast or multicast for a neighbour that relays it: the targets it
 /// lists and its own encoding.
 struct RelayCopy<'a> {
@@ -664,6 +674,27 @@ impl NodeHandle {
             .map(Ok)
     }
 
+    /// The part of a unicast that never waits: a message to this node itself is encoded
+    /// for local delivery, one to another node goes straight into its next hop's queue if
+    /// it can ([`unicast_in_place`](Self::unicast_in_place)).
+    fn unicast_attempt(
+        &self,
+        dst: &NodeId,
+        module: u16,
+        seq: u32,
+        ext: Ext,
+        payload: &[u8],
+    ) -> Result<Attempt, SendError> {
+        if *dst == self.inner.id {
+            let frame = self.unicast_frame(None, dst, module, seq, ext, payload)?;
+            return Ok(Attempt::Loopback(frame));
+        }
+        match self.unicast_in_place(dst, module, seq, ext, payload) {
+            Some(sent) => sent.map(|()| Attempt::Queued),
+            None => Ok(Attempt::General),
+        }
+    }
+
     /// Sends a unicast, waiting for queue room: checks the size, finds the next hop,
     /// encodes, queues. A message to this node itself is delivered locally.
     async fn unicast(
@@ -674,17 +705,16 @@ impl NodeHandle {
         ext: Ext,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        if dst == self.inner.id {
-            let frame = self.unicast_frame(None, &dst, module, seq, ext, payload)?;
-            return self.loopback(frame).await;
+        match self.unicast_attempt(&dst, module, seq, ext, payload)? {
+            Attempt::Queued => Ok(()),
+            Attempt::Loopback(frame) => self.loopback(frame).await,
+            Attempt::General => {
+                self.queue_routed(dst, |s| {
+                    self.unicast_frame(Some(s), &dst, module, seq, ext, payload)
+                })
+                .await
+            }
         }
-        if let Some(done) = self.unicast_in_place(&dst, module, seq, ext, payload) {
-            return done;
-        }
-        self.queue_routed(dst, |s| {
-            self.unicast_frame(Some(s), &dst, module, seq, ext, payload)
-        })
-        .await
     }
 
     /// [`unicast`](Self::unicast) without waiting: a full queue is [`SendError::QueueFull`]
@@ -697,23 +727,23 @@ impl NodeHandle {
         ext: Ext,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        if dst == self.inner.id {
-            let frame = self.unicast_frame(None, &dst, module, seq, ext, payload)?;
+        match self.unicast_attempt(&dst, module, seq, ext, payload)? {
+            Attempt::Queued => Ok(()),
             // Only a local delivery to a full module queue can wait; fail-fast treats it as
             // full.
-            return futures_util::FutureExt::now_or_never(self.loopback(frame))
-                .unwrap_or(Err(SendError::QueueFull(dst)));
-        }
-        if let Some(done) = self.unicast_in_place(&dst, module, seq, ext, payload) {
-            return done;
-        }
-        let encode =
-            |s: &SessionHandle| self.unicast_frame(Some(s), &dst, module, seq, ext, payload);
-        match self.queue_now(dst, &encode)? {
-            None => Ok(()),
-            Some((session, _)) => {
-                session.count_drop();
-                Err(SendError::QueueFull(session.peer))
+            Attempt::Loopback(frame) => futures_util::FutureExt::now_or_never(self.loopback(frame))
+                .unwrap_or(Err(SendError::QueueFull(dst))),
+            Attempt::General => {
+                let encode = |s: &SessionHandle| {
+                    self.unicast_frame(Some(s), &dst, module, seq, ext, payload)
+                };
+                match self.queue_now(dst, &encode)? {
+                    None => Ok(()),
+                    Some((session, _)) => {
+                        session.count_drop();
+                        Err(SendError::QueueFull(session.peer))
+                    }
+                }
             }
         }
     }

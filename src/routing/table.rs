@@ -292,6 +292,20 @@ mod tests {
         NodeId::from_bytes([b; 64])
     }
 
+    /// An advertisement of (node, distance) entries.
+    fn adv(seq: u32, entries: &[(u8, u8)]) -> RouterTable {
+        RouterTable {
+            seq,
+            entries: entries
+                .iter()
+                .map(|(n, d)| RouterEntry {
+                    node: id(*n),
+                    distance: *d,
+                })
+                .collect(),
+        }
+    }
+
     /// A network of tables joined by links, exchanging advertisements like the service does.
     struct Sim {
         tables: BTreeMap<NodeId, RoutingTable>,
@@ -392,16 +406,6 @@ mod tests {
         let mut t = RoutingTable::new(id(1));
         t.add_neighbour(id(2));
         t.add_neighbour(id(3));
-        let adv = |seq, entries: &[(u8, u8)]| RouterTable {
-            seq,
-            entries: entries
-                .iter()
-                .map(|(n, d)| RouterEntry {
-                    node: id(*n),
-                    distance: *d,
-                })
-                .collect(),
-        };
         t.merge(&id(2), &adv(5, &[(2, 0), (9, 3), (1, 1)]));
         assert_eq!(t.neighbour_seq(&id(2)), Some(5));
         assert_eq!(
@@ -433,20 +437,10 @@ mod tests {
     fn a_node_listed_twice_counts_its_last_entry() {
         let mut t = RoutingTable::new(id(1));
         t.add_neighbour(id(2));
-        let adv = |entries: &[(u8, u8)]| RouterTable {
-            seq: 1,
-            entries: entries
-                .iter()
-                .map(|(n, d)| RouterEntry {
-                    node: id(*n),
-                    distance: *d,
-                })
-                .collect(),
-        };
-        t.merge(&id(2), &adv(&[(9, 1), (8, 2), (9, 4)]));
+        t.merge(&id(2), &adv(1, &[(9, 1), (8, 2), (9, 4)]));
         assert_eq!(t.route(&id(9)).map(|r| r.distance), Some(5));
         assert_eq!(t.route(&id(8)).map(|r| r.distance), Some(3));
-        t.merge(&id(2), &adv(&[(9, 4), (9, 1)]));
+        t.merge(&id(2), &adv(1, &[(9, 4), (9, 1)]));
         assert_eq!(t.route(&id(9)).map(|r| r.distance), Some(2));
         assert_eq!(t.route(&id(8)), None);
     }

@@ -853,3 +853,55 @@ mod version_one_peer {
         common::wait_until(WAIT, || node.peers().session(peer).is_some()).await
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_neighbours_smaller_packet_limit_is_honoured() {
+    let mut opts = LocalNetOptions::new(3);
+    // B accepts packets of at most 64 KiB; A and C the default 32 MiB.
+    opts.tweak = Some(|i, cfg| {
+        if i == 1 {
+            cfg.p2p.max_packet_size = 64 * 1024;
+        }
+    });
+    let net = LocalNet::start(opts).await.unwrap();
+    net.connect_line();
+    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 2, 2)).await);
+    let (a, b, c) = (net.handle(0), net.handle(1), net.handle(2));
+    let _echo_b = echo(&b, MODULE);
+    let _echo_c = echo(&c, MODULE);
+    let mut events = a.events();
+    let big = Bytes::from(
+        (0..100 * 1024)
+            .map(|_| rand::random::<u8>())
+            .collect::<Vec<_>>(),
+    );
+
+    // To B itself, and to C through B: refused at A, before anything reaches B.
+    for dst in [b.node_id(), c.node_id()] {
+        match a.send(dst, MODULE, big.clone()).await {
+            Err(SendError::TooLarge { max, .. }) => assert_eq!(max, 64 * 1024),
+            other => panic!("a 100 KiB message over a 64 KiB link: {other:?}"),
+        }
+        match a.request(dst, MODULE, big.clone(), WAIT).await {
+            Err(RequestError::Send(SendError::TooLarge { .. })) => {}
+            other => panic!("a 100 KiB request over a 64 KiB link: {other:?}"),
+        }
+    }
+    // The links stayed up and carry what fits.
+    let small = Bytes::from_static(b"fits");
+    assert_eq!(
+        a.request(c.node_id(), MODULE, small.clone(), WAIT)
+            .await
+            .unwrap(),
+        small
+    );
+    assert!(a.peers().session(&b.node_id()).is_some());
+    assert!(
+        !matches!(
+            events.try_recv(),
+            Ok(chainmesh::peers::PeerEvent::Disconnected { .. })
+        ),
+        "no link was closed"
+    );
+    net.shutdown().await;
+}

@@ -40,6 +40,7 @@ fn info() -> SessionInfo {
         direction: Direction::Outbound,
         version: 1,
         peer_listen_port: 0,
+        peer_max_packet: 1 << 20,
     }
 }
 

@@ -80,8 +80,15 @@ async fn wait_for_room(session: SessionHandle, frame: Bytes) {
     }
 }
 
-/// Queues a relayed frame, or returns the wait for room.
+/// Queues a relayed frame, or returns the wait for room. A frame larger than the next hop
+/// accepts is dropped: sending it would make that peer close the link.
 fn offer_one(session: SessionHandle, frame: Bytes) -> Option<Pending> {
+    if frame.len() > session.peer_max_packet as usize {
+        session.count_drop();
+        debug!(peer = %session.peer.short(), len = frame.len(), limit = session.peer_max_packet,
+            "relayed packet larger than the next hop accepts; dropped");
+        return None;
+    }
     match session.offer(frame) {
         Ok(()) => None,
         Err((QueueError::Full, frame)) => Some(Box::pin(wait_for_room(session, frame))),

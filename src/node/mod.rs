@@ -596,6 +596,15 @@ impl NodeHandle {
         self.inner.groups.first().map(String::as_str).unwrap_or("")
     }
 
+    /// The largest packet that may leave by `link`: the smaller of our limit and the one the
+    /// peer stated in its handshake (a larger one would make the peer close the link). For
+    /// a packet to this node itself (`None`), our own.
+    fn link_limit(&self, link: Option<&SessionHandle>) -> u32 {
+        link.map_or(self.inner.max_packet, |s| {
+            self.inner.max_packet.min(s.peer_max_packet)
+        })
+    }
+
     /// The unicast packet for `dst`, leaving by `link` (`None`: to this node itself). On the
     /// direct link to `dst` it takes the direct form, without the two node IDs, when the
     /// link's version has it.
@@ -638,7 +647,7 @@ impl NodeHandle {
         payload: &[u8],
     ) -> Result<Bytes, SendError> {
         let f = self.unicast_data(link, dst, module, seq, ext, payload);
-        f.validate(self.inner.max_packet)
+        f.validate(self.link_limit(link))
             .map_err(wire_to_send_error)?;
         Ok(f.encode(self.inner.compress_threshold))
     }
@@ -647,7 +656,7 @@ impl NodeHandle {
     /// payload is too small to compress, so the packet is encoded straight into the queue,
     /// with no buffer of its own. `None` sends the caller down the general path: a full
     /// queue (to wait or fail), a link closing (to retry on its replacement), compression,
-    /// a message to this node itself.
+    /// a payload big enough to be queued by reference, a message to this node itself.
     fn unicast_in_place(
         &self,
         dst: &NodeId,
@@ -657,7 +666,8 @@ impl NodeHandle {
         payload: &[u8],
     ) -> Option<Result<(), SendError>> {
         let threshold = self.inner.compress_threshold;
-        if *dst == self.inner.id || (threshold > 0 && payload.len() > threshold) {
+        let big = payload.len() >= crate::session::BIG_FRAME;
+        if *dst == self.inner.id || big || (threshold > 0 && payload.len() > threshold) {
             return None;
         }
         let session = match self.next_hop_session(dst) {
@@ -665,7 +675,7 @@ impl NodeHandle {
             Err(e) => return Some(Err(e)),
         };
         let f = self.unicast_data(Some(&session), dst, module, seq, ext, payload);
-        if let Err(e) = f.validate(self.inner.max_packet) {
+        if let Err(e) = f.validate(self.link_limit(Some(&session))) {
             return Some(Err(wire_to_send_error(e)));
         }
         session
@@ -1090,12 +1100,13 @@ impl NodeHandle {
             payload: body,
         };
         // The size limit counts the uncompressed payload, as for unicast.
-        DataFrame {
+        let plain_base = DataFrame {
             payload: plain,
             ..base
-        }
-        .validate(self.inner.max_packet)
-        .map_err(wire_to_send_error)?;
+        };
+        plain_base
+            .validate(self.inner.max_packet)
+            .map_err(wire_to_send_error)?;
         let plan = plan(targets, &id, |t| self.hop_of(t));
         let mut out = Fanout {
             seq,
@@ -1144,6 +1155,23 @@ impl NodeHandle {
                     break;
                 };
                 if closed == Some(s.id) {
+                    break;
+                }
+                // The peer's own limit, on the uncompressed size as it will check it.
+                let copy = match &relay {
+                    Some(r) => DataFrame {
+                        dsts: r.targets,
+                        ..plain_base
+                    },
+                    None if s.version >= DIRECT_FORM_VERSION => DataFrame {
+                        ext: base.ext | Ext::DIRECT,
+                        ..plain_base
+                    },
+                    None => plain_base,
+                };
+                if copy.validate(self.link_limit(Some(&s))).is_err() {
+                    debug!(next_hop = %hop.short(), limit = s.peer_max_packet,
+                        "copy larger than the neighbour accepts; dropped");
                     break;
                 }
                 let shared = match (&relay, &direct) {
@@ -1225,7 +1253,7 @@ impl NodeHandle {
                 prefix: &[],
                 payload: &packet.payload,
             };
-            f.validate(self.inner.max_packet)
+            f.validate(self.link_limit(Some(s)))
                 .map_err(wire_to_send_error)?;
             Ok(f.encode(self.inner.compress_threshold))
         })

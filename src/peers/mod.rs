@@ -331,6 +331,7 @@ impl Peers {
                 direction,
                 version: agreed.version,
                 peer_listen_port: agreed.peer.listen_port,
+                peer_max_packet: agreed.peer.max_packet_size,
             },
             self.inner.settings.queue_bytes,
         );

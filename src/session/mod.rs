@@ -225,6 +225,9 @@ pub struct Session {
     pub version: u16,
     /// The port the peer listens on, from its handshake (0 if it does not listen).
     pub peer_listen_port: u16,
+    /// The largest packet the peer accepts, from its handshake: nothing larger may be sent
+    /// on this link.
+    pub peer_max_packet: u32,
     /// Traffic counters.
     pub stats: SessionStats,
     // Bounded in bytes by `budget`: nothing goes in without first taking its length in
@@ -269,6 +272,8 @@ pub struct SessionInfo {
     pub version: u16,
     /// The peer's listen port from its handshake.
     pub peer_listen_port: u16,
+    /// The largest packet the peer accepts, from its handshake.
+    pub peer_max_packet: u32,
 }
 
 /// Smallest queue budget: room for a few ordinary packets whatever the caller asks for.
@@ -294,6 +299,7 @@ pub fn new_session(id: u64, info: SessionInfo, queue_bytes: usize) -> SessionHan
         since: SystemTime::now(),
         version: info.version,
         peer_listen_port: info.peer_listen_port,
+        peer_max_packet: info.peer_max_packet,
         stats: SessionStats::default(),
         outbox: Mutex::new(Outbox::default()),
         budget: Semaphore::new(capacity),

@@ -230,6 +230,17 @@ enum Audience<'a> {
     Topic(&'a str),
 }
 
+/// A unicast to send: the fields that are the message's own (the node adds source, group,
+/// TTL and the addressing form).
+#[derive(Clone, Copy)]
+struct Unicast<'a> {
+    dst: NodeId,
+    module: u16,
+    seq: u32,
+    ext: Ext,
+    payload: &'a [u8],
+}
+
 /// How far [`NodeHandle::unicast_attempt`] got without waiting.
 enum Attempt {
     /// In the next hop's queue.
@@ -605,33 +616,30 @@ impl NodeHandle {
         })
     }
 
-    /// The unicast packet for `dst`, leaving by `link` (`None`: to this node itself). On the
-    /// direct link to `dst` it takes the direct form, without the two node IDs, when the
+    /// The unicast packet `u`, leaving by `link` (`None`: to this node itself), in the node's
+    /// first group; [`send_packet`](Self::send_packet) replaces type and group. On the direct
+    /// link to its destination it takes the direct form, without the two node IDs, when the
     /// link's version has it.
     fn unicast_data<'a>(
         &'a self,
         link: Option<&SessionHandle>,
-        dst: &'a NodeId,
-        module: u16,
-        seq: u32,
-        ext: Ext,
-        payload: &'a [u8],
+        u: &'a Unicast<'a>,
     ) -> DataFrame<'a> {
         let (version, (ext, dsts)) = match link {
-            Some(s) => (s.version, addressing(s, dst, ext)),
-            None => (MAX_PROTOCOL_VERSION, (ext, std::slice::from_ref(dst))),
+            Some(s) => (s.version, addressing(s, &u.dst, u.ext)),
+            None => (MAX_PROTOCOL_VERSION, (u.ext, std::slice::from_ref(&u.dst))),
         };
         DataFrame {
             version,
             packet_type: PacketType::UNICAST,
-            seq,
+            seq: u.seq,
             ext: ext.with_ttl(DEFAULT_TTL),
             group: self.default_group(),
             src: &self.inner.id,
             dsts,
-            module,
+            module: u.module,
             prefix: &[],
-            payload,
+            payload: u.payload,
         }
     }
 
@@ -640,13 +648,18 @@ impl NodeHandle {
     fn unicast_frame(
         &self,
         link: Option<&SessionHandle>,
-        dst: &NodeId,
-        module: u16,
-        seq: u32,
-        ext: Ext,
-        payload: &[u8],
+        u: &Unicast<'_>,
     ) -> Result<Bytes, SendError> {
-        let f = self.unicast_data(link, dst, module, seq, ext, payload);
+        self.checked_encode(self.unicast_data(link, u), link)
+    }
+
+    /// `f` as a frame of its own, checked against the limit of `link` and compressed when
+    /// that pays.
+    fn checked_encode(
+        &self,
+        f: DataFrame<'_>,
+        link: Option<&SessionHandle>,
+    ) -> Result<Bytes, SendError> {
         f.validate(self.link_limit(link))
             .map_err(wire_to_send_error)?;
         Ok(f.encode(self.inner.compress_threshold))
@@ -657,24 +670,18 @@ impl NodeHandle {
     /// with no buffer of its own. `None` sends the caller down the general path: a full
     /// queue (to wait or fail), a link closing (to retry on its replacement), compression,
     /// a payload big enough to be queued by reference, a message to this node itself.
-    fn unicast_in_place(
-        &self,
-        dst: &NodeId,
-        module: u16,
-        seq: u32,
-        ext: Ext,
-        payload: &[u8],
-    ) -> Option<Result<(), SendError>> {
+    fn unicast_in_place(&self, u: &Unicast<'_>) -> Option<Result<(), SendError>> {
         let threshold = self.inner.compress_threshold;
-        let big = payload.len() >= crate::session::BIG_FRAME;
-        if *dst == self.inner.id || big || (threshold > 0 && payload.len() > threshold) {
+        let len = u.payload.len();
+        let big = len >= crate::session::BIG_FRAME;
+        if u.dst == self.inner.id || big || (threshold > 0 && len > threshold) {
             return None;
         }
-        let session = match self.next_hop_session(dst) {
+        let session = match self.next_hop_session(&u.dst) {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
-        let f = self.unicast_data(Some(&session), dst, module, seq, ext, payload);
+        let f = self.unicast_data(Some(&session), u);
         if let Err(e) = f.validate(self.link_limit(Some(&session))) {
             return Some(Err(wire_to_send_error(e)));
         }
@@ -687,19 +694,11 @@ impl NodeHandle {
     /// The part of a unicast that never waits: a message to this node itself is encoded
     /// for local delivery, one to another node goes straight into its next hop's queue if
     /// it can ([`unicast_in_place`](Self::unicast_in_place)).
-    fn unicast_attempt(
-        &self,
-        dst: &NodeId,
-        module: u16,
-        seq: u32,
-        ext: Ext,
-        payload: &[u8],
-    ) -> Result<Attempt, SendError> {
-        if *dst == self.inner.id {
-            let frame = self.unicast_frame(None, dst, module, seq, ext, payload)?;
-            return Ok(Attempt::Loopback(frame));
+    fn unicast_attempt(&self, u: &Unicast<'_>) -> Result<Attempt, SendError> {
+        if u.dst == self.inner.id {
+            return Ok(Attempt::Loopback(self.unicast_frame(None, u)?));
         }
-        match self.unicast_in_place(dst, module, seq, ext, payload) {
+        match self.unicast_in_place(u) {
             Some(sent) => sent.map(|()| Attempt::Queued),
             None => Ok(Attempt::General),
         }
@@ -707,47 +706,36 @@ impl NodeHandle {
 
     /// Sends a unicast, waiting for queue room: checks the size, finds the next hop,
     /// encodes, queues. A message to this node itself is delivered locally.
-    async fn unicast(
-        &self,
-        dst: NodeId,
-        module: u16,
-        seq: u32,
-        ext: Ext,
-        payload: &[u8],
-    ) -> Result<(), SendError> {
-        match self.unicast_attempt(&dst, module, seq, ext, payload)? {
+    async fn unicast(&self, u: Unicast<'_>) -> Result<(), SendError> {
+        let attempt = self.unicast_attempt(&u)?;
+        self.unicast_finish(attempt, u).await
+    }
+
+    /// Completes a unicast that [`unicast_attempt`](Self::unicast_attempt) began: delivers
+    /// it locally, or queues it the general way, waiting for room.
+    async fn unicast_finish(&self, attempt: Attempt, u: Unicast<'_>) -> Result<(), SendError> {
+        match attempt {
             Attempt::Queued => Ok(()),
             Attempt::Loopback(frame) => self.loopback(frame).await,
             Attempt::General => {
-                self.queue_routed(dst, |s| {
-                    self.unicast_frame(Some(s), &dst, module, seq, ext, payload)
-                })
-                .await
+                self.queue_routed(u.dst, |s| self.unicast_frame(Some(s), &u))
+                    .await
             }
         }
     }
 
     /// [`unicast`](Self::unicast) without waiting: a full queue is [`SendError::QueueFull`]
     /// (counted as a drop on that link).
-    fn unicast_now(
-        &self,
-        dst: NodeId,
-        module: u16,
-        seq: u32,
-        ext: Ext,
-        payload: &[u8],
-    ) -> Result<(), SendError> {
-        match self.unicast_attempt(&dst, module, seq, ext, payload)? {
+    fn unicast_now(&self, u: Unicast<'_>) -> Result<(), SendError> {
+        match self.unicast_attempt(&u)? {
             Attempt::Queued => Ok(()),
             // Only a local delivery to a full module queue can wait; fail-fast treats it as
             // full.
             Attempt::Loopback(frame) => futures_util::FutureExt::now_or_never(self.loopback(frame))
-                .unwrap_or(Err(SendError::QueueFull(dst))),
+                .unwrap_or(Err(SendError::QueueFull(u.dst))),
             Attempt::General => {
-                let encode = |s: &SessionHandle| {
-                    self.unicast_frame(Some(s), &dst, module, seq, ext, payload)
-                };
-                match self.queue_now(dst, &encode)? {
+                let encode = |s: &SessionHandle| self.unicast_frame(Some(s), &u);
+                match self.queue_now(u.dst, &encode)? {
                     None => Ok(()),
                     Some((session, _)) => {
                         session.count_drop();
@@ -830,7 +818,14 @@ impl NodeHandle {
     /// packet would exceed `p2p.max_packet_size`), [`SendError::Invalid`].
     pub async fn send(&self, dst: NodeId, module: u16, payload: Bytes) -> Result<(), SendError> {
         let seq = self.next_seq();
-        self.unicast(dst, module, seq, Ext(0), &payload).await
+        self.unicast(Unicast {
+            dst,
+            module,
+            seq,
+            ext: Ext(0),
+            payload: &payload,
+        })
+        .await
     }
 
     /// Like [`send`](Self::send), but never waits: fails with [`SendError::QueueFull`] when
@@ -838,7 +833,13 @@ impl NodeHandle {
     /// `dropped_out`).
     pub fn try_send(&self, dst: NodeId, module: u16, payload: Bytes) -> Result<(), SendError> {
         let seq = self.next_seq();
-        self.unicast_now(dst, module, seq, Ext(0), &payload)
+        self.unicast_now(Unicast {
+            dst,
+            module,
+            seq,
+            ext: Ext(0),
+            payload: &payload,
+        })
     }
 
     /// Sends a request to module `module` of node `dst` and waits for its response, which
@@ -886,15 +887,19 @@ impl NodeHandle {
         self.inner.pending.insert(seq, pending);
         // Removes the entry however this future ends, including when the caller drops it.
         let _guard = PendingGuard { node: self, seq };
-        match self.unicast_in_place(&dst, module, seq, Ext::REQUEST, payload) {
-            Some(sent) => sent?,
+        let u = Unicast {
+            dst,
+            module,
+            seq,
+            ext: Ext::REQUEST,
+            payload,
+        };
+        match self.unicast_attempt(&u)? {
+            Attempt::Queued => {}
             // Waiting for queue room counts against the timeout.
-            None => tokio::time::timeout_at(
-                deadline,
-                self.unicast(dst, module, seq, Ext::REQUEST, payload),
-            )
-            .await
-            .map_err(|_| RequestError::Timeout(timeout))??,
+            attempt => tokio::time::timeout_at(deadline, self.unicast_finish(attempt, u))
+                .await
+                .map_err(|_| RequestError::Timeout(timeout))??,
         }
         // Answered by the response, by the sweeper once the deadline passes, or by the
         // reachability watch if the destination goes away.
@@ -936,10 +941,21 @@ impl NodeHandle {
             Ok(p) => (Ext::RESPONSE, p),
             Err(e) => (Ext::RESPONSE | Ext::ERROR, Bytes::from(e.into_bytes())),
         };
-        let sent = self.unicast_now(to, module, seq, ext, &payload);
+        let response = Unicast {
+            dst: to,
+            module,
+            seq,
+            ext,
+            payload: &payload,
+        };
+        let sent = self.unicast_now(response);
         if let Err(SendError::TooLarge { size, max }) = sent {
             let text = format!("the response of {size} bytes exceeds the {max}-byte limit");
-            let _ = self.unicast_now(to, module, seq, Ext::RESPONSE | Ext::ERROR, text.as_bytes());
+            let _ = self.unicast_now(Unicast {
+                ext: Ext::RESPONSE | Ext::ERROR,
+                payload: text.as_bytes(),
+                ..response
+            });
         }
         sent
     }
@@ -1239,23 +1255,20 @@ impl NodeHandle {
         } else {
             packet.seq
         };
+        let u = Unicast {
+            dst,
+            module: opts.module,
+            seq,
+            ext: packet.ext,
+            payload: &packet.payload,
+        };
         self.queue_routed(dst, |s| {
-            let (ext, dsts) = addressing(s, &dst, packet.ext);
             let f = DataFrame {
-                version: s.version,
                 packet_type: packet.packet_type,
-                seq,
-                ext: ext.with_ttl(DEFAULT_TTL),
                 group: &opts.group,
-                src: &self.inner.id,
-                dsts,
-                module: opts.module,
-                prefix: &[],
-                payload: &packet.payload,
+                ..self.unicast_data(Some(s), &u)
             };
-            f.validate(self.link_limit(Some(s)))
-                .map_err(wire_to_send_error)?;
-            Ok(f.encode(self.inner.compress_threshold))
+            self.checked_encode(f, Some(s))
         })
         .await
     }

@@ -42,8 +42,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let now = Instant::now();
+    let decoder = Decoder::on_link(cfg.max_packet, handle.peer);
     let mut st = State {
-        session: handle.clone(),
+        session: handle,
         wbuf: BytesMut::new(),
         wbuf_batch: 0,
         wbuf_permits: 0,
@@ -51,7 +52,7 @@ where
         big_permits: 0,
         write_blocked: false,
         rbuf: initial,
-        decoder: Decoder::on_link(cfg.max_packet, handle.peer),
+        decoder,
         pending: None,
         timer: Box::pin(tokio::time::sleep_until(now + cfg.heartbeat_interval)),
         last_read: now,
@@ -61,11 +62,11 @@ where
         heartbeat: Packet::heartbeat(cfg.version).to_bytes(),
         cfg,
     };
-    let reason = poll_fn(|cx| st.poll(cx, &mut stream, &handle, &*inbound)).await;
+    let reason = poll_fn(|cx| st.poll(cx, &mut stream, &*inbound)).await;
     // Make later sends fail fast, and wake senders waiting for room, instead of filling a
     // queue nobody drains.
-    handle.close_queue();
-    debug!(peer = %handle.peer.short(), conn = handle.id, %reason, "session ended");
+    st.session.close_queue();
+    debug!(peer = %st.session.peer.short(), conn = st.session.id, %reason, "session ended");
     reason
 }
 
@@ -106,7 +107,6 @@ impl State {
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
-        handle: &SessionHandle,
         inbound: &dyn Inbound,
     ) -> Poll<CloseReason> {
         // Registered before the outbox and the close slot are looked at, so a frame queued
@@ -120,7 +120,7 @@ impl State {
         if let Err(reason) = self.poll_write(cx, stream) {
             return Poll::Ready(self.finish(reason));
         }
-        let budget_used = match self.poll_read(cx, stream, handle, inbound) {
+        let budget_used = match self.poll_read(cx, stream, inbound) {
             Err(reason) => return Poll::Ready(self.finish(reason)),
             Ok(used) => used,
         };
@@ -254,7 +254,6 @@ impl State {
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
-        handle: &SessionHandle,
         inbound: &dyn Inbound,
     ) -> Result<bool, CloseReason> {
         let mut handled = 0usize;
@@ -274,7 +273,7 @@ impl State {
                     Ok(Some(p)) => p,
                     Ok(None) => break,
                     Err(e) => {
-                        warn!(peer = %handle.peer.short(), conn = handle.id, error = %e,
+                        warn!(peer = %self.session.peer.short(), conn = self.session.id, error = %e,
                             "malformed packet, closing the connection");
                         return Err(CloseReason::Protocol(e.to_string()));
                     }
@@ -289,7 +288,7 @@ impl State {
                     }
                     _ => {}
                 }
-                if let Some(mut p) = inbound.on_packet(handle, packet, frame) {
+                if let Some(mut p) = inbound.on_packet(&self.session, packet, frame) {
                     match p.as_mut().poll(cx) {
                         Poll::Ready(()) => {}
                         Poll::Pending => {

@@ -1,0 +1,135 @@
+//! The admin HTTP API of a chainmesh node: JSON views and controls, Prometheus metrics and the
+//! status page, served from a [`NodeHandle`] ([`serve`]). Kept out of the core library so an
+//! application that embeds a node ships no HTTP server unless it wants one.
+//!
+//! Errors come back as `{"error": "..."}` with a 4xx or 5xx status.
+
+mod messages;
+mod metrics;
+mod peers;
+pub mod status;
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use chainmesh::identity::NodeId;
+use chainmesh::node::NodeHandle;
+
+pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
+pub use peers::{peers_view, PeerEntry, PeersView};
+
+/// An error answer: a status and a message, sent as `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// A 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// A 404 Not Found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    /// A 500 Internal Server Error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+/// `GET /v1/node`.
+#[derive(Debug, Serialize)]
+pub struct NodeInfo {
+    /// This node's ID.
+    pub node_id: NodeId,
+    /// Where it accepts P2P connections.
+    pub listen: SocketAddr,
+    /// The chainmesh version.
+    pub version: &'static str,
+    /// The groups it belongs to.
+    pub groups: Vec<String>,
+}
+
+async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
+    Json(NodeInfo {
+        node_id: node.node_id(),
+        listen: node.listen_addr(),
+        version: env!("CARGO_PKG_VERSION"),
+        groups: node.groups().to_vec(),
+    })
+}
+
+/// The admin API's routes.
+pub fn router(node: NodeHandle) -> Router {
+    let status = status::router(node.status().clone());
+    Router::new()
+        .route("/", get(metrics::page))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/node", get(get_node))
+        .route("/v1/peers", get(peers::list).post(peers::add))
+        .route("/v1/peers/{address}", delete(peers::remove))
+        .route("/v1/messages", post(messages::send))
+        .route("/v1/ping", post(messages::ping))
+        .route("/v1/routes", get(messages::routes))
+        .with_state(node)
+        .merge(status)
+}
+
+/// Listens on `addr` (`host:port`; port 0 picks one) and serves the admin API there until
+/// `stop` is cancelled. Returns the address it listens on.
+pub async fn serve(
+    addr: &str,
+    node: NodeHandle,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    spawn(listener, node, stop);
+    Ok(bound)
+}
+
+/// Serves the admin API on `listener` until `stop` is cancelled.
+pub fn spawn(listener: TcpListener, node: NodeHandle, stop: CancellationToken) {
+    let app = router(node);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "admin API stopped");
+        }
+    });
+}

@@ -1,0 +1,65 @@
+//! chainmesh: a peer-to-peer network layer for permissioned blockchains.
+//!
+//! Layers, bottom up: [`wire`] (pure codecs), [`identity`] (keys, certificates, node IDs),
+//! [`admission`] (who may connect, as data), [`tls`] (mutual TLS), [`session`] (one task per
+//! connection), [`peers`] (the peer set, dialing, reconnect), [`routing`] (routes, relaying,
+//! dedup, membership), [`status`] (status synchronization) and [`node`] (the application
+//! API). The admin HTTP API and the `chainmesh` binary are crates of their own
+//! (`chainmesh-admin`, `chainmesh-cli`), so an application embedding this library ships
+//! neither.
+//!
+//! # A node in an application
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use chainmesh::{Config, Node, NodeId};
+//!
+//! # async fn run(peer: NodeId) -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::load("node0/config.toml".as_ref())?;
+//! let node = Node::start(config, None).await?;
+//! let net = node.handle(); // cloneable, usable from any task
+//! let mut inbox = net.register(1000, 1024); // messages for module 1000
+//! tokio::spawn(async move {
+//!     while let Some(mut msg) = inbox.recv().await {
+//!         if let Some(reply) = msg.take_responder() {
+//!             let _ = reply.respond(msg.payload.clone());
+//!         }
+//!     }
+//! });
+//! net.send(peer, 1000, Bytes::from_static(b"hello")).await?;
+//! let answer = net
+//!     .request(peer, 1000, Bytes::from_static(b"ping"), Duration::from_secs(3))
+//!     .await?;
+//! net.set_app_status(Bytes::from_static(b"height=42"))?;
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # The wire format, without I/O
+//!
+//! ```
+//! use chainmesh::wire::{Packet, PacketType};
+//!
+//! let bytes = Packet::heartbeat(1).to_bytes();
+//! assert_eq!(bytes.len(), 14);
+//! let back = Packet::decode_exact(&bytes, 1 << 20).unwrap();
+//! assert_eq!(back.packet_type, PacketType::HEARTBEAT);
+//! ```
+
+pub mod admission;
+pub mod config;
+pub mod identity;
+pub mod node;
+pub mod peers;
+pub mod routing;
+pub mod session;
+pub mod status;
+pub mod tls;
+pub mod wire;
+
+pub use config::Config;
+pub use identity::NodeId;
+pub use node::{
+    Fanout, Message, MessageKind, Node, NodeHandle, RequestError, Responder, SendError,
+};

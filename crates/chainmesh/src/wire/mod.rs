@@ -1,0 +1,54 @@
+//! The P2P wire format: packets as bytes and back. Pure codecs: no I/O, no clocks.
+//!
+//! Every link carries a stream of concatenated packets inside TLS. Each packet is a 14-byte
+//! header (Length, Version, PacketType, Seq, Ext), then, for addressed data types, the
+//! [`Options`] (group, source, destinations, module), then the payload. `docs/protocol.md`
+//! is the specification; this module implements it:
+//!
+//! - [`Packet`] encodes and decodes one packet ([`Packet::decode_exact`]);
+//! - [`Decoder`] cuts packets out of a stream however it was split into reads;
+//! - [`Handshake`], [`encode_goodbye`] and [`decode_goodbye`] handle the link-control payloads;
+//! - [`set_ttl_in_place`] lets a relay patch the TTL of an encoded packet, and [`relay_copy`]
+//!   makes the copy a relay forwards;
+//! - [`DataFrame`] encodes a data packet from borrowed parts, compressing its payload with
+//!   zstd when that pays ([`compress_append`], [`decompress`]);
+//! - [`RouterTable`], [`encode_router_seq`] and [`split_topic`] handle the routing and
+//!   multicast payloads;
+//! - [`inspect_view`] and [`inspect_json`] show a packet as `chainmesh inspect` prints it.
+//!
+//! The codec checks structure only. Per-type rules (one destination on a Unicast, an empty
+//! heartbeat payload, the Version agreed on the link) belong to the session layer, which
+//! treats a violation like any other malformed input.
+
+mod compress;
+mod decoder;
+mod error;
+mod frame;
+mod handshake;
+mod packet;
+mod router;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use compress::{compress_append, decompress, COMPRESSION_LEVEL, DEFAULT_COMPRESS_THRESHOLD};
+pub use decoder::Decoder;
+pub use error::WireError;
+pub use frame::{ext_of, for_link, relay_copy, set_version_in_place, DataFrame};
+pub use handshake::{
+    decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_PROTOCOL_VERSION,
+    MIN_PROTOCOL_VERSION,
+};
+pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL};
+pub use router::{
+    decode_router_seq, encode_router_seq, encode_topic_prefix, split_topic, RouterEntry,
+    RouterTable, MAX_ROUTER_ENTRIES, ROUTER_ENTRY_LEN, ROUTER_TABLE_HEAD,
+};
+pub use view::{flag_names, inspect_json, inspect_view, OptionsView, PacketView};
+
+/// Length of the fixed P2P packet header.
+pub const HEADER_LEN: usize = 14;
+
+/// Default largest packet accepted or sent: 32 MiB, as FISCO BCOS (`p2p.max_packet_size`).
+pub const DEFAULT_MAX_PACKET: u32 = 32 * 1024 * 1024;

@@ -1,0 +1,122 @@
+//! The examples in `docs/protocol.md` are the golden vectors of the wire format: each ```hex
+//! block must decode to the fields of the ```json block after it (as `chainmesh inspect`
+//! shows them) and re-encode to the same bytes.
+
+use chainmesh::config::DEFAULT_MAX_PACKET;
+use chainmesh::identity::NodeId;
+use chainmesh::wire::{inspect_json, Packet, WireError};
+use serde_json::Value;
+
+const SPEC: &str = include_str!("../../../docs/protocol.md");
+
+/// Fields every example must state, so that an example cannot silently check nothing.
+const REQUIRED: [&str; 7] = [
+    "length",
+    "version",
+    "packet_type",
+    "seq",
+    "ext",
+    "options",
+    "payload_hex",
+];
+
+struct Example {
+    /// 1-based line of the ```hex fence, for messages.
+    line: usize,
+    hex: String,
+    json: String,
+}
+
+/// Every ```hex block with the ```json block that follows it.
+fn examples(doc: &str) -> Vec<Example> {
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim() != "```hex" {
+            i += 1;
+            continue;
+        }
+        let line = i + 1;
+        let (hex, after_hex) = block(&lines, i + 1)
+            .unwrap_or_else(|| panic!("protocol.md:{line}: ```hex block is not closed"));
+        let json_at = (after_hex..lines.len())
+            .find(|&j| !lines[j].trim().is_empty())
+            .filter(|&j| lines[j].trim() == "```json")
+            .unwrap_or_else(|| {
+                panic!("protocol.md:{line}: ```hex block is not followed by a ```json block")
+            });
+        let (json, next) = block(&lines, json_at + 1)
+            .unwrap_or_else(|| panic!("protocol.md:{}: ```json block is not closed", json_at + 1));
+        out.push(Example { line, hex, json });
+        i = next;
+    }
+    out
+}
+
+/// The lines from `start` up to the closing fence, and the index after that fence.
+fn block(lines: &[&str], start: usize) -> Option<(String, usize)> {
+    let end = (start..lines.len()).find(|&j| lines[j].trim() == "```")?;
+    Some((lines[start..end].join("\n"), end + 1))
+}
+
+#[test]
+fn protocol_examples_decode_to_their_json_and_re_encode_identically() {
+    let examples = examples(SPEC);
+    assert!(
+        examples.len() >= 4,
+        "protocol.md has {} hex examples, want at least 4",
+        examples.len()
+    );
+    for ex in &examples {
+        let at = format!("protocol.md:{}", ex.line);
+        let digits: String = ex.hex.split_whitespace().collect();
+        let digits = digits.strip_prefix("0x").unwrap_or(&digits);
+        let bytes = hex::decode(digits).unwrap_or_else(|e| panic!("{at}: bad hex: {e}"));
+        let want: Value =
+            serde_json::from_str(&ex.json).unwrap_or_else(|e| panic!("{at}: bad json: {e}"));
+        let want = want
+            .as_object()
+            .unwrap_or_else(|| panic!("{at}: the json is not an object"));
+        let packet = match Packet::decode_exact(&bytes, DEFAULT_MAX_PACKET) {
+            // Direct form: the example's source is the peer of the link it came in on.
+            Err(WireError::DirectOffLink) => {
+                let peer: NodeId = want["options"]["src_node_id"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("{at}: direct form needs options.src_node_id"));
+                Packet::decode_exact_from(&bytes, DEFAULT_MAX_PACKET, &peer)
+            }
+            other => other,
+        }
+        .unwrap_or_else(|e| panic!("{at}: does not decode: {e}"));
+        for key in REQUIRED {
+            assert!(want.contains_key(key), "{at}: json lacks `{key}`");
+        }
+        let got = inspect_json(&packet);
+        for (key, value) in want {
+            assert_eq!(
+                got.get(key),
+                Some(value),
+                "{at}: field `{key}` differs\n got: {got:#}"
+            );
+        }
+
+        assert_eq!(
+            hex::encode(packet.to_bytes()),
+            hex::encode(&bytes),
+            "{at}: re-encoding gives other bytes"
+        );
+        assert_eq!(packet.validate(DEFAULT_MAX_PACKET), Ok(()), "{at}");
+    }
+}
+
+#[test]
+fn extractor_pairs_blocks() {
+    let doc = "x\n```hex\n00 01\n0x\n```\n\n```json\n{\"a\": 1}\n```\n```text\n```hex\n```\n";
+    let found = examples(&doc[..doc.find("```text").unwrap()]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].hex, "00 01\n0x");
+    assert_eq!(found[0].json, "{\"a\": 1}");
+    assert_eq!(found[0].line, 2);
+}

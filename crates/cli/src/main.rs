@@ -1,0 +1,87 @@
+//! The `chainmesh` node program and tools; see `chainmesh --help`. One module per command
+//! family.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod demo;
+mod init;
+mod inspect;
+mod node;
+mod peers;
+mod ping;
+mod send;
+mod status;
+
+/// chainmesh: peer-to-peer network node for permissioned blockchains.
+#[derive(Debug, Parser)]
+#[command(name = "chainmesh", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a chain CA, an agency CA, and certificates and configs for N nodes.
+    Init(init::InitArgs),
+    /// Print the node ID of a certificate or private key file.
+    NodeId(init::NodeIdArgs),
+    /// Decode one P2P packet given as hex and print it as JSON.
+    Inspect(inspect::InspectArgs),
+    /// Run a node from its config file until SIGINT or SIGTERM; SIGHUP reloads the config.
+    Node(node::NodeArgs),
+    /// Run a local multi-node network on generated certificates, exercise every capability,
+    /// and print what happened.
+    Demo(demo::DemoArgs),
+    /// List, add or remove a running node's peers through its admin API.
+    Peers(peers::PeersArgs),
+    /// Send a unicast (--to), multicast (--topic) or broadcast (--group) from a running node.
+    Send(send::SendArgs),
+    /// Send echo requests from a running node to another and print round trips and hops.
+    Ping(ping::PingArgs),
+    /// Print every node's status as a running node knows it: seq, age, groups, topics, app.
+    Status(status::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(a) => init::run_init(a),
+        Command::NodeId(a) => init::run_node_id(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Node(a) => node::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Peers(a) => peers::run(a),
+        Command::Send(a) => send::run(a),
+        Command::Ping(a) => ping::run(a),
+        Command::Status(a) => status::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The runtime every long-running command uses.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}

@@ -1,0 +1,300 @@
+//! A local network of in-process nodes on 127.0.0.1 with freshly generated certificates:
+//! what the `demo` command runs, and what tests and benchmarks build their networks with.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::net::SocketAddr;
+
+use chainmesh::config::{Config, IdentityConfig, TimersConfig};
+use chainmesh::identity::IdentityError;
+use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
+use chainmesh::node::{Node, NodeError, NodeHandle};
+use tokio_util::sync::CancellationToken;
+
+/// Why a local network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalNetError {
+    /// Certificates could not be made.
+    #[error("generating certificates: {0}")]
+    Identity(#[from] IdentityError),
+    /// A node did not start.
+    #[error("starting node {index}: {source}")]
+    Node {
+        /// Which node.
+        index: usize,
+        /// Why.
+        source: NodeError,
+    },
+    /// The temporary directory could not be made.
+    #[error("creating a temporary directory: {0}")]
+    TempDir(std::io::Error),
+    /// A node's admin API could not listen.
+    #[error("node {index}: admin API: {source}")]
+    Admin {
+        /// Which node.
+        index: usize,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A node of the network while it runs, with its admin API if it serves one.
+struct Running {
+    node: Node,
+    admin: Option<(SocketAddr, CancellationToken)>,
+}
+
+impl Running {
+    /// Starts a node from `cfg`, and its admin API when `cfg.admin.listen` is set.
+    async fn start(index: usize, cfg: Config) -> Result<Running, LocalNetError> {
+        let admin_listen = cfg.admin.listen.clone();
+        let node = Node::start(cfg, None)
+            .await
+            .map_err(|source| LocalNetError::Node { index, source })?;
+        let admin = if admin_listen.is_empty() {
+            None
+        } else {
+            let stop = CancellationToken::new();
+            match chainmesh_admin::serve(&admin_listen, node.handle(), stop.clone()).await {
+                Ok(addr) => Some((addr, stop)),
+                Err(source) => {
+                    node.shutdown().await;
+                    return Err(LocalNetError::Admin { index, source });
+                }
+            }
+        };
+        Ok(Running { node, admin })
+    }
+
+    async fn stop(self) {
+        if let Some((_, stop)) = &self.admin {
+            stop.cancel();
+        }
+        self.node.shutdown().await;
+    }
+}
+
+/// How to build a local network.
+#[derive(Debug, Clone)]
+pub struct LocalNetOptions {
+    /// How many nodes.
+    pub nodes: usize,
+    /// Certificate curve.
+    pub curve: Curve,
+    /// Timers for every node.
+    pub timers: TimersConfig,
+    /// Whether each node serves the admin API (on an ephemeral port).
+    pub admin: bool,
+    /// Changes applied to each node's config before it starts (index, config).
+    pub tweak: Option<fn(usize, &mut Config)>,
+}
+
+impl LocalNetOptions {
+    /// `n` nodes with short timers suited to a demo or a test.
+    pub fn new(n: usize) -> Self {
+        LocalNetOptions {
+            nodes: n,
+            curve: Curve::Secp256k1,
+            timers: TimersConfig {
+                heartbeat_interval: Duration::from_millis(200),
+                idle_timeout_intervals: 3,
+                connect_timeout: Duration::from_secs(2),
+                handshake_timeout: Duration::from_secs(2),
+                backoff_initial: Duration::from_millis(50),
+                backoff_max: Duration::from_millis(500),
+                status_interval: Duration::from_millis(200),
+            },
+            admin: false,
+            tweak: None,
+        }
+    }
+}
+
+/// The config of a generated node on an ephemeral port of 127.0.0.1, with default timers and
+/// the admin API off: what [`LocalNet`] starts from, and what tests and benchmarks adjust.
+pub fn node_config(g: &GeneratedNode) -> Config {
+    let mut cfg = Config::new(
+        IdentityConfig {
+            ca_cert: g.ca_cert(),
+            node_cert: g.node_cert(),
+            node_key: g.node_key(),
+        },
+        "127.0.0.1:0",
+    );
+    cfg.admin.listen = String::new();
+    cfg
+}
+
+/// A running local network. Node `i`'s files are under `dir()/node{i}`.
+pub struct LocalNet {
+    nodes: Vec<Option<Running>>,
+    generated: Vec<GeneratedNode>,
+    configs: Vec<Config>,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalNet {
+    /// Generates certificates in a temporary directory and starts every node on an
+    /// ephemeral port, with no peers yet: connect them with [`connect`](Self::connect) or a
+    /// topology helper.
+    pub async fn start(opts: LocalNetOptions) -> Result<LocalNet, LocalNetError> {
+        let dir = tempfile::Builder::new()
+            .prefix("chainmesh-net-")
+            .tempdir()
+            .map_err(LocalNetError::TempDir)?;
+        let generated = generate_node_files(dir.path(), opts.nodes, opts.curve)?;
+        let mut nodes = Vec::new();
+        let mut configs = Vec::new();
+        for (index, g) in generated.iter().enumerate() {
+            let mut cfg = node_config(g);
+            cfg.timers = opts.timers.clone();
+            cfg.admin.listen = if opts.admin {
+                "127.0.0.1:0".into()
+            } else {
+                String::new()
+            };
+            if let Some(tweak) = opts.tweak {
+                tweak(index, &mut cfg);
+            }
+            nodes.push(Some(Running::start(index, cfg.clone()).await?));
+            configs.push(cfg);
+        }
+        Ok(LocalNet {
+            nodes,
+            generated,
+            configs,
+            _dir: dir,
+        })
+    }
+
+    /// Where the certificates are.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Node `i`'s generated files.
+    pub fn generated(&self, i: usize) -> &GeneratedNode {
+        &self.generated[i]
+    }
+
+    /// The number of nodes (running or stopped).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the network has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// A handle to node `i`, if it is running.
+    pub fn try_handle(&self, i: usize) -> Option<NodeHandle> {
+        self.nodes.get(i)?.as_ref().map(|r| r.node.handle())
+    }
+
+    /// A handle to node `i`. Panics if `i` is out of range or stopped: a test's mistake.
+    pub fn handle(&self, i: usize) -> NodeHandle {
+        match self.try_handle(i) {
+            Some(h) => h,
+            None => panic!("node {i} is not running"),
+        }
+    }
+
+    /// Node `i`'s admin API address, if it serves one.
+    pub fn admin_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.nodes
+            .get(i)?
+            .as_ref()?
+            .admin
+            .as_ref()
+            .map(|(addr, _)| *addr)
+    }
+
+    /// Node `i`'s P2P address as a peer address string.
+    pub fn addr(&self, i: usize) -> String {
+        self.handle(i).listen_addr().to_string()
+    }
+
+    /// Makes node `i` keep a connection to node `j`.
+    pub fn connect(&self, i: usize, j: usize) {
+        self.handle(i).peers().add_target(&self.addr(j));
+    }
+
+    /// Every node dials every other node (both directions: the duplicate rule keeps one).
+    pub fn connect_full_mesh(&self) {
+        for i in 0..self.len() {
+            for j in 0..self.len() {
+                if i != j {
+                    self.connect(i, j);
+                }
+            }
+        }
+    }
+
+    /// Node `i` dials node `i+1`: a line 0-1-2-...
+    pub fn connect_line(&self) {
+        for i in 1..self.len() {
+            self.connect(i - 1, i);
+        }
+    }
+
+    /// Whether node `i` has exactly `n` live sessions.
+    pub fn has_peers(&self, i: usize, n: usize) -> bool {
+        self.try_handle(i)
+            .is_some_and(|h| h.peers().sessions().len() == n)
+    }
+
+    /// Whether every running node is connected to every other running node.
+    pub fn is_full_mesh(&self) -> bool {
+        let running = self.nodes.iter().flatten().count();
+        (0..self.len())
+            .filter(|i| self.nodes[*i].is_some())
+            .all(|i| self.has_peers(i, running - 1))
+    }
+
+    /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
+    pub async fn wait_for(&self, timeout: Duration, cond: impl Fn(&LocalNet) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops node `i` gracefully (it says goodbye to its peers).
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(node) = self.nodes.get_mut(i).and_then(Option::take) {
+            node.stop().await;
+        }
+    }
+
+    /// Starts node `i` again with its original config, on a new ephemeral port.
+    pub async fn restart(&mut self, i: usize) -> Result<(), LocalNetError> {
+        self.stop(i).await;
+        self.nodes[i] = Some(Running::start(i, self.configs[i].clone()).await?);
+        Ok(())
+    }
+
+    /// The config node `i` was started with.
+    pub fn config(&self, i: usize) -> &Config {
+        &self.configs[i]
+    }
+
+    /// Node `i`'s config file path if it were written out: `dir()/node{i}/config.toml`.
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.generated[i].dir.join("config.toml")
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i).await;
+        }
+    }
+}

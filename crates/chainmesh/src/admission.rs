@@ -49,10 +49,7 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 64])
-    }
+    use crate::test_support::id;
 
     #[test]
     fn empty_policy_admits_all() {

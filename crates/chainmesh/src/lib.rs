@@ -58,6 +58,9 @@ pub mod status;
 pub mod tls;
 pub mod wire;
 
+#[cfg(test)]
+mod test_support;
+
 pub use config::Config;
 pub use identity::NodeId;
 pub use node::{

@@ -157,10 +157,7 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 64])
-    }
+    use crate::test_support::id;
 
     #[test]
     fn each_seq_once_in_any_order() {

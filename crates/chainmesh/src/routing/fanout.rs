@@ -68,10 +68,7 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::routing::membership::{Membership, StaticMembership};
-
-    fn id(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 64])
-    }
+    use crate::test_support::id;
 
     /// Star around 1 with a tail: 1-2, 1-3, 1-4, 4-5, 5-6.
     fn hop_from_1(t: &NodeId) -> Option<NodeId> {

@@ -148,10 +148,7 @@ impl Membership for StaticMembership {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 64])
-    }
+    use crate::test_support::id;
 
     #[test]
     fn local_membership_knows_only_itself() {

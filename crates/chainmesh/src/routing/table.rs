@@ -287,10 +287,7 @@ impl RoutingTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 64])
-    }
+    use crate::test_support::id;
 
     /// An advertisement of (node, distance) entries.
     fn adv(seq: u32, entries: &[(u8, u8)]) -> RouterTable {

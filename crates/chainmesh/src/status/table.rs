@@ -236,11 +236,8 @@ impl StatusTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::id;
     use bytes::Bytes;
-
-    fn id(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 64])
-    }
 
     fn st(app: &str) -> NodeStatus {
         NodeStatus {

@@ -12,17 +12,11 @@ use tokio_util::sync::CancellationToken;
 use super::codec::{SeqAnnounce, StatusAnswer, StatusQuery};
 use super::*;
 use crate::identity::NodeId;
+use crate::test_support::id;
 use crate::wire::PacketType;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 const HOP: Duration = Duration::from_millis(5);
-
-fn id(i: usize) -> NodeId {
-    let mut b = [0u8; 64];
-    b[0] = 0x10 + i as u8;
-    b[63] = i as u8;
-    NodeId::from_bytes(b)
-}
 
 /// A network of nodes on a fixed topology; a node reaches every node connected to it through
 /// nodes that are up, and each hop takes [`HOP`]. Packets are delivered to whichever service
@@ -41,7 +35,7 @@ struct Net {
 }
 
 impl Net {
-    fn new(links: &[(usize, usize)]) -> Arc<Net> {
+    fn new(links: &[(u8, u8)]) -> Arc<Net> {
         Arc::new(Net {
             links: links
                 .iter()
@@ -82,20 +76,21 @@ impl Net {
         status: NodeStatus,
         config: StatusConfig,
     ) -> (Arc<StatusService>, CancellationToken) {
+        let me = id(i as u8);
         let transport = Arc::new(FakeTransport {
-            me: id(i),
+            me,
             net: self.clone(),
         });
-        let svc = StatusService::with_config(id(i), config, status, transport).unwrap();
-        self.services.lock().insert(id(i), svc.clone());
-        self.up.lock().insert(id(i));
+        let svc = StatusService::with_config(me, config, status, transport).unwrap();
+        self.services.lock().insert(me, svc.clone());
+        self.up.lock().insert(me);
         let stop = CancellationToken::new();
         svc.spawn(stop.clone());
         (svc, stop)
     }
 
     fn sent_by(&self, i: usize) -> u64 {
-        self.sent.lock().get(&id(i)).copied().unwrap_or(0)
+        self.sent.lock().get(&id(i as u8)).copied().unwrap_or(0)
     }
 }
 

@@ -206,12 +206,9 @@ pub fn for_link(frame: &Bytes, version: u16) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::id;
     use crate::wire::DEFAULT_MAX_PACKET;
     use crate::wire::{split_topic, Packet, DEFAULT_TTL};
-
-    fn id(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 64])
-    }
 
     fn frame<'a>(dsts: &'a [NodeId], src: &'a NodeId, payload: &'a [u8]) -> DataFrame<'a> {
         DataFrame {

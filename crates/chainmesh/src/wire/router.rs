@@ -132,10 +132,7 @@ pub fn split_topic(payload: &Bytes) -> Result<(&str, Bytes), WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(b: u8) -> NodeId {
-        NodeId::from_bytes([b; 64])
-    }
+    use crate::test_support::id;
 
     #[test]
     fn router_seq_round_trip_and_size() {

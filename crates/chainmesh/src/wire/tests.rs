@@ -5,13 +5,10 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::identity::NodeId;
+use crate::test_support::id;
 use crate::wire::DEFAULT_MAX_PACKET;
 
 const MAX: u32 = DEFAULT_MAX_PACKET;
-
-fn id(b: u8) -> NodeId {
-    NodeId::from_bytes([b; 64])
-}
 
 fn unicast() -> Packet {
     Packet {

@@ -4,6 +4,8 @@
 //!
 //! Errors come back as `{"error": "..."}` with a 4xx or 5xx status.
 
+#![warn(missing_docs)]
+
 mod messages;
 mod metrics;
 mod peers;

@@ -1,12 +1,13 @@
 //! chainmesh: a peer-to-peer network layer for permissioned blockchains.
 //!
-//! Layers, bottom up: [`wire`] (pure codecs), [`identity`] (keys, certificates, node IDs),
-//! [`admission`] (who may connect, as data), [`tls`] (mutual TLS), [`session`] (one task per
-//! connection), [`peers`] (the peer set, dialing, reconnect), [`routing`] (routes, relaying,
-//! dedup, membership), [`status`] (status synchronization) and [`node`] (the application
-//! API). The admin HTTP API and the `chainmesh` binary are crates of their own
-//! (`chainmesh-admin`, `chainmesh-cli`), so an application embedding this library ships
-//! neither.
+//! Layers, bottom up: [`identity`] (keys, certificates, node IDs), [`wire`] (pure codecs),
+//! [`admission`] (who may connect, as data), [`config`] (the config file), [`tls`] (mutual
+//! TLS), [`session`] (one task per connection), [`peers`] (the peer set, dialing, reconnect),
+//! [`routing`] (routes, relaying, dedup, membership), [`status`] (status synchronization) and
+//! [`node`] (the application API). A module imports only the layers below it
+//! (`docs/architecture.md` draws the graph; the `layers` test enforces it). The admin HTTP
+//! API and the `chainmesh` binary are crates of their own (`chainmesh-admin`,
+//! `chainmesh-cli`), so an application embedding this library ships neither.
 //!
 //! # A node in an application
 //!
@@ -47,6 +48,8 @@
 //! assert_eq!(back.packet_type, PacketType::HEARTBEAT);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod admission;
 pub mod config;
 pub mod identity;
@@ -60,6 +63,11 @@ pub mod wire;
 
 #[cfg(test)]
 mod test_support;
+
+// The README's Rust snippets run as doc tests of this crate, so they follow the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 
 pub use config::Config;
 pub use identity::NodeId;

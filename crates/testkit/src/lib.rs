@@ -4,6 +4,8 @@
 //!
 //! Nothing here is part of a production node; the `chainmesh` library never depends on it.
 
+#![warn(missing_docs)]
+
 mod net;
 mod wait;
 

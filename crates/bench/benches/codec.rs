@@ -12,7 +12,7 @@
 
 use bytes::{Bytes, BytesMut};
 use chainmesh::wire::{set_ttl_in_place, Decoder, Ext, Handshake, Options, Packet, PacketType};
-use chainmesh::NodeId;
+use chainmesh_testkit::id;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 /// Payload sizes: the unicast and request sizes of the side-by-side benchmark, and bulk.
@@ -27,8 +27,8 @@ fn unicast(payload: usize) -> Packet {
         ext: Ext(0).with_ttl(10),
         options: Some(Options {
             group: "group0".into(),
-            src: NodeId::from_bytes([0x11; 64]),
-            dsts: vec![NodeId::from_bytes([0x22; 64])],
+            src: id(0x11),
+            dsts: vec![id(0x22)],
             module: 7,
         }),
         payload: Bytes::from(vec![0x5a; payload]),

@@ -3,17 +3,20 @@
 //! trips per second with 1 and 128 requests in flight. Not the benchmark suite; a sanity
 //! figure.
 //!
-//! Run with `cargo run --release --example messaging_bench [SECONDS]`.
+//! Run with `cargo run --release -p chainmesh-bench --example messaging_bench [SECONDS]`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chainmesh_testkit::{LocalNet, LocalNetOptions};
+use chainmesh_testkit::{serve_echo, wait_until_every, LocalNet, LocalNetOptions};
 
 const SINK: u16 = 1;
 const ECHO: u16 = 2;
+/// Generous bound for the last queued messages to arrive; only reached when something is
+/// broken.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let run = Duration::from_secs(secs);
-    let net = LocalNet::start(LocalNetOptions::new(2)).await?;
+    let net = LocalNet::start(LocalNetOptions::for_traffic(2)).await?;
     net.connect(0, 1);
     anyhow::ensure!(
         net.wait_for(Duration::from_secs(10), |n| n.has_peers(0, 1))
@@ -36,21 +39,11 @@ async fn main() -> anyhow::Result<()> {
 
     // Receiver: count one-way messages; answer requests with their payload.
     let received = Arc::new(AtomicU64::new(0));
-    let mut sink = b.register(SINK, 65536);
     let count = received.clone();
-    tokio::spawn(async move {
-        while sink.recv().await.is_some() {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
+    serve_echo(&b, SINK, 65536, move |_| {
+        count.fetch_add(1, Ordering::Relaxed);
     });
-    let mut echo = b.register(ECHO, 65536);
-    tokio::spawn(async move {
-        while let Some(mut m) = echo.recv().await {
-            if let Some(r) = m.take_responder() {
-                let _ = r.respond(m.payload.clone());
-            }
-        }
-    });
+    serve_echo(&b, ECHO, 65536, |_| {});
 
     // 256-byte unicast, one sender task waiting for queue room.
     let payload = Bytes::from(vec![0xab; 256]);
@@ -62,9 +55,15 @@ async fn main() -> anyhow::Result<()> {
         }
         sent += 1024;
     }
-    while received.load(Ordering::Relaxed) < sent {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    // Polled every millisecond: the wait ends the measured interval.
+    let drained = wait_until_every(DRAIN_TIMEOUT, Duration::from_millis(1), || {
+        received.load(Ordering::Relaxed) >= sent
+    })
+    .await;
+    anyhow::ensure!(
+        drained,
+        "not every message arrived within {DRAIN_TIMEOUT:?}"
+    );
     let elapsed = started.elapsed();
     println!(
         "unicast 256 B: {sent} messages in {elapsed:.2?}: {:.0} msg/s",

@@ -45,7 +45,7 @@ fn handle(msg: &mut Message) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let net = LocalNet::start(LocalNetOptions::new(3)).await?;
+    let net = LocalNet::start(LocalNetOptions::for_traffic(3)).await?;
     net.connect_line();
     let (a, c) = (net.handle(0), net.handle(2));
     serve_prices(&c);

@@ -15,7 +15,7 @@ use chainmesh::session::{
     self, CloseReason, Direction, Inbound, Pending, SessionConfig, SessionHandle, SessionInfo,
 };
 use chainmesh::wire::{Decoder, Packet, PacketType};
-use chainmesh::NodeId;
+use chainmesh_testkit::{id, wait_until};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::sync::{mpsc, Notify};
 
@@ -34,7 +34,7 @@ fn cfg() -> SessionConfig {
 fn info() -> SessionInfo {
     let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
     SessionInfo {
-        peer: NodeId::from_bytes([7; 64]),
+        peer: id(7),
         addr,
         local_addr: addr,
         direction: Direction::Outbound,
@@ -287,14 +287,8 @@ async fn big_small_and_in_place_frames_keep_their_order_and_give_the_budget_back
             .skip(2)
             .step_by(3)
             .all(|p| p.payload.len() == big));
-        let left = h.handle.clone();
-        let drained = tokio::time::timeout(WATCHDOG, async move {
-            while left.queued_bytes() != 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-        .await;
-        assert!(drained.is_ok(), "every written byte's permit came back");
+        let drained = wait_until(WATCHDOG, || h.handle.queued_bytes() == 0).await;
+        assert!(drained, "every written byte's permit came back");
         h.handle.close(CloseReason::Shutdown);
         drop(h.peer);
         h.task.await.unwrap();

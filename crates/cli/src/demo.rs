@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 
 use chainmesh::identity::NodeId;
-use chainmesh_testkit::{LocalNet, LocalNetOptions};
+use chainmesh_testkit::{serve_echo, LocalNet, LocalNetOptions};
 
 /// The module the demo's messages are addressed to.
 const DEMO_MODULE: u16 = 100;
@@ -34,7 +34,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn demo(n: usize) -> anyhow::Result<()> {
     println!("chainmesh demo: {n} nodes on 127.0.0.1, secp256k1 certificates from a fresh CA\n");
-    let net = LocalNet::start(LocalNetOptions::new(n))
+    let net = LocalNet::start(LocalNetOptions::for_traffic(n))
         .await
         .context("starting the local network")?;
     for i in 0..n {
@@ -70,19 +70,9 @@ async fn demo(n: usize) -> anyhow::Result<()> {
     // Each node counts one-way messages and echoes requests.
     let received: Vec<Arc<AtomicUsize>> = (0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect();
     for (i, count) in received.iter().enumerate() {
-        let mut inbox = net.handle(i).register(DEMO_MODULE, 1024);
         let count = count.clone();
-        tokio::spawn(async move {
-            while let Some(mut msg) = inbox.recv().await {
-                match msg.take_responder() {
-                    Some(r) => {
-                        let _ = r.respond(msg.payload.clone());
-                    }
-                    None => {
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+        serve_echo(&net.handle(i), DEMO_MODULE, 1024, move |_| {
+            count.fetch_add(1, Ordering::Relaxed);
         });
     }
 
@@ -280,7 +270,7 @@ fn print_routes(net: &LocalNet, i: usize) {
 async fn relayed() -> anyhow::Result<()> {
     println!("\nrelaying: 4 more nodes in a line line0 - line1 - line2 - line3, each configured");
     println!("with its right-hand neighbour only");
-    let line = LocalNet::start(LocalNetOptions::new(4))
+    let line = LocalNet::start(LocalNetOptions::for_traffic(4))
         .await
         .context("starting the line")?;
     line.connect_line();
@@ -295,21 +285,13 @@ async fn relayed() -> anyhow::Result<()> {
     print_routes(&line, 0);
 
     let (first, last) = (line.handle(0), line.handle(3));
-    let mut inbox = last.register(DEMO_MODULE, 16);
-    tokio::spawn(async move {
-        while let Some(mut msg) = inbox.recv().await {
-            match msg.take_responder() {
-                Some(r) => {
-                    let _ = r.respond(msg.payload.clone());
-                }
-                None => println!(
-                    "unicast: line3 got \"{}\" from {} over {} hop(s)",
-                    String::from_utf8_lossy(&msg.payload),
-                    msg.src.short(),
-                    msg.hops
-                ),
-            }
-        }
+    serve_echo(&last, DEMO_MODULE, 16, |msg| {
+        println!(
+            "unicast: line3 got \"{}\" from {} over {} hop(s)",
+            String::from_utf8_lossy(&msg.payload),
+            msg.src.short(),
+            msg.hops
+        )
     });
     first
         .send(

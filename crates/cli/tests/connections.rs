@@ -8,18 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chainmesh::admission::Admission;
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
 use chainmesh::peers::{handshake, PeerEvent};
 use chainmesh::session::CloseReason;
-use chainmesh::tls::TlsContext;
 use chainmesh::wire::Handshake;
 use chainmesh::{Node, NodeHandle, NodeId};
 use chainmesh_testkit::{config_for, connected_peers, wait_until};
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
 use common::NodeProcess;
-use parking_lot::RwLock;
-use tokio::net::TcpStream;
 
 const MODULE: u16 = 9;
 
@@ -53,15 +49,12 @@ fn connected_to(h: &NodeHandle, peer: &str) -> bool {
         .any(|s| s.peer.to_string() == peer)
 }
 
-/// Counts messages for MODULE on `h`.
+/// Counts one-way messages for MODULE on `h`.
 fn count_messages(h: &NodeHandle) -> Arc<AtomicUsize> {
     let n = Arc::new(AtomicUsize::new(0));
-    let mut inbox = h.register(MODULE, 4096);
     let c = n.clone();
-    tokio::spawn(async move {
-        while inbox.recv().await.is_some() {
-            c.fetch_add(1, Ordering::SeqCst);
-        }
+    chainmesh_testkit::serve_echo(h, MODULE, 4096, move |_| {
+        c.fetch_add(1, Ordering::SeqCst);
     });
     n
 }
@@ -167,9 +160,7 @@ async fn stopped_peer_is_dropped_on_idle_timeout_and_reconnected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_dials_keep_one_agreed_connection() {
-    let mut opts = LocalNetOptions::new(2);
-    opts.timers = chainmesh_testkit::fast_timers();
-    let net = LocalNet::start(opts).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(2)).await.unwrap();
     let (a, b) = (net.handle(0), net.handle(1));
     let (addr_a, addr_b) = (net.addr(0), net.addr(1));
     let trials = 100;
@@ -232,11 +223,7 @@ async fn peers_added_at_runtime_are_written_back_and_survive_restart() {
     cfg0.p2p.groups = vec!["group0".into(), "audit".into()];
     let p0 = NodeProcess::start(&cfg0, &path);
     let add = |addr: &str| {
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_chainmesh"))
-            .args(["peers", "add", "--admin", &p0.admin, addr])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::chainmesh_ok(["peers", "add", "--admin", &p0.admin, addr]);
     };
     add(&addr1);
     let id1 = h1.node_id().to_string();
@@ -249,10 +236,7 @@ async fn peers_added_at_runtime_are_written_back_and_survive_restart() {
     );
 
     // A bad address is refused with a clear error and changes nothing.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chainmesh"))
-        .args(["peers", "add", "--admin", &p0.admin, "no-port"])
-        .output()
-        .unwrap();
+    let out = common::chainmesh(["peers", "add", "--admin", &p0.admin, "no-port"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-port"));
     assert_eq!(
@@ -266,22 +250,10 @@ async fn peers_added_at_runtime_are_written_back_and_survive_restart() {
     assert!(wait_until(Duration::from_secs(10), || connected_to(&h1, &p0.node_id)).await);
 
     // Remove it: the link closes and the file forgets it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chainmesh"))
-        .args(["peers", "remove", "--admin", &p0.admin, &addr1])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::chainmesh_ok(["peers", "remove", "--admin", &p0.admin, &addr1]);
     assert!(wait_until(Duration::from_secs(10), || !connected_to(&h1, &p0.node_id)).await);
     assert!(chainmesh::Config::load(&path).unwrap().p2p.peers.is_empty());
-    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_chainmesh"))
-        .args(["peers", "list", "--admin", &p0.admin])
-        .output()
-        .unwrap();
-    assert!(listed.status.success());
+    let listed = common::chainmesh_ok(["peers", "list", "--admin", &p0.admin]);
     assert!(!String::from_utf8_lossy(&listed.stdout).contains(&id1[..8]));
     drop(p0);
     n1.shutdown().await;
@@ -345,7 +317,6 @@ async fn sighup_reload_applies_peers_and_blacklist_and_refuses_a_corrupt_file() 
 async fn a_leaving_node_is_dropped_at_once_not_after_the_idle_timeout() {
     let mut opts = LocalNetOptions::new(2);
     // An idle timeout far longer than the test waits.
-    opts.timers = chainmesh_testkit::fast_timers();
     opts.timers.heartbeat_interval = Duration::from_secs(20);
     let mut net = LocalNet::start(opts).await.unwrap();
     net.connect(0, 1);
@@ -366,14 +337,9 @@ async fn a_leaving_node_is_dropped_at_once_not_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disjoint_protocol_versions_are_refused_with_a_clear_reason() {
-    let mut opts = LocalNetOptions::new(2);
-    opts.timers = chainmesh_testkit::fast_timers();
-    let net = LocalNet::start(opts).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(2)).await.unwrap();
     let mut events = net.handle(0).events();
-    let identity = net.generated(1).load_identity().unwrap();
-    let tls = TlsContext::new(&identity, Arc::new(RwLock::new(Admission::default()))).unwrap();
-    let tcp = TcpStream::connect(net.addr(0)).await.unwrap();
-    let (mut stream, _) = tls.connect(tcp).await.unwrap();
+    let (mut stream, _) = common::dial_as(&net, 1, 0).await;
     let future = Handshake {
         min_version: 7,
         max_version: 9,

@@ -1,6 +1,8 @@
 //! Identity loading, certificate generation, mutual TLS and `chainmesh init`/`node-id`,
 //! checked against the `openssl` command-line tool and over real TCP.
 
+mod common;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_openssl::SslStream;
+
+use common::{assert_ok, chainmesh, chainmesh_ok};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const CURVES: [Curve; 2] = [Curve::Secp256k1, Curve::Prime256v1];
@@ -264,21 +268,14 @@ fn openssl_node_id(crt: &Path) -> String {
     hex::encode(&der[der.len() - 64..])
 }
 
-fn chainmesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chainmesh"))
-        .args(args)
-        .output()
-        .unwrap()
+fn bin_node_id(file: &Path) -> String {
+    let out = chainmesh_ok(["node-id", p(file)]);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn bin_node_id(file: &Path) -> String {
-    let out = chainmesh(&["node-id", p(file)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+/// `openssl x509 -noout -text` of a certificate file.
+fn cert_text(crt: &Path) -> String {
+    String::from_utf8(openssl(&["x509", "-noout", "-text", "-in", p(crt)]).stdout).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,12 +288,7 @@ fn tls(identity: &Identity, admission: Admission) -> TlsContext {
 
 /// An accept loop on 127.0.0.1:0 that reports every handshake and echoes what honest peers
 /// send.
-async fn serve(
-    ctx: TlsContext,
-) -> (
-    SocketAddr,
-    mpsc::UnboundedReceiver<Result<NodeId, TlsError>>,
-) {
+async fn serve(ctx: TlsContext) -> (SocketAddr, Handshakes) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -337,6 +329,23 @@ async fn dial(
         .expect("connect timed out")
 }
 
+/// What [`serve`] reports: the node ID of each client it admitted, or why it refused one.
+type Handshakes = mpsc::UnboundedReceiver<Result<NodeId, TlsError>>;
+
+/// Dials the server at `addr` as `client` and checks that the server admitted it (its next
+/// report is the client's node ID); returns the link and the node ID the server proved.
+async fn admitted(
+    client: &Identity,
+    addr: SocketAddr,
+    rx: &mut Handshakes,
+) -> (SslStream<TcpStream>, NodeId) {
+    let (s, server_id) = dial(&tls(client, Admission::default()), addr)
+        .await
+        .unwrap();
+    assert_eq!(next(rx).await.unwrap(), client.node_id);
+    (s, server_id)
+}
+
 async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
     tokio::time::timeout(TIMEOUT, rx.recv())
         .await
@@ -361,25 +370,30 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     if let Ok((mut s, _)) = result {
-        let mut buf = [0u8; 1];
-        let r = tokio::time::timeout(TIMEOUT, s.read(&mut buf))
-            .await
-            .expect("refused client read timed out");
-        assert!(
-            matches!(r, Err(_) | Ok(0)),
-            "refused client could read: {r:?}"
-        );
+        assert_first_read_fails(&mut s).await;
     }
+}
+
+/// A refused client whose handshake completed (TLS 1.3): its first read fails or hits EOF.
+async fn assert_first_read_fails<S>(s: &mut SslStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = [0u8; 1];
+    let r = tokio::time::timeout(TIMEOUT, s.read(&mut buf))
+        .await
+        .expect("refused client read timed out");
+    assert!(
+        matches!(r, Err(_) | Ok(0)),
+        "refused client could read: {r:?}"
+    );
 }
 
 /// Handshakes `client` to a server running `server`, checks both IDs and echoes bytes.
 async fn check_link(server: &Identity, client: &Identity, version: Option<&str>) {
     let (addr, mut rx) = serve(tls(server, Admission::default())).await;
-    let (mut s, server_id) = dial(&tls(client, Admission::default()), addr)
-        .await
-        .unwrap();
+    let (mut s, server_id) = admitted(client, addr, &mut rx).await;
     assert_eq!(server_id, server.node_id);
-    assert_eq!(next(&mut rx).await.unwrap(), client.node_id);
     if let Some(v) = version {
         assert_eq!(s.ssl().version_str(), v);
     }
@@ -416,14 +430,14 @@ fn openssl_cli_files_give_openssls_node_id() {
 fn node_id_command_names_the_bad_file() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("missing.crt");
-    let out = chainmesh(&["node-id", p(&missing)]);
+    let out = chainmesh(["node-id", p(&missing)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing.crt"), "{err}");
 
     let junk = tmp.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate\n").unwrap();
-    let out = chainmesh(&["node-id", p(&junk)]);
+    let out = chainmesh(["node-id", p(&junk)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.pem"));
 }
@@ -513,11 +527,8 @@ async fn peer_from_another_ca_is_refused_and_server_keeps_accepting() {
             "{e}"
         );
 
-        let (mut s, id) = dial(&tls(&honest, Admission::default()), addr)
-            .await
-            .unwrap();
+        let (mut s, id) = admitted(&honest, addr, &mut rx).await;
         assert_eq!(id, server.node_id);
-        assert_eq!(next(&mut rx).await.unwrap(), honest.node_id);
         echo(&mut s, b"still serving").await;
     }
 }
@@ -549,21 +560,14 @@ async fn client_without_certificate_is_refused() {
             .await
             .unwrap();
         if r.is_ok() {
-            let mut buf = [0u8; 1];
-            let r = tokio::time::timeout(TIMEOUT, bare.read(&mut buf))
-                .await
-                .unwrap();
-            assert!(matches!(r, Err(_) | Ok(0)), "{r:?}");
+            assert_first_read_fails(&mut bare).await;
         }
         let e = next(&mut rx).await.unwrap_err();
         assert!(matches!(e, TlsError::NoPeerCertificate), "{e}");
         assert_eq!(e.to_string(), "peer presented no certificate");
 
         let honest = nodes[1].load_identity().unwrap();
-        let (mut s, _) = dial(&tls(&honest, Admission::default()), addr)
-            .await
-            .unwrap();
-        assert_eq!(next(&mut rx).await.unwrap(), honest.node_id);
+        let (mut s, _) = admitted(&honest, addr, &mut rx).await;
         echo(&mut s, b"ok").await;
     }
 }
@@ -602,18 +606,12 @@ async fn blacklist_and_whitelist_refuse_during_the_handshake() {
             format!("peer refused: not-whitelisted {}", outsider.node_id.short())
         );
 
-        let (mut s, _) = dial(&tls(friend, Admission::default()), addr)
-            .await
-            .unwrap();
-        assert_eq!(next(&mut rx).await.unwrap(), friend.node_id);
+        let (mut s, _) = admitted(friend, addr, &mut rx).await;
         echo(&mut s, b"friend").await;
 
         // Admission is read on every handshake: lifting the lists admits the outsider.
         *admission.write() = Admission::default();
-        let (mut s, _) = dial(&tls(outsider, Admission::default()), addr)
-            .await
-            .unwrap();
-        assert_eq!(next(&mut rx).await.unwrap(), outsider.node_id);
+        let (mut s, _) = admitted(outsider, addr, &mut rx).await;
         echo(&mut s, b"outsider").await;
 
         // The dialling side applies its own policy to the server.
@@ -635,7 +633,7 @@ async fn blacklist_and_whitelist_refuse_during_the_handshake() {
 fn init(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["init", "--nodes", "3", "--dir", p(dir)];
     args.extend_from_slice(extra);
-    chainmesh(&args)
+    chainmesh(args)
 }
 
 #[test]
@@ -643,11 +641,7 @@ fn init_writes_a_network_that_loads() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     let out = init(&dir, &["--base-port", "40100"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
@@ -660,17 +654,7 @@ fn init_writes_a_network_that_loads() {
     ] {
         assert!(dir.join(f).is_file(), "{f}");
     }
-    let text = String::from_utf8(
-        openssl(&[
-            "x509",
-            "-noout",
-            "-text",
-            "-in",
-            p(&dir.join("node0/conf/node.crt")),
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let text = cert_text(&dir.join("node0/conf/node.crt"));
     assert!(text.contains("ASN1 OID: secp256k1"), "{text}");
 
     for (k, line) in lines.iter().enumerate() {
@@ -727,23 +711,8 @@ fn init_refuses_a_non_empty_dir_without_force() {
         before
     );
 
-    let out = init(&dir, &["--force", "--curve", "prime256v1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(
-        openssl(&[
-            "x509",
-            "-noout",
-            "-text",
-            "-in",
-            p(&dir.join("node2/conf/node.crt")),
-        ])
-        .stdout,
-    )
-    .unwrap();
+    assert_ok(&init(&dir, &["--force", "--curve", "prime256v1"]));
+    let text = cert_text(&dir.join("node2/conf/node.crt"));
     assert!(text.contains("ASN1 OID: prime256v1"), "{text}");
 }
 
@@ -751,10 +720,10 @@ fn init_refuses_a_non_empty_dir_without_force() {
 fn init_rejects_bad_arguments() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
-    let out = chainmesh(&["init", "--nodes", "0", "--dir", p(&dir)]);
+    let out = chainmesh(["init", "--nodes", "0", "--dir", p(&dir)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--nodes"));
-    let out = chainmesh(&[
+    let out = chainmesh([
         "init",
         "--nodes",
         "2",
@@ -765,7 +734,7 @@ fn init_rejects_bad_arguments() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("65535"));
-    let out = chainmesh(&[
+    let out = chainmesh([
         "init",
         "--nodes",
         "2",

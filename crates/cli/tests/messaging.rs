@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const MODULE: u16 = 100;
 
 async fn net(n: usize) -> LocalNet {
-    LocalNet::start(LocalNetOptions::new(n))
+    LocalNet::start(LocalNetOptions::for_traffic(n))
         .await
         .expect("local network starts")
 }
@@ -36,8 +36,10 @@ async fn pair() -> (LocalNet, NodeHandle, NodeHandle) {
     (net, a, b)
 }
 
-async fn recv(inbox: &mut mpsc::Receiver<Message>) -> Message {
-    tokio::time::timeout(WAIT, inbox.recv())
+/// The next message of an inbox (`recv(inbox.recv())`, for module inboxes and [`echo`]'s
+/// alike), within the wait bound.
+async fn recv(next: impl std::future::Future<Output = Option<Message>>) -> Message {
+    tokio::time::timeout(WAIT, next)
         .await
         .expect("a message within the wait bound")
         .expect("inbox open")
@@ -46,19 +48,10 @@ async fn recv(inbox: &mut mpsc::Receiver<Message>) -> Message {
 /// Answers every request to `module` on `node` with its payload; forwards one-way messages
 /// to the returned receiver.
 fn echo(node: &NodeHandle, module: u16) -> mpsc::UnboundedReceiver<Message> {
-    let mut inbox = node.register(module, 1024);
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(mut msg) = inbox.recv().await {
-            match msg.take_responder() {
-                Some(r) => {
-                    let _ = r.respond(msg.payload.clone());
-                }
-                None => {
-                    let _ = tx.send(msg);
-                }
-            }
-        }
+    chainmesh_testkit::serve_echo(node, module, 1024, move |msg| {
+        // The test may have stopped listening; the echo goes on for the requests.
+        let _ = tx.send(msg);
     });
     rx
 }
@@ -105,10 +98,7 @@ async fn line_relays_and_reroutes_when_a_link_moves() {
     a.send(d.node_id(), MODULE, Bytes::from_static(b"over three links"))
         .await
         .unwrap();
-    let msg = tokio::time::timeout(WAIT, inbox.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let msg = recv(inbox.recv()).await;
     assert_eq!(msg.payload.as_ref(), b"over three links");
     assert_eq!(msg.src, a.node_id());
     assert_eq!(msg.hops, 3);
@@ -147,10 +137,7 @@ async fn line_relays_and_reroutes_when_a_link_moves() {
     a.send(d.node_id(), MODULE, Bytes::from_static(b"rerouted"))
         .await
         .unwrap();
-    let msg = tokio::time::timeout(WAIT, inbox.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let msg = recv(inbox.recv()).await;
     assert_eq!(msg.payload.as_ref(), b"rerouted");
     assert_eq!(msg.hops, 2);
     let ping = a.ping(d.node_id(), Bytes::new(), WAIT).await.unwrap();
@@ -168,7 +155,7 @@ async fn line_relays_and_reroutes_when_a_link_moves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_fail_with_typed_errors() {
-    let mut opts = LocalNetOptions::new(3);
+    let mut opts = LocalNetOptions::for_traffic(3);
     opts.tweak = Some(|_, cfg| cfg.p2p.max_packet_size = 64 * 1024);
     let net = LocalNet::start(opts).await.unwrap();
     net.connect_line();
@@ -186,7 +173,7 @@ async fn requests_fail_with_typed_errors() {
         )
         .await;
     assert_eq!(r, Err(RequestError::Timeout(Duration::from_millis(200))));
-    let _kept = recv(&mut held).await;
+    let _kept = recv(held.recv()).await;
 
     // No handler for the module: the remote error comes back at once.
     let r = a.request(c.node_id(), MODULE + 1, Bytes::new(), WAIT).await;
@@ -199,7 +186,7 @@ async fn requests_fail_with_typed_errors() {
     );
 
     // Unknown destination.
-    let nowhere = NodeId::from_bytes([7; 64]);
+    let nowhere = chainmesh_testkit::id(7);
     let r = a.request(nowhere, MODULE, Bytes::new(), WAIT).await;
     assert_eq!(r, Err(RequestError::Send(SendError::Unreachable(nowhere))));
     assert_eq!(
@@ -220,28 +207,30 @@ async fn requests_fail_with_typed_errors() {
     ));
 
     // The relayed destination becomes unreachable while a request waits.
-    let waiting = {
-        let a = a.clone();
-        let c = c.node_id();
-        tokio::spawn(async move { a.request(c, MODULE, Bytes::new(), WAIT).await })
-    };
-    let _kept2 = recv(&mut held).await;
+    let waiting = request_in_background(&a, c.node_id());
+    let _kept2 = recv(held.recv()).await;
     b.peers().remove_target(&net.addr(2));
     let r = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
     assert_eq!(r, Err(RequestError::Unreachable(c.node_id())));
 
     // A direct neighbour disconnects while a request waits.
     let mut held_b = b.register(MODULE, 16);
-    let waiting = {
-        let a = a.clone();
-        let b = b.node_id();
-        tokio::spawn(async move { a.request(b, MODULE, Bytes::new(), WAIT).await })
-    };
-    let _kept3 = recv(&mut held_b).await;
+    let waiting = request_in_background(&a, b.node_id());
+    let _kept3 = recv(held_b.recv()).await;
     a.peers().remove_target(&net.addr(1));
     let r = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
     assert_eq!(r, Err(RequestError::PeerDisconnected(b.node_id())));
     net.shutdown().await;
+}
+
+/// A request from `from` to `to` in a task of its own, so that the test can break the path
+/// while the request waits.
+fn request_in_background(
+    from: &NodeHandle,
+    to: NodeId,
+) -> tokio::task::JoinHandle<Result<Bytes, RequestError>> {
+    let from = from.clone();
+    tokio::spawn(async move { from.request(to, MODULE, Bytes::new(), WAIT).await })
 }
 
 fn bytes_out(from: &NodeHandle, to: &NodeId) -> u64 {
@@ -333,7 +322,7 @@ async fn slow_receiver_bounds_the_senders_queue() {
     };
     let mut got = 0usize;
     while got < accepted + 1 {
-        let m = recv(&mut stuck).await;
+        let m = recv(stuck.recv()).await;
         assert_eq!(m.payload.len(), chunk.len());
         got += 1;
     }
@@ -525,7 +514,7 @@ async fn requests_to_itself_and_many_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_api_and_cli_send_ping_and_routes() {
-    let mut opts = LocalNetOptions::new(3);
+    let mut opts = LocalNetOptions::for_traffic(3);
     opts.admin = true;
     let net = LocalNet::start(opts).await.unwrap();
     net.connect_line();
@@ -556,10 +545,7 @@ async fn admin_api_and_cli_send_ping_and_routes() {
         .read_json()
         .unwrap();
     assert_eq!(sent["kind"], "unicast");
-    let m = tokio::time::timeout(WAIT, inbox.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let m = recv(inbox.recv()).await;
     assert_eq!(m.payload.as_ref(), [0xc0, 0xff, 0xee]);
 
     let ping: serde_json::Value = ureq::post(&format!("http://{admin}/v1/ping"))
@@ -576,77 +562,50 @@ async fn admin_api_and_cli_send_ping_and_routes() {
     assert!(matches!(bad, ureq::Error::StatusCode(400)), "{bad}");
 
     // The CLI, as an operator runs it (blocking: off the async workers).
-    let exe = env!("CARGO_BIN_EXE_chainmesh");
-    let (admin2, cid) = (admin.clone(), c.node_id().to_string());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args([
-                "send",
-                "--admin",
-                &admin2,
-                "--to",
-                &cid,
-                "--module",
-                "100",
-                "from the CLI",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m = tokio::time::timeout(WAIT, inbox.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let cid = c.node_id().to_string();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let out = common::chainmesh_async(args(&[
+        "send",
+        "--admin",
+        &admin,
+        "--to",
+        &cid,
+        "--module",
+        "100",
+        "from the CLI",
+    ]))
+    .await;
+    common::assert_ok(&out);
+    let m = recv(inbox.recv()).await;
     assert_eq!(m.payload.as_ref(), b"from the CLI");
 
-    let (admin2, cid) = (admin.clone(), c.node_id().to_string());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args([
-                "ping",
-                "--admin",
-                &admin2,
-                "--to",
-                &cid,
-                "--count",
-                "2",
-                "--interval-ms",
-                "1",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = common::chainmesh_async(args(&[
+        "ping",
+        "--admin",
+        &admin,
+        "--to",
+        &cid,
+        "--count",
+        "2",
+        "--interval-ms",
+        "1",
+    ]))
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert_eq!(stdout.matches("hops=2").count(), 2, "{stdout}");
 
     // Nothing comes back from an unknown node: non-zero exit.
-    let admin2 = admin.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(exe)
-            .args([
-                "ping",
-                "--admin",
-                &admin2,
-                "--to",
-                &"07".repeat(64),
-                "--count",
-                "1",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = common::chainmesh_async(args(&[
+        "ping",
+        "--admin",
+        &admin,
+        "--to",
+        &"07".repeat(64),
+        "--count",
+        "1",
+    ]))
+    .await;
     assert!(!out.status.success());
     net.shutdown().await;
 }
@@ -669,7 +628,7 @@ async fn a_flood_of_small_messages_all_arrive_in_order() {
         })
     };
     for i in 0..N {
-        let m = recv(&mut inbox).await;
+        let m = recv(inbox.recv()).await;
         assert_eq!(m.payload[..4], i.to_be_bytes());
     }
     sender.await.unwrap();
@@ -702,7 +661,7 @@ async fn neighbours_send_the_direct_form_and_relays_the_full_form() {
         a.send(b.node_id(), MODULE, payload.clone()).await.unwrap();
     }
     for _ in 0..count {
-        let m = recv(&mut at_b).await;
+        let m = recv(at_b.recv()).await;
         assert_eq!(
             (m.src, m.hops),
             (a.node_id(), 1),
@@ -724,7 +683,7 @@ async fn neighbours_send_the_direct_form_and_relays_the_full_form() {
         a.send(c.node_id(), MODULE, payload.clone()).await.unwrap();
     }
     for _ in 0..count {
-        let m = recv(&mut at_c).await;
+        let m = recv(at_c.recv()).await;
         assert_eq!((m.src, m.hops), (a.node_id(), 2));
     }
     let full = bytes_out(&a, &b.node_id()) - before;
@@ -749,12 +708,8 @@ async fn neighbours_send_the_direct_form_and_relays_the_full_form() {
 mod version_one_peer {
     use super::*;
     use bytes::BytesMut;
-    use chainmesh::admission::Admission;
     use chainmesh::peers::handshake;
-    use chainmesh::tls::TlsContext;
     use chainmesh::wire::{DataFrame, Decoder, Ext, Handshake, Packet, PacketType};
-    use parking_lot::RwLock;
-    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
@@ -763,10 +718,7 @@ mod version_one_peer {
         net: &LocalNet,
         max_version: u16,
     ) -> (tokio_openssl::SslStream<TcpStream>, BytesMut, u16) {
-        let identity = net.generated(1).load_identity().unwrap();
-        let tls = TlsContext::new(&identity, Arc::new(RwLock::new(Admission::default()))).unwrap();
-        let tcp = TcpStream::connect(net.addr(0)).await.unwrap();
-        let (mut stream, _) = tls.connect(tcp).await.unwrap();
+        let (mut stream, _) = crate::common::dial_as(net, 1, 0).await;
         let ours = Handshake {
             min_version: 1,
             max_version,
@@ -841,7 +793,7 @@ mod version_one_peer {
             // And the node reads what such a peer sends.
             let frame = unicast(version, &a.node_id(), &me, direct);
             stream.write_all(&frame).await.unwrap();
-            let m = recv(&mut inbox).await;
+            let m = recv(inbox.recv()).await;
             assert_eq!(
                 (m.src, &m.payload[..]),
                 (me, &b"from the hand-played peer"[..])
@@ -860,7 +812,7 @@ mod version_one_peer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_neighbours_smaller_packet_limit_is_honoured() {
-    let mut opts = LocalNetOptions::new(3);
+    let mut opts = LocalNetOptions::for_traffic(3);
     // B accepts packets of at most 64 KiB; A and C the default 32 MiB.
     opts.tweak = Some(|i, cfg| {
         if i == 1 {

@@ -3,49 +3,30 @@
 
 mod common;
 
-use std::process::Command;
+use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chainmesh::admission::Admission;
 use chainmesh::config::Config;
 use chainmesh::identity::{generate_node_files, Curve};
 use chainmesh::peers::{handshake, PeerEvent};
 use chainmesh::session::CloseReason;
-use chainmesh::tls::TlsContext;
 use chainmesh::wire::Handshake;
 use chainmesh::{Node, RequestError};
 use chainmesh_testkit::{config_for, connected_peers, wait_until};
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
-use parking_lot::RwLock;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const MODULE: u16 = 7;
 
-fn fast(n: usize) -> LocalNetOptions {
-    let mut o = LocalNetOptions::new(n);
-    o.timers = chainmesh_testkit::fast_timers();
-    o
-}
-
 /// Echoes requests and counts one-way messages on every node of `net`.
 fn serve_echo(net: &LocalNet, counts: &Arc<Vec<std::sync::atomic::AtomicUsize>>) {
     for i in 0..net.len() {
-        let mut inbox = net.handle(i).register(MODULE, 256);
         let counts = counts.clone();
-        tokio::spawn(async move {
-            while let Some(mut m) = inbox.recv().await {
-                match m.take_responder() {
-                    Some(r) => {
-                        let _ = r.respond(m.payload.clone());
-                    }
-                    None => {
-                        counts[i].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                }
-            }
+        chainmesh_testkit::serve_echo(&net.handle(i), MODULE, 256, move |_| {
+            counts[i].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         });
     }
 }
@@ -54,16 +35,13 @@ fn serve_echo(net: &LocalNet, counts: &Arc<Vec<std::sync::atomic::AtomicUsize>>)
 async fn three_nodes_from_init_reach_a_full_mesh() {
     let dir = tempfile::tempdir().unwrap();
     let net_dir = dir.path().join("net");
-    let out = Command::new(env!("CARGO_BIN_EXE_chainmesh"))
-        .args(["init", "--nodes", "3", "--dir"])
-        .arg(&net_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::chainmesh_ok([
+        OsStr::new("init"),
+        OsStr::new("--nodes"),
+        OsStr::new("3"),
+        OsStr::new("--dir"),
+        net_dir.as_os_str(),
+    ]);
     // Run init's configs as they are, except on ephemeral ports; peers are added once the
     // ports are known.
     let mut nodes = Vec::new();
@@ -106,7 +84,7 @@ async fn three_nodes_from_init_reach_a_full_mesh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unicast_and_request_reach_every_pair() {
-    let net = LocalNet::start(fast(3)).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(3)).await.unwrap();
     net.connect_full_mesh();
     assert!(
         net.wait_for(Duration::from_secs(10), LocalNet::is_full_mesh)
@@ -146,7 +124,7 @@ async fn unicast_and_request_reach_every_pair() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_times_out_when_the_handler_never_answers() {
-    let net = LocalNet::start(fast(2)).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(2)).await.unwrap();
     net.connect(0, 1);
     assert!(
         net.wait_for(Duration::from_secs(10), LocalNet::is_full_mesh)
@@ -176,7 +154,7 @@ async fn request_times_out_when_the_handler_never_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_to_a_module_without_handler_fails_at_once() {
-    let net = LocalNet::start(fast(2)).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(2)).await.unwrap();
     net.connect(0, 1);
     assert!(
         net.wait_for(Duration::from_secs(10), LocalNet::is_full_mesh)
@@ -200,7 +178,7 @@ async fn request_to_a_module_without_handler_fails_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_from_another_ca_is_refused_and_honest_nodes_keep_working() {
-    let net = LocalNet::start(fast(2)).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(2)).await.unwrap();
     net.connect(0, 1);
     assert!(
         net.wait_for(Duration::from_secs(10), LocalNet::is_full_mesh)
@@ -261,7 +239,7 @@ async fn node_from_another_ca_is_refused_and_honest_nodes_keep_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_without_certificate_is_refused() {
-    let net = LocalNet::start(fast(1)).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(1)).await.unwrap();
     let mut events = net.handle(0).events();
     let tcp = TcpStream::connect(net.addr(0)).await.unwrap();
     let mut b = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
@@ -287,7 +265,7 @@ async fn client_without_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_packet_closes_only_that_connection() {
-    let net = LocalNet::start(fast(3)).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(3)).await.unwrap();
     net.connect(0, 1);
     assert!(
         net.wait_for(Duration::from_secs(10), |n| n.has_peers(0, 1))
@@ -296,10 +274,7 @@ async fn malformed_packet_closes_only_that_connection() {
     let mut events = net.handle(0).events();
 
     // Act as a second, hand-written node with a valid certificate of this chain.
-    let identity = net.generated(2).load_identity().unwrap();
-    let tls = TlsContext::new(&identity, Arc::new(RwLock::new(Admission::default()))).unwrap();
-    let tcp = TcpStream::connect(net.addr(0)).await.unwrap();
-    let (mut stream, peer) = tls.connect(tcp).await.unwrap();
+    let (mut stream, peer) = common::dial_as(&net, 2, 0).await;
     assert_eq!(peer, net.handle(0).node_id());
     let ours = Handshake::ours(0, 1 << 20);
     handshake::exchange(&mut stream, &ours, 1 << 20, Duration::from_secs(5))
@@ -344,7 +319,7 @@ async fn malformed_packet_closes_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_listing_its_own_address_stops_dialing_itself() {
-    let net = LocalNet::start(fast(1)).await.unwrap();
+    let net = LocalNet::start(LocalNetOptions::new(1)).await.unwrap();
     let me = net.addr(0);
     net.handle(0).peers().add_target(&me);
     let stopped = net

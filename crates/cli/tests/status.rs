@@ -14,7 +14,6 @@ const INTERVAL: Duration = Duration::from_secs(1);
 
 async fn line(n: usize) -> LocalNet {
     let mut o = LocalNetOptions::new(n);
-    o.timers = chainmesh_testkit::fast_timers();
     o.timers.status_interval = INTERVAL;
     o.admin = true;
     let net = LocalNet::start(o).await.unwrap();
@@ -161,15 +160,7 @@ async fn admin_api_and_cli_show_and_set_status() {
         .find(|e| e["node_id"] == id0.to_string())
         .expect("node 0 in node 2's view");
     assert_eq!(entry["app_text"], "view-7");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chainmesh"))
-        .args(["status", "--admin", &a2])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::chainmesh_ok(["status", "--admin", &a2]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains(&id0.short()) && table.contains("view-7"),

@@ -1,11 +1,13 @@
 //! What the demo, the tests and the benchmarks build on: local networks of in-process nodes on
 //! generated certificates ([`LocalNet`]), timers short enough for tests ([`fast_timers`]),
-//! and helpers that wait for a condition or an event instead of sleeping.
+//! an echo service ([`serve_echo`]), and helpers that wait for a condition or an event
+//! instead of sleeping ([`wait_until`]).
 //!
 //! Nothing here is part of a production node; the `chainmesh` library never depends on it.
 
 #![warn(missing_docs)]
 
+mod echo;
 mod net;
 mod wait;
 
@@ -15,11 +17,13 @@ use chainmesh::config::{Config, TimersConfig};
 use chainmesh::identity::GeneratedNode;
 use chainmesh::NodeId;
 
+pub use echo::serve_echo;
 pub use net::{node_config, LocalNet, LocalNetError, LocalNetOptions};
-pub use wait::{connected_peers, get_json, next_refusal, wait_until, wait_until_blocking};
+pub use wait::{connected_peers, get_json, next_refusal, wait_until, wait_until_every};
 
 /// Timers short enough for tests: heartbeat 100 ms, idle timeout 300 ms, backoff 50-400 ms,
-/// status every 100 ms.
+/// status every 100 ms. The one definition of test timers: [`LocalNetOptions`] and the
+/// benchmarks derive theirs from it.
 pub fn fast_timers() -> TimersConfig {
     TimersConfig {
         heartbeat_interval: Duration::from_millis(100),

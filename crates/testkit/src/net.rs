@@ -91,22 +91,32 @@ pub struct LocalNetOptions {
 }
 
 impl LocalNetOptions {
-    /// `n` nodes with short timers suited to a demo or a test.
+    /// `n` nodes with [`fast_timers`](crate::fast_timers), admin API off: drops are noticed
+    /// within 300 ms and redialed within 400 ms, which is what tests of connections want.
     pub fn new(n: usize) -> Self {
         LocalNetOptions {
             nodes: n,
             curve: Curve::Secp256k1,
-            timers: TimersConfig {
-                heartbeat_interval: Duration::from_millis(200),
-                idle_timeout_intervals: 3,
-                connect_timeout: Duration::from_secs(2),
-                handshake_timeout: Duration::from_secs(2),
-                backoff_initial: Duration::from_millis(50),
-                backoff_max: Duration::from_millis(500),
-                status_interval: Duration::from_millis(200),
-            },
+            timers: crate::fast_timers(),
             admin: false,
             tweak: None,
+        }
+    }
+
+    /// `n` nodes whose heartbeat and status intervals are twice those of
+    /// [`fast_timers`](crate::fast_timers) (idle timeout 600 ms): for networks that carry
+    /// application traffic (the demo, the examples, the messaging tests). On a small machine
+    /// a node busy with bulk transfers or a stalled handler can go quiet for longer than
+    /// 300 ms without being dead, and dropping its link then would test the wrong thing.
+    pub fn for_traffic(n: usize) -> Self {
+        let fast = crate::fast_timers();
+        LocalNetOptions {
+            timers: TimersConfig {
+                heartbeat_interval: 2 * fast.heartbeat_interval,
+                status_interval: 2 * fast.status_interval,
+                ..fast
+            },
+            ..Self::new(n)
         }
     }
 }
@@ -253,18 +263,10 @@ impl LocalNet {
             .all(|i| self.has_peers(i, running - 1))
     }
 
-    /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
+    /// Polls `cond` on this network until it holds or `timeout` passes, as
+    /// [`wait_until`](crate::wait_until) does; returns whether it held.
     pub async fn wait_for(&self, timeout: Duration, cond: impl Fn(&LocalNet) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if cond(self) {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        crate::wait_until(timeout, || cond(self)).await
     }
 
     /// Stops node `i` gracefully (it says goodbye to its peers).

@@ -1,29 +1,29 @@
 //! Waiting for conditions and events, and reading the admin API, without fixed sleeps.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chainmesh::peers::PeerEvent;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
-/// How often the waiting helpers look at their condition again.
+/// How often [`wait_until`] looks at its condition again.
 const POLL: Duration = Duration::from_millis(10);
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+pub async fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    wait_until_every(timeout, POLL, cond).await
 }
 
-/// The same as [`wait_until`] for synchronous code (tests driving processes).
-pub fn wait_until_blocking(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+/// Polls `cond` every `every` until it holds or `timeout` passes; returns whether it held.
+///
+/// The one polling loop of the tests, the examples and the benchmarks: a benchmark that
+/// times how long a condition takes polls more often than a test that only waits for it.
+/// The clock is tokio's, so on a paused test clock the timeout is in paused time too.
+pub async fn wait_until_every(
+    timeout: Duration,
+    every: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -32,7 +32,7 @@ pub fn wait_until_blocking(timeout: Duration, mut cond: impl FnMut() -> bool) ->
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(POLL);
+        tokio::time::sleep(every).await;
     }
 }
 

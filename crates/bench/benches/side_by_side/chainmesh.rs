@@ -44,12 +44,14 @@ impl Cluster {
 }
 
 /// A node's config as `LocalNet` makes it, with production timers (heartbeat 5 s, idle
-/// timeout 15 s) but quick redials so that set-up does not wait on backoff.
+/// timeout 15 s: no test-speed heartbeats in the figures) but the tests' quick redials, so
+/// that set-up does not wait on backoff.
 fn config(g: &GeneratedNode) -> Config {
     let mut cfg = chainmesh_testkit::node_config(g);
+    let fast = chainmesh_testkit::fast_timers();
     cfg.timers = TimersConfig {
-        backoff_initial: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(200),
+        backoff_initial: fast.backoff_initial,
+        backoff_max: fast.backoff_max,
         ..TimersConfig::default()
     };
     cfg
@@ -310,18 +312,16 @@ impl Chainmesh {
             for c in 0..changes {
                 let start = std::time::Instant::now();
                 let v = handles[0].set_app_status(Bytes::from(format!("height={}", 1000 + c)))?;
-                loop {
-                    let done = handles[1..]
-                        .iter()
-                        .all(|h| h.peer_status(&origin).is_some_and(|p| p.version == v));
-                    if done {
-                        break;
-                    }
-                    if start.elapsed() > SETUP_TIMEOUT {
-                        bail!("status change {c} did not converge in {SETUP_TIMEOUT:?}");
-                    }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                wait_until(
+                    SETUP_TIMEOUT,
+                    &format!("status change {c} to converge"),
+                    || {
+                        handles[1..]
+                            .iter()
+                            .all(|h| h.peer_status(&origin).is_some_and(|p| p.version == v))
+                    },
+                )
+                .await?;
                 converge.push(start.elapsed().as_secs_f64());
                 // Changes land at different points of the announcement cycle.
                 tokio::time::sleep(Duration::from_millis(137)).await;

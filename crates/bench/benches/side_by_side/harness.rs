@@ -6,7 +6,7 @@ use std::any::Any;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use bytes::Bytes;
@@ -331,16 +331,14 @@ fn pin_pair(pin: bool) -> Option<[usize; 2]> {
 // Waiting, memory
 // ---------------------------------------------------------------------------------------------
 
-/// Polls `cond` every millisecond until it holds; fails after `timeout` naming `what`.
+/// Polls `cond` every millisecond until it holds (the wait often ends a measured interval, so
+/// it polls finer than the tests do); fails after `timeout` naming `what`.
 pub async fn wait_until(timeout: Duration, what: &str, cond: impl Fn() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    if chainmesh_testkit::wait_until_every(timeout, Duration::from_millis(1), cond).await {
+        Ok(())
+    } else {
+        bail!("timed out after {timeout:?} waiting for {what}")
     }
-    Ok(())
 }
 
 /// Resident memory of the whole process, in bytes, from `/proc/self/statm`.

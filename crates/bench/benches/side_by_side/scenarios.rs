@@ -539,6 +539,17 @@ pub struct IdleMemory;
 /// Lets the nodes finish what set-up started before memory is read.
 const SETTLE: Duration = Duration::from_millis(500);
 
+/// Where the memory scenarios run, for the report.
+const MEMORY_PLACEMENT: &str = "one runtime, 2 workers (memory does not depend on placement)";
+
+/// The process's RSS once what is under way has settled and freed memory has gone back to
+/// the kernel: a reading that counts what is live.
+fn settled_rss() -> Result<u64> {
+    std::thread::sleep(SETTLE);
+    trim_heap();
+    rss_bytes()
+}
+
 impl Scenario for IdleMemory {
     type Env<S: System> = ();
 
@@ -551,7 +562,7 @@ impl Scenario for IdleMemory {
     }
 
     fn placement<S: System>(&self, _: &()) -> String {
-        "one runtime, 2 workers (memory does not depend on placement)".into()
+        MEMORY_PLACEMENT.into()
     }
 
     fn warm_up(&self) -> bool {
@@ -561,13 +572,9 @@ impl Scenario for IdleMemory {
     fn run<S: System>(&self, sys: &S, _: &mut (), plan: &Plan) -> Result<Measured> {
         let rt = shared_runtime("mesh", plan)?;
         let nodes = sys.nodes(&rt, plan.mesh_nodes)?;
-        std::thread::sleep(SETTLE);
-        trim_heap();
-        let before = rss_bytes()?;
+        let before = settled_rss()?;
         sys.connect_mesh(&rt, &nodes)?;
-        std::thread::sleep(SETTLE);
-        trim_heap();
-        let after = rss_bytes()?;
+        let after = settled_rss()?;
         drop(nodes);
         drop(rt);
         let n = plan.mesh_nodes;
@@ -601,7 +608,7 @@ impl Scenario for Stall {
     }
 
     fn placement<S: System>(&self, _: &()) -> String {
-        "one runtime, 2 workers (memory does not depend on placement)".into()
+        MEMORY_PLACEMENT.into()
     }
 
     fn warm_up(&self) -> bool {
@@ -610,9 +617,7 @@ impl Scenario for Stall {
 
     fn run<S: System>(&self, sys: &S, _: &mut (), plan: &Plan) -> Result<Measured> {
         let t = topology(sys, Sides::shared(plan.pin)?, 1, Receive::Stall)?;
-        std::thread::sleep(SETTLE);
-        trim_heap();
-        let before = rss_bytes()?;
+        let before = settled_rss()?;
         let peak = RssPeak::start(Duration::from_millis(2));
         let (sender, window) = (t.star.sender.clone(), plan.stall_window);
         let accepted = t.sides.sender.run(async move {

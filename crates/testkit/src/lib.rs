@@ -4,6 +4,21 @@
 //! instead of sleeping ([`wait_until`]).
 //!
 //! Nothing here is part of a production node; the `chainmesh` library never depends on it.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use chainmesh_testkit::{LocalNet, LocalNetOptions};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let net = LocalNet::start(LocalNetOptions::new(3)).await?;
+//! net.connect_full_mesh();
+//! assert!(net.wait_for(Duration::from_secs(10), LocalNet::is_full_mesh).await);
+//! net.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 

@@ -105,9 +105,10 @@ impl LocalNetOptions {
 
     /// `n` nodes whose heartbeat and status intervals are twice those of
     /// [`fast_timers`](crate::fast_timers) (idle timeout 600 ms): for networks that carry
-    /// application traffic (the demo, the examples, the messaging tests). On a small machine
-    /// a node busy with bulk transfers or a stalled handler can go quiet for longer than
-    /// 300 ms without being dead, and dropping its link then would test the wrong thing.
+    /// application traffic (the demo, the examples, the messaging tests), which test
+    /// delivery, not failure detection. On a loaded 2-core machine a node busy moving bulk
+    /// data can fall silent for a few hundred milliseconds; the longer idle timeout keeps such
+    /// a link from being dropped as dead in the middle of a test about something else.
     pub fn for_traffic(n: usize) -> Self {
         let fast = crate::fast_timers();
         LocalNetOptions {

@@ -15,8 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
-use super::{CloseReason, Inbound, Pending, SessionConfig, SessionHandle, SessionStats, Taken};
-use crate::wire::{Decoder, Ext, Packet, PacketType};
+use super::{
+    CloseReason, FrameKind, Framing, Handler, Inbound, P2pFraming, Pending, SessionConfig,
+    SessionHandle, SessionStats, Taken,
+};
 
 /// Room made in the read buffer before each read: one whole TLS record (OpenSSL hands out at
 /// most one record's 16 KiB of plaintext per read) plus a partial frame's worth.
@@ -29,20 +31,42 @@ const LIGHT_BATCH: usize = 16 * 1024;
 /// sharing this worker thread.
 const BUDGET: usize = 256;
 
-/// Runs a session until it ends and returns why. `initial` holds bytes already read from the
-/// stream (after the handshake packet) that belong to this session.
-pub async fn run<S>(
-    mut stream: S,
+/// Runs a P2P session until it ends and returns why. `initial` holds bytes already read from
+/// the stream (after the handshake packet) that belong to this session.
+pub fn run<S>(
+    stream: S,
     handle: SessionHandle,
     inbound: Arc<dyn Inbound>,
     cfg: SessionConfig,
     initial: BytesMut,
-) -> CloseReason
+) -> impl Future<Output = CloseReason>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let framing = P2pFraming::on_link(cfg.max_packet, cfg.version, handle.peer);
+    run_framed(stream, handle, framing, inbound, cfg, initial)
+}
+
+/// Runs a session over `framing` until it ends and returns why, handing data frames to
+/// `handler`. `initial` holds bytes already read from the stream that belong to this session.
+/// `cfg`'s packet limit and version are the caller's to build `framing` from; they are not
+/// read here.
+pub fn run_framed<S, F, H>(
+    mut stream: S,
+    handle: SessionHandle<F>,
+    framing: F,
+    handler: Arc<H>,
+    cfg: SessionConfig,
+    initial: BytesMut,
+) -> impl Future<Output = CloseReason>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: Framing,
+    H: Handler<F> + ?Sized,
+{
+    // The state is built here and moved into the future whole: an `async fn` would keep its
+    // arguments beside the state they are moved into, in every connection's task.
     let now = Instant::now();
-    let decoder = Decoder::on_link(cfg.max_packet, handle.peer);
     let mut st = State {
         session: handle,
         wbuf: BytesMut::new(),
@@ -52,28 +76,33 @@ where
         big_permits: 0,
         write_blocked: false,
         rbuf: initial,
-        decoder,
+        framing,
         pending: None,
-        timer: Box::pin(tokio::time::sleep_until(now + cfg.heartbeat_interval)),
+        timer: None,
         last_read: now,
         last_write: now,
         closing: None,
         shut_down: false,
-        heartbeat: Packet::heartbeat(cfg.version).to_bytes(),
         cfg,
     };
-    let reason = poll_fn(|cx| st.poll(cx, &mut stream, &*inbound)).await;
-    // Make later sends fail fast, and wake senders waiting for room, instead of filling a
-    // queue nobody drains.
-    st.session.close_queue();
-    debug!(peer = %st.session.peer.short(), conn = st.session.id, %reason, "session ended");
-    reason
+    async move {
+        // The clocks start when the task first runs, not when its future was made.
+        let now = Instant::now();
+        st.last_read = now;
+        st.last_write = now;
+        let reason = poll_fn(|cx| st.poll(cx, &mut stream, &*handler)).await;
+        // Make later sends fail fast, and wake senders waiting for room, instead of filling a
+        // queue nobody drains.
+        st.session.close_queue();
+        debug!(peer = %st.session.peer.short(), conn = st.session.id, %reason, "session ended");
+        reason
+    }
 }
 
-struct State {
+struct State<F> {
     /// The shared side: the queue's byte budget (permits come back there once their bytes
     /// are written), the close request, the counters.
-    session: SessionHandle,
+    session: SessionHandle<F>,
     /// The batch being written, swapped out of the session's outbox (its frames were
     /// encoded or copied there by the senders).
     wbuf: BytesMut,
@@ -81,8 +110,8 @@ struct State {
     wbuf_permits: usize,
     /// Bytes in the batch being written, to tell a light link from a busy one.
     wbuf_batch: usize,
-    /// A chunk taken from the outbox (a big frame, or the frames queued before one) being
-    /// written from its own buffer.
+    /// A chunk taken from the outbox (a big frame, or the frames queued before one; any one
+    /// frame for a framing that does not coalesce) being written from its own buffer.
     big: Option<Bytes>,
     big_permits: usize,
     /// The last write returned Pending. OpenSSL then requires the retry to pass the same
@@ -90,24 +119,25 @@ struct State {
     /// could move it, until that write completes.
     write_blocked: bool,
     rbuf: BytesMut,
-    decoder: Decoder,
+    framing: F,
     pending: Option<Pending>,
-    timer: Pin<Box<Sleep>>,
+    /// Made on the first poll, since a timer needs the runtime and the future may be made
+    /// outside it.
+    timer: Option<Pin<Box<Sleep>>>,
     last_read: Instant,
     last_write: Instant,
     /// Set once the session is winding down, with the reason and the deadline.
     closing: Option<(CloseReason, Instant)>,
     shut_down: bool,
-    heartbeat: Bytes,
     cfg: SessionConfig,
 }
 
-impl State {
-    fn poll<S: AsyncRead + AsyncWrite + Unpin>(
+impl<F: Framing> State<F> {
+    fn poll<S: AsyncRead + AsyncWrite + Unpin, H: Handler<F> + ?Sized>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
-        inbound: &dyn Inbound,
+        handler: &H,
     ) -> Poll<CloseReason> {
         // Registered before the outbox and the close slot are looked at, so a frame queued
         // or a close asked for after the look still wakes us.
@@ -120,7 +150,7 @@ impl State {
         if let Err(reason) = self.poll_write(cx, stream) {
             return Poll::Ready(self.finish(reason));
         }
-        let budget_used = match self.poll_read(cx, stream, inbound) {
+        let budget_used = match self.poll_read(cx, stream, handler) {
             Err(reason) => return Poll::Ready(self.finish(reason)),
             Ok(used) => used,
         };
@@ -142,8 +172,8 @@ impl State {
 
     fn begin_close(&mut self, reason: CloseReason) {
         debug!(%reason, "session closing");
+        // `poll_timers` arms the timer for the deadline before this poll returns.
         self.closing = Some((reason, Instant::now() + self.cfg.linger));
-        self.timer.as_mut().reset(Instant::now() + self.cfg.linger);
     }
 
     /// The reason the session ends with: a requested close outranks what happened after it.
@@ -248,13 +278,13 @@ impl State {
         }
     }
 
-    /// Delivers decoded packets and reads more. Returns `Ok(true)` when it stopped because the
+    /// Delivers decoded frames and reads more. Returns `Ok(true)` when it stopped because the
     /// per-wake budget ran out.
-    fn poll_read<S: AsyncRead + Unpin>(
+    fn poll_read<S: AsyncRead + Unpin, H: Handler<F> + ?Sized>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
-        inbound: &dyn Inbound,
+        handler: &H,
     ) -> Result<bool, CloseReason> {
         let mut handled = 0usize;
         loop {
@@ -269,8 +299,8 @@ impl State {
                 if handled >= BUDGET {
                     return Ok(true);
                 }
-                let (packet, frame) = match self.decoder.decode_frame(&mut self.rbuf) {
-                    Ok(Some(p)) => p,
+                let frame = match self.framing.decode(&mut self.rbuf) {
+                    Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(e) => {
                         warn!(peer = %self.session.peer.short(), conn = self.session.id, error = %e,
@@ -280,15 +310,12 @@ impl State {
                 };
                 handled += 1;
                 SessionStats::add(&self.session.stats.packets_in, 1);
-                match packet.packet_type {
-                    PacketType::HEARTBEAT => continue,
-                    PacketType::GOODBYE if !packet.ext.contains(Ext::RESPONSE) => {
-                        let why = String::from_utf8_lossy(&packet.payload).into_owned();
-                        return Err(CloseReason::PeerLeft(why));
-                    }
-                    _ => {}
+                match self.framing.kind(&frame) {
+                    FrameKind::Data => {}
+                    FrameKind::Heartbeat => continue,
+                    FrameKind::Goodbye(why) => return Err(CloseReason::PeerLeft(why)),
                 }
-                if let Some(mut p) = inbound.on_packet(&self.session, packet, frame) {
+                if let Some(mut p) = handler.on_frame(&self.session, frame) {
                     match p.as_mut().poll(cx) {
                         Poll::Ready(()) => {}
                         Poll::Pending => {
@@ -344,11 +371,11 @@ impl State {
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<CloseReason> {
         loop {
             let now = Instant::now();
-            if let Some((reason, deadline)) = &self.closing {
+            let wake_at = if let Some((reason, deadline)) = &self.closing {
                 if now >= *deadline {
                     return Some(reason.clone());
                 }
-                self.timer.as_mut().reset(*deadline);
+                *deadline
             } else {
                 // While a delivery waits for a slow consumer we are not reading, so silence
                 // says nothing about the peer: restart the idle clock instead of dropping it.
@@ -363,7 +390,9 @@ impl State {
                 if now >= beat_at {
                     // Only between frames: a large frame may be half written.
                     if self.wbuf.is_empty() && self.big.is_none() {
-                        self.wbuf.extend_from_slice(&self.heartbeat);
+                        // Alone in the buffer, so it is a write of its own even for a framing
+                        // that does not coalesce.
+                        self.wbuf.extend_from_slice(self.framing.heartbeat());
                         SessionStats::add(&self.session.stats.packets_out, 1);
                     }
                     // Counts as written for scheduling even if the stream is slow to take it.
@@ -373,9 +402,15 @@ impl State {
                     cx.waker().wake_by_ref();
                     continue;
                 }
-                self.timer.as_mut().reset(idle_at.min(beat_at));
+                idle_at.min(beat_at)
+            };
+            if let Some(timer) = self.timer.as_mut() {
+                timer.as_mut().reset(wake_at);
             }
-            return match self.timer.as_mut().poll(cx) {
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake_at)));
+            return match timer.as_mut().poll(cx) {
                 Poll::Ready(()) => continue,
                 Poll::Pending => None,
             };

@@ -12,17 +12,23 @@
 //! writer gives them back once the frame is written to the stream. Memory held for a peer is
 //! therefore bounded by its queue budget plus one write batch, however slow the peer reads.
 //!
-//! A session knows nothing of routing or of the peer set: it moves encoded packets out of its
-//! queue onto the stream, and hands each decoded packet to an [`Inbound`] sink. Sessions are
-//! generic over the stream so tests can drive them over in-memory duplex pipes.
+//! A framing that does not coalesce ([`Framing::COALESCE`]) gets every frame queued as a chunk
+//! of its own, so that each write carries one frame.
+//!
+//! A session knows nothing of routing or of the peer set: it moves encoded frames out of its
+//! queue onto the stream, and hands each decoded data frame to a [`Handler`] (for the P2P
+//! framing, an [`Inbound`] sink). Sessions are generic over the stream so tests can drive them
+//! over in-memory duplex pipes, and over the [`Framing`], monomorphised.
 
 mod driver;
+mod framing;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::Future;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -34,9 +40,9 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::identity::NodeId;
-use crate::wire::Packet;
 
-pub use driver::run;
+pub use driver::{run, run_framed};
+pub use framing::{FrameKind, Framing, Handler, Inbound, P2pFraming, Pending};
 
 /// Timers and limits of one session.
 #[derive(Debug, Clone)]
@@ -45,9 +51,9 @@ pub struct SessionConfig {
     pub heartbeat_interval: Duration,
     /// The peer is dropped when nothing has been read for this long.
     pub idle_timeout: Duration,
-    /// Largest packet accepted from the peer.
+    /// Largest packet accepted from the peer (read by [`run`], which builds the framing).
     pub max_packet: u32,
-    /// Protocol version agreed in the handshake; written into heartbeats.
+    /// Protocol version agreed in the handshake; written into heartbeats (read by [`run`]).
     pub version: u16,
     /// How long a closing session may spend flushing its queue and reading the peer's last
     /// packets before it drops the connection.
@@ -146,7 +152,8 @@ const BATCH_INITIAL: usize = 16 * 1024;
 /// `batch`.
 #[derive(Debug, Default)]
 struct Outbox {
-    /// Big frames, and the part of the batch queued before each of them, with their permits.
+    /// Big frames, and the part of the batch queued before each of them, with their permits;
+    /// for a framing that does not coalesce, every frame.
     chunks: VecDeque<(Bytes, usize)>,
     /// Small frames back to back.
     batch: BytesMut,
@@ -169,8 +176,8 @@ impl Outbox {
         }
     }
 
-    /// Queues a big frame after everything already in the batch.
-    fn push_big(&mut self, frame: Bytes, permits: usize) {
+    /// Queues a frame as a chunk of its own, after everything already in the batch.
+    fn push_chunk(&mut self, frame: Bytes, permits: usize) {
         if !self.batch.is_empty() {
             let before = self.batch.split().freeze();
             self.chunks
@@ -199,16 +206,22 @@ pub enum QueueError {
     Closed,
 }
 
-/// A cloneable handle to a live session: queue packets, read counters, ask it to close.
+/// A cloneable handle to a live session over framing `F`: queue frames, read counters, ask it
+/// to close.
 ///
 /// One `Arc` inside, so that the per-message lookup of a peer's session costs one reference
 /// count; the fields are read through [`Session`].
-#[derive(Clone)]
-pub struct SessionHandle(Arc<Session>);
+pub struct SessionHandle<F = P2pFraming>(Arc<Session<F>>);
+
+impl<F> Clone for SessionHandle<F> {
+    fn clone(&self) -> Self {
+        SessionHandle(self.0.clone())
+    }
+}
 
 /// A live session as its handles see it: who is at the other end, traffic counters, and the
 /// sending side of its write queue.
-pub struct Session {
+pub struct Session<F = P2pFraming> {
     /// Process-unique number of this connection, to tell two connections to one peer apart.
     pub id: u64,
     /// The peer's node ID, from its certificate.
@@ -236,17 +249,20 @@ pub struct Session {
     budget: Semaphore,
     capacity: usize,
     shared: Shared,
+    // How queued frames are laid out depends on the framing; a function pointer type keeps
+    // the session `Send` and `Sync` whatever the framing holds.
+    framing: PhantomData<fn() -> F>,
 }
 
-impl std::ops::Deref for SessionHandle {
-    type Target = Session;
+impl<F> std::ops::Deref for SessionHandle<F> {
+    type Target = Session<F>;
 
-    fn deref(&self) -> &Session {
+    fn deref(&self) -> &Session<F> {
         &self.0
     }
 }
 
-impl fmt::Debug for SessionHandle {
+impl<F> fmt::Debug for SessionHandle<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionHandle")
             .field("id", &self.id)
@@ -286,9 +302,19 @@ fn permits_for(len: usize, capacity: usize) -> u32 {
     len.min(capacity) as u32
 }
 
-/// Creates the handle of a new session, to pass to [`run`]. `queue_bytes` bounds the bytes
-/// of the packets waiting to be written (at least [`MIN_QUEUE_BYTES`], at most `u32::MAX`).
+/// Creates the handle of a new P2P session, to pass to [`run`]. `queue_bytes` bounds the
+/// bytes of the packets waiting to be written (at least [`MIN_QUEUE_BYTES`], at most
+/// `u32::MAX`).
 pub fn new_session(id: u64, info: SessionInfo, queue_bytes: usize) -> SessionHandle {
+    new_framed_session(id, info, queue_bytes)
+}
+
+/// Like [`new_session`] for a session over framing `F`, to pass to [`run_framed`].
+pub fn new_framed_session<F: Framing>(
+    id: u64,
+    info: SessionInfo,
+    queue_bytes: usize,
+) -> SessionHandle<F> {
     let capacity = queue_bytes.clamp(MIN_QUEUE_BYTES, u32::MAX as usize);
     SessionHandle(Arc::new(Session {
         id,
@@ -305,10 +331,11 @@ pub fn new_session(id: u64, info: SessionInfo, queue_bytes: usize) -> SessionHan
         budget: Semaphore::new(capacity),
         capacity,
         shared: Shared::default(),
+        framing: PhantomData,
     }))
 }
 
-impl SessionHandle {
+impl<F: Framing> SessionHandle<F> {
     /// Queues one encoded packet, failing at once when the queue has no room for its bytes.
     /// A refusal is counted in [`SessionStats::dropped_out`].
     pub fn try_send(&self, frame: Bytes) -> Result<(), QueueError> {
@@ -369,7 +396,16 @@ impl SessionHandle {
         let was_empty = outbox.is_empty();
         outbox.reserve(len);
         encode(&mut outbox.batch);
-        outbox.batch_permits += permits as usize;
+        // An empty frame is never a chunk: the writer takes a write of zero bytes for a
+        // closed stream.
+        if F::COALESCE || outbox.batch.is_empty() {
+            outbox.batch_permits += permits as usize;
+        } else {
+            // The batch holds nothing else in this mode: the split is exactly this frame,
+            // sharing the batch's allocation.
+            let frame = outbox.batch.split().freeze();
+            outbox.chunks.push_back((frame, permits as usize));
+        }
         outbox.frames += 1;
         drop(outbox);
         self.wake_if(was_empty);
@@ -383,8 +419,9 @@ impl SessionHandle {
             return Err((QueueError::Closed, frame));
         }
         let was_empty = outbox.is_empty();
-        if frame.len() >= BIG_FRAME {
-            outbox.push_big(frame, permits);
+        // As in `offer_encoded`, an empty frame is never a chunk.
+        if frame.len() >= BIG_FRAME || (!F::COALESCE && !frame.is_empty()) {
+            outbox.push_chunk(frame, permits);
         } else {
             outbox.reserve(frame.len());
             outbox.batch.extend_from_slice(&frame);
@@ -413,6 +450,11 @@ impl SessionHandle {
         let taken = if let Some((chunk, permits)) = outbox.chunks.pop_front() {
             Some(Taken::Chunk(chunk, permits))
         } else if outbox.batch.is_empty() {
+            if !F::COALESCE {
+                // Frames of this mode are split off the batch and the writer's buffer is not
+                // swapped in, so the batch would keep its allocation on an idle link.
+                outbox.batch = BytesMut::new();
+            }
             None
         } else {
             std::mem::swap(&mut outbox.batch, spare);
@@ -474,17 +516,4 @@ impl SessionHandle {
     pub fn is_closed(&self) -> bool {
         self.outbox.lock().closed || self.shared.close.lock().is_some()
     }
-}
-
-/// A delivery that could not complete at once (the receiver's queue was full). The session
-/// stops reading until it completes, so a slow consumer slows its sender down instead of
-/// growing memory; writes and heartbeats go on meanwhile.
-pub type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Where a session hands the packets it decodes.
-pub trait Inbound: Send + Sync + 'static {
-    /// Takes one packet from `from`. `frame` is the whole packet as received (the packet's
-    /// payload is a slice of it), for forwarding without re-encoding. Returns a future when
-    /// delivery has to wait for room.
-    fn on_packet(&self, from: &SessionHandle, packet: Packet, frame: Bytes) -> Option<Pending>;
 }

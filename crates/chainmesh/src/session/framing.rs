@@ -1,0 +1,141 @@
+//! What a session needs to know about the protocol on its stream, and where it hands what it
+//! reads.
+//!
+//! The session task is the same for every protocol: outbox, batching, budgets, heartbeats,
+//! idle timeout, close. A [`Framing`] supplies the rest: how frames are cut out of the read
+//! buffer, which of them are heartbeats or goodbyes, what a heartbeat is on the wire, and
+//! whether queued frames may share one write. The session is monomorphised over it, so a
+//! framing costs nothing per packet beyond its own decoding.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+
+use super::SessionHandle;
+use crate::identity::NodeId;
+use crate::wire::{Decoder, Ext, Packet, PacketType, WireError};
+
+/// A protocol's framing as the session task sees it.
+pub trait Framing: Sized + Send + 'static {
+    /// A decoded frame, as handed to the session's [`Handler`].
+    type Frame;
+    /// Why bytes on the stream are not a valid frame.
+    type Error: std::error::Error;
+
+    /// Whether frames queued on a session may be written together in one write. A framing
+    /// whose peers cannot cut coalesced frames apart says no: each frame then gets writes of
+    /// its own, and no write carries bytes of two frames.
+    const COALESCE: bool;
+
+    /// Takes the next frame off the front of `buf`.
+    ///
+    /// Returns `Ok(None)` when `buf` does not hold a whole frame yet, having consumed nothing
+    /// (it may reserve room for the rest). An error means the stream cannot be read on and
+    /// the session closes with [`CloseReason::Protocol`](super::CloseReason::Protocol); it
+    /// must be reported as soon as the bytes that prove it are in, so a peer cannot make the
+    /// session buffer an oversized frame.
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, Self::Error>;
+
+    /// What a decoded frame means to the session.
+    fn kind(&self, frame: &Self::Frame) -> FrameKind;
+
+    /// The frame written on a link that has been quiet for a heartbeat interval.
+    fn heartbeat(&self) -> &[u8];
+
+    /// The frame that tells the peer this side is leaving, with `reason`; `None` when the
+    /// protocol has no such frame and leaving is just closing the stream.
+    fn goodbye(&self, reason: &str) -> Option<Bytes>;
+}
+
+/// What a decoded frame means to the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameKind {
+    /// For the handler.
+    Data,
+    /// Keeps the link alive; the session consumes it.
+    Heartbeat,
+    /// The peer is leaving, for this reason: the session ends with
+    /// [`CloseReason::PeerLeft`](super::CloseReason::PeerLeft).
+    Goodbye(String),
+}
+
+/// A delivery that could not complete at once (the receiver's queue was full). The session
+/// stops reading until it completes, so a slow consumer slows its sender down instead of
+/// growing memory; writes and heartbeats go on meanwhile.
+pub type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where a session over framing `F` hands the data frames it decodes.
+pub trait Handler<F: Framing>: Send + Sync + 'static {
+    /// Takes one frame from `from`. Returns a future when delivery has to wait for room.
+    fn on_frame(&self, from: &SessionHandle<F>, frame: F::Frame) -> Option<Pending>;
+}
+
+/// Where a session hands the packets it decodes.
+pub trait Inbound: Send + Sync + 'static {
+    /// Takes one packet from `from`. `frame` is the whole packet as received (the packet's
+    /// payload is a slice of it), for forwarding without re-encoding. Returns a future when
+    /// delivery has to wait for room.
+    fn on_packet(&self, from: &SessionHandle, packet: Packet, frame: Bytes) -> Option<Pending>;
+}
+
+impl<T: Inbound + ?Sized> Handler<P2pFraming> for T {
+    #[inline]
+    fn on_frame(&self, from: &SessionHandle, (packet, frame): (Packet, Bytes)) -> Option<Pending> {
+        self.on_packet(from, packet, frame)
+    }
+}
+
+/// The P2P framing of `docs/protocol.md`: packets back to back, which may share a write.
+#[derive(Debug, Clone)]
+pub struct P2pFraming {
+    decoder: Decoder,
+    version: u16,
+    heartbeat: Bytes,
+}
+
+impl P2pFraming {
+    /// The framing of a link to `peer` that agreed on `version` and accepts packets of up to
+    /// `max_packet` bytes.
+    pub fn on_link(max_packet: u32, version: u16, peer: NodeId) -> Self {
+        P2pFraming {
+            decoder: Decoder::on_link(max_packet, peer),
+            version,
+            heartbeat: Packet::heartbeat(version).to_bytes(),
+        }
+    }
+}
+
+impl Framing for P2pFraming {
+    /// The packet, and the whole packet as received (see [`Decoder::decode_frame`]).
+    type Frame = (Packet, Bytes);
+    type Error = WireError;
+
+    const COALESCE: bool = true;
+
+    #[inline]
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, WireError> {
+        self.decoder.decode_frame(buf)
+    }
+
+    #[inline]
+    fn kind(&self, (packet, _): &Self::Frame) -> FrameKind {
+        match packet.packet_type {
+            PacketType::HEARTBEAT => FrameKind::Heartbeat,
+            // Only a plain Goodbye announces a leave; one flagged as a response is the
+            // handler's to judge.
+            PacketType::GOODBYE if !packet.ext.contains(Ext::RESPONSE) => {
+                FrameKind::Goodbye(String::from_utf8_lossy(&packet.payload).into_owned())
+            }
+            _ => FrameKind::Data,
+        }
+    }
+
+    fn heartbeat(&self) -> &[u8] {
+        &self.heartbeat
+    }
+
+    fn goodbye(&self, reason: &str) -> Option<Bytes> {
+        Some(Packet::goodbye(self.version, reason).to_bytes())
+    }
+}

@@ -1,0 +1,182 @@
+//! The P2P framing's classification, and how the outbox lays out queued frames for a framing
+//! that coalesces and for one that does not.
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::wire::{Ext, Packet, PacketType, WireError};
+
+const PEER: NodeId = NodeId::from_bytes([7; 64]);
+
+fn p2p() -> P2pFraming {
+    P2pFraming::on_link(1 << 20, 1, PEER)
+}
+
+/// Decodes the one whole packet in `bytes` with the P2P framing.
+fn decode_one(framing: &mut P2pFraming, bytes: &[u8]) -> (Packet, Bytes) {
+    let mut buf = BytesMut::from(bytes);
+    let frame = framing.decode(&mut buf).unwrap().unwrap();
+    assert!(buf.is_empty(), "one packet, nothing left over");
+    frame
+}
+
+fn data(seq: u32, len: usize) -> Bytes {
+    Packet {
+        version: 1,
+        packet_type: PacketType(0x7f),
+        seq,
+        ext: Ext(0),
+        options: None,
+        payload: Bytes::from(vec![0xab; len]),
+    }
+    .to_bytes()
+}
+
+#[test]
+fn p2p_heartbeat_bytes_decode_as_a_heartbeat_of_the_link_version() {
+    let mut f = P2pFraming::on_link(1 << 20, 3, PEER);
+    let beat = f.heartbeat().to_vec();
+    let frame = decode_one(&mut f, &beat);
+    assert_eq!(frame.0, Packet::heartbeat(3));
+    assert_eq!(f.kind(&frame), FrameKind::Heartbeat);
+}
+
+#[test]
+fn p2p_goodbye_round_trips_its_reason() {
+    let mut f = p2p();
+    let bye = f.goodbye("shutting down").unwrap();
+    let frame = decode_one(&mut f, &bye);
+    assert_eq!(f.kind(&frame), FrameKind::Goodbye("shutting down".into()));
+}
+
+#[test]
+fn p2p_goodbye_with_an_unreadable_reason_still_means_leaving() {
+    let mut f = p2p();
+    let mut bye = Packet::goodbye(1, "");
+    bye.payload = Bytes::from_static(b"ab\xff");
+    let frame = decode_one(&mut f, &bye.to_bytes());
+    assert_eq!(f.kind(&frame), FrameKind::Goodbye("ab\u{fffd}".into()));
+}
+
+#[test]
+fn p2p_goodbye_flagged_as_a_response_and_other_types_are_data() {
+    let mut f = p2p();
+    let mut answer = Packet::goodbye(1, "x");
+    answer.ext = Ext::RESPONSE;
+    let frame = decode_one(&mut f, &answer.to_bytes());
+    assert_eq!(f.kind(&frame), FrameKind::Data);
+    let frame = decode_one(&mut f, &data(5, 10));
+    assert_eq!(f.kind(&frame), FrameKind::Data);
+    assert_eq!(frame.0.seq, 5);
+    assert_eq!(frame.1, data(5, 10), "the whole packet comes with it");
+}
+
+#[test]
+fn p2p_decode_refuses_a_length_over_the_limit_before_the_body_arrives() {
+    let mut f = P2pFraming::on_link(100, 1, PEER);
+    let mut buf = BytesMut::from(&[0u8, 0, 1, 0][..]);
+    assert_eq!(
+        f.decode(&mut buf).unwrap_err(),
+        WireError::LengthTooLarge {
+            length: 256,
+            max: 100
+        }
+    );
+}
+
+/// The P2P framing with coalescing turned off, to look at the other outbox layout.
+struct OneByOne(P2pFraming);
+
+impl Framing for OneByOne {
+    type Frame = (Packet, Bytes);
+    type Error = WireError;
+
+    const COALESCE: bool = false;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, WireError> {
+        self.0.decode(buf)
+    }
+
+    fn kind(&self, frame: &Self::Frame) -> FrameKind {
+        self.0.kind(frame)
+    }
+
+    fn heartbeat(&self) -> &[u8] {
+        self.0.heartbeat()
+    }
+
+    fn goodbye(&self, reason: &str) -> Option<Bytes> {
+        self.0.goodbye(reason)
+    }
+}
+
+fn info() -> SessionInfo {
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    SessionInfo {
+        peer: PEER,
+        addr,
+        local_addr: addr,
+        direction: Direction::Outbound,
+        version: 1,
+        peer_listen_port: 0,
+        peer_max_packet: 1 << 20,
+    }
+}
+
+/// Queues, in this order, a small frame, one encoded in place, a shared one and a big one.
+fn queue_four<F: Framing>(h: &SessionHandle<F>) -> Vec<Bytes> {
+    let frames = vec![data(1, 10), data(2, 20), data(3, 30), data(4, BIG_FRAME)];
+    h.try_send(frames[0].clone()).unwrap();
+    h.offer_encoded(frames[1].len(), |out| out.extend_from_slice(&frames[1]))
+        .unwrap();
+    h.offer_shared(&frames[2]).unwrap();
+    h.try_send(frames[3].clone()).unwrap();
+    frames
+}
+
+/// Everything the session's task would take, in order, as (bytes, permits).
+fn take_all<F: Framing>(h: &SessionHandle<F>) -> Vec<(Bytes, usize)> {
+    let mut out = Vec::new();
+    loop {
+        let mut spare = BytesMut::new();
+        match h.take(&mut spare).0 {
+            Some(Taken::Chunk(chunk, permits)) => out.push((chunk, permits)),
+            Some(Taken::Batch(permits)) => out.push((spare.freeze(), permits)),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn without_coalescing_every_frame_is_taken_alone_with_its_permits() {
+    let h = new_framed_session::<OneByOne>(1, info(), 1 << 20);
+    let frames = queue_four(&h);
+    let taken = take_all(&h);
+    let expected: Vec<(Bytes, usize)> = frames.iter().map(|f| (f.clone(), f.len())).collect();
+    assert_eq!(taken, expected);
+    assert!(
+        h.outbox.lock().batch.capacity() == 0,
+        "a drained outbox keeps no batch buffer"
+    );
+}
+
+#[test]
+fn without_coalescing_an_empty_frame_leaves_nothing_to_write() {
+    let h = new_framed_session::<OneByOne>(1, info(), 1 << 20);
+    h.try_send(Bytes::new()).unwrap();
+    h.offer_encoded(0, |_| {}).unwrap();
+    h.offer_shared(&Bytes::new()).unwrap();
+    assert!(take_all(&h).is_empty());
+    assert_eq!(h.queued_bytes(), 0);
+}
+
+#[test]
+fn with_coalescing_small_frames_share_one_chunk_before_a_big_one() {
+    let h = new_session(1, info(), 1 << 20);
+    let frames = queue_four(&h);
+    let taken = take_all(&h);
+    let small: Vec<u8> = frames[..3].iter().flat_map(|f| f.to_vec()).collect();
+    assert_eq!(taken.len(), 2);
+    assert_eq!(taken[0], (Bytes::from(small.clone()), small.len()));
+    assert_eq!(taken[1], (frames[3].clone(), frames[3].len()));
+}

@@ -91,7 +91,7 @@ pub fn peers_view(node: &NodeHandle) -> PeersView {
             packets_out: s.stats.packets_out.load(Relaxed),
             dropped_out: s.stats.dropped_out.load(Relaxed),
             next_attempt_ms: None,
-            last_error: peers.last_reason(&s.peer),
+            last_error: peers.last_reason(&s.peer).map(|r| r.to_string()),
         });
     }
     for t in targets {
@@ -118,7 +118,7 @@ pub fn peers_view(node: &NodeHandle) -> PeersView {
             packets_out: 0,
             dropped_out: 0,
             next_attempt_ms: next,
-            last_error: t.last_error,
+            last_error: t.last_error.map(|e| e.to_string()),
         });
     }
     PeersView { peers: out }

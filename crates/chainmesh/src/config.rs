@@ -426,6 +426,12 @@ pub fn write_peers(file: &Path, peers: &[String]) -> Result<(), ConfigError> {
 
 /// Checks that `s` is `host:port` (or `[v6]:port`) with a non-zero port.
 pub fn check_host_port(s: &str) -> Result<(), String> {
+    split_host_port(s).map(|_| ())
+}
+
+/// Splits `host:port` (or `[v6]:port`) at its last colon; the host is returned as written
+/// (brackets kept) and must not be empty, the port must be 1-65535.
+pub fn split_host_port(s: &str) -> Result<(&str, u16), String> {
     let (host, port) = s
         .rsplit_once(':')
         .ok_or_else(|| format!("`{s}` is not host:port"))?;
@@ -434,7 +440,7 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
     }
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err(format!("`{s}` has no valid port (1-65535)")),
-        Ok(_) => Ok(()),
+        Ok(port) => Ok((host, port)),
     }
 }
 

@@ -363,6 +363,11 @@ async fn echo(stream: &mut SslStream<TcpStream>, msg: &[u8]) {
     assert_eq!(buf, msg);
 }
 
+/// Whether `e` is a chain that did not verify for want of its issuer: signed by another CA.
+fn is_unknown_issuer(e: &TlsError) -> bool {
+    matches!(e, TlsError::Verify { reason, .. } if reason == "unable to get local issuer certificate")
+}
+
 /// A client the server refused: either its handshake failed or, in TLS 1.3 where the client
 /// finishes first, its first read fails or hits EOF.
 async fn assert_client_sees_refusal<S>(result: Result<(SslStream<S>, NodeId), TlsError>)
@@ -504,12 +509,7 @@ async fn peer_from_another_ca_is_refused_and_server_keeps_accepting() {
         let e = dial(&tls(&foreign, Admission::default()), addr)
             .await
             .unwrap_err();
-        assert!(
-            e.to_string().starts_with(
-                "peer certificate did not verify: unable to get local issuer certificate"
-            ),
-            "{e}"
-        );
+        assert!(is_unknown_issuer(&e), "{e}");
         let e = next(&mut rx).await.unwrap_err();
         assert!(matches!(e, TlsError::PeerAlert { .. }), "{e}");
 
@@ -520,12 +520,7 @@ async fn peer_from_another_ca_is_refused_and_server_keeps_accepting() {
         assert_client_sees_refusal(r).await;
         let e = next(&mut rx).await.unwrap_err();
         assert!(e.is_local_refusal());
-        assert!(
-            e.to_string().starts_with(
-                "peer certificate did not verify: unable to get local issuer certificate"
-            ),
-            "{e}"
-        );
+        assert!(is_unknown_issuer(&e), "{e}");
 
         let (mut s, id) = admitted(&honest, addr, &mut rx).await;
         assert_eq!(id, server.node_id);
@@ -564,7 +559,6 @@ async fn client_without_certificate_is_refused() {
         }
         let e = next(&mut rx).await.unwrap_err();
         assert!(matches!(e, TlsError::NoPeerCertificate), "{e}");
-        assert_eq!(e.to_string(), "peer presented no certificate");
 
         let honest = nodes[1].load_identity().unwrap();
         let (mut s, _) = admitted(&honest, addr, &mut rx).await;
@@ -589,21 +583,17 @@ async fn blacklist_and_whitelist_refuse_during_the_handshake() {
         let r = dial(&tls(bad, Admission::default()), addr).await;
         assert_client_sees_refusal(r).await;
         let e = next(&mut rx).await.unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!("peer refused: blacklisted {}", bad.node_id.short())
+        assert!(
+            matches!(e, TlsError::Refused { refusal: Refusal::Blacklisted, id } if id == bad.node_id),
+            "{e}"
         );
-        assert!(matches!(
-            e,
-            TlsError::Refused { refusal: Refusal::Blacklisted, id } if id == bad.node_id
-        ));
 
         let r = dial(&tls(outsider, Admission::default()), addr).await;
         assert_client_sees_refusal(r).await;
         let e = next(&mut rx).await.unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!("peer refused: not-whitelisted {}", outsider.node_id.short())
+        assert!(
+            matches!(e, TlsError::Refused { refusal: Refusal::NotWhitelisted, id } if id == outsider.node_id),
+            "{e}"
         );
 
         let (mut s, _) = admitted(friend, addr, &mut rx).await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chainmesh::peers::PeerEvent;
+use chainmesh::peers::{PeerEvent, RefusalReason};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -40,7 +40,7 @@ pub async fn wait_until_every(
 ///
 /// # Panics
 /// When none comes: the caller is a test expecting one.
-pub async fn next_refusal(events: &mut broadcast::Receiver<PeerEvent>) -> String {
+pub async fn next_refusal(events: &mut broadcast::Receiver<PeerEvent>) -> RefusalReason {
     let next = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match events.recv().await {

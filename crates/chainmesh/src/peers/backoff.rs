@@ -38,9 +38,13 @@ impl Backoff {
         step.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
     }
 
-    /// Forgets past failures, after a connection has proven healthy.
-    pub fn reset(&mut self) {
-        self.failures = 0;
+    /// Accounts for a connection that ended `up_for` after its attempt started. Only one that
+    /// stayed up for at least the longest step proves the peer healthy and forgets past
+    /// failures; one that drops at once keeps backing off instead of hammering the peer.
+    pub fn connection_ended(&mut self, up_for: Duration) {
+        if up_for >= self.max {
+            self.failures = 0;
+        }
     }
 
     /// Consecutive failures counted so far.
@@ -88,14 +92,25 @@ mod tests {
     }
 
     #[test]
-    fn reset_starts_over() {
+    fn a_connection_that_stayed_up_for_the_cap_starts_over() {
         let mut b = Backoff::new(ms(100), ms(10_000));
         for _ in 0..5 {
             b.next_delay(0.5);
         }
-        b.reset();
+        b.connection_ended(ms(10_000));
         assert_eq!(b.failures(), 0);
         assert_eq!(b.next_delay(1.0), ms(100));
+    }
+
+    #[test]
+    fn a_connection_that_dropped_early_keeps_backing_off() {
+        let mut b = Backoff::new(ms(100), ms(10_000));
+        for _ in 0..5 {
+            b.next_delay(0.5);
+        }
+        b.connection_ended(ms(9_999));
+        assert_eq!(b.failures(), 5);
+        assert_eq!(b.next_delay(1.0), ms(3_200));
     }
 
     #[test]

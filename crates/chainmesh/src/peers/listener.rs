@@ -1,0 +1,78 @@
+//! The listener: accepts connections and runs each in a task of its own, with a bound on the
+//! inbound handshakes under way at once.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, warn};
+
+use super::setup::SetupError;
+use super::Peers;
+use crate::session::Direction;
+
+/// How long the accept loop pauses after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+impl Peers {
+    /// Starts the accept loop on `listener`; it runs until shutdown.
+    pub(super) fn spawn_listener(&self, listener: TcpListener) {
+        if let Ok(addr) = listener.local_addr() {
+            self.inner.listen_port.store(addr.port(), Ordering::Relaxed);
+        }
+        let me = self.clone();
+        // Handshakes cost CPU (ECDSA) and memory before the peer has proven anything: bound
+        // how many run at once. Past the bound, new connections wait in the kernel's backlog.
+        let slots = Arc::new(Semaphore::new(me.inner.settings.inbound_handshakes));
+        self.inner.tasks.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = me.inner.shutdown.cancelled() => return,
+                    r = async {
+                        let permit = slots.clone().acquire_owned().await;
+                        (permit, listener.accept().await)
+                    } => r,
+                };
+                match accepted {
+                    (Ok(permit), Ok((tcp, addr))) => {
+                        let me2 = me.clone();
+                        me.inner
+                            .tasks
+                            .spawn(async move { me2.serve_inbound(tcp, addr, permit).await });
+                    }
+                    // The semaphore is never closed.
+                    (Err(_), _) => return,
+                    (_, Err(e)) => {
+                        // Out of file descriptors and the like: wait instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Sets up one accepted connection, holding a handshake slot until it is past both
+    /// handshakes, then runs its session.
+    async fn serve_inbound(&self, tcp: TcpStream, addr: SocketAddr, slot: OwnedSemaphorePermit) {
+        // Bound out of a temporary, not a named result: this task lives as long as the
+        // session, and a named result would keep its storage (~300 B) beside it.
+        let est = match self.establish(tcp, addr, Direction::Inbound).await {
+            Ok(est) => est,
+            Err(SetupError::Itself) => {
+                debug!(%addr, "inbound connection from ourselves");
+                return;
+            }
+            Err(SetupError::Refused(reason)) => {
+                warn!(%addr, %reason, "refused inbound connection");
+                self.inner.registry.refused(addr, reason);
+                return;
+            }
+        };
+        drop(slot);
+        self.run_session(est).await;
+    }
+}

@@ -1,0 +1,146 @@
+//! Connection set-up: TLS, identity checks and the protocol handshake, then registration and
+//! the session run in the connection's task.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use futures_util::FutureExt;
+use tokio::net::TcpStream;
+use tracing::Instrument;
+
+use super::handshake;
+use super::refusal::RefusalReason;
+use super::Peers;
+use crate::session::{self, CloseReason, Direction, SessionConfig, SessionHandle, SessionInfo};
+use crate::wire::Handshake;
+
+/// The stream under a session: TLS straight over the TCP socket. No read buffer sits in
+/// between: the TLS context reads ahead into OpenSSL's own record buffer (`crate::tls`), so a
+/// `BufReader` here would only hold a second copy of the same bytes.
+type Stream = tokio_openssl::SslStream<TcpStream>;
+
+/// Why set-up did not produce a session.
+#[derive(Debug)]
+pub(super) enum SetupError {
+    /// The peer is this node itself.
+    Itself,
+    /// TLS or the protocol handshake failed or refused the link.
+    Refused(RefusalReason),
+}
+
+impl From<RefusalReason> for SetupError {
+    fn from(reason: RefusalReason) -> Self {
+        SetupError::Refused(reason)
+    }
+}
+
+/// A connection past both handshakes, registered or about to wind down as a duplicate.
+pub(super) struct Established {
+    stream: Stream,
+    pub(super) handle: SessionHandle,
+    leftover: bytes::BytesMut,
+    pub(super) registered: bool,
+}
+
+impl Peers {
+    /// TLS, identity checks and the protocol handshake, then registration.
+    pub(super) async fn establish(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        direction: Direction,
+    ) -> Result<Established, SetupError> {
+        let inner = &*self.inner;
+        let timeout = inner.settings.timers.handshake_timeout;
+        // Small frames must not wait for Nagle: the session batches writes itself.
+        let _ = tcp.set_nodelay(true);
+        let local_addr = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let tls = match direction {
+            Direction::Outbound => tokio::time::timeout(timeout, inner.tls.connect(tcp)).await,
+            Direction::Inbound => tokio::time::timeout(timeout, inner.tls.accept(tcp)).await,
+        };
+        let (mut stream, peer) = tls
+            .map_err(|_| RefusalReason::TlsTimedOut(timeout))?
+            .map_err(RefusalReason::from)?;
+        if peer == inner.local {
+            return Err(SetupError::Itself);
+        }
+        // Also checked inside TLS; repeated here because a reload may have changed the lists
+        // while this handshake was in flight.
+        inner
+            .admission
+            .read()
+            .check(&peer)
+            .map_err(|refusal| RefusalReason::excluded(peer, refusal))?;
+        let ours = Handshake::ours(
+            inner.listen_port.load(Ordering::Relaxed),
+            inner.settings.max_packet,
+        );
+        let agreed = handshake::exchange(&mut stream, &ours, inner.settings.max_packet, timeout)
+            .await
+            .map_err(RefusalReason::from)?;
+        let id = inner.conn_ids.fetch_add(1, Ordering::Relaxed);
+        let handle = session::new_session(
+            id,
+            SessionInfo {
+                peer,
+                addr,
+                local_addr,
+                direction,
+                version: agreed.version,
+                peer_listen_port: agreed.peer.listen_port,
+                peer_max_packet: agreed.peer.max_packet_size,
+            },
+            inner.settings.queue_bytes,
+        );
+        let registered = inner.registry.register(&handle);
+        Ok(Established {
+            stream,
+            handle,
+            leftover: agreed.leftover,
+            registered,
+        })
+    }
+
+    /// Runs an established connection's session to its end and unregisters it.
+    ///
+    /// The returned future lives in the connection's task for as long as the link is up, so
+    /// it is built to hold only what it needs: the session's own future and the connection's
+    /// identity for unregistering afterwards. An `async fn` (or `async` block) would also keep
+    /// its arguments or captures beside the future it awaits, here the whole `Established` or
+    /// a second copy of the session future (measured: 0.7 KiB more per connection).
+    pub(super) fn run_session(
+        &self,
+        est: Established,
+    ) -> impl Future<Output = CloseReason> + Send + '_ {
+        let Established {
+            stream,
+            handle,
+            leftover,
+            registered,
+        } = est;
+        let (peer, conn) = (handle.peer, handle.id);
+        let t = &self.inner.settings.timers;
+        let cfg = SessionConfig {
+            heartbeat_interval: t.heartbeat_interval,
+            idle_timeout: t
+                .heartbeat_interval
+                .saturating_mul(t.idle_timeout_intervals),
+            max_packet: self.inner.settings.max_packet,
+            version: handle.version,
+            linger: t.handshake_timeout,
+        };
+        let span = tracing::info_span!("session", peer = %peer.short(), conn);
+        let session = session::run(stream, handle, self.inner.inbound.clone(), cfg, leftover)
+            .instrument(span);
+        session.map(move |reason| {
+            if registered {
+                self.inner.registry.unregister(peer, conn, &reason);
+            }
+            reason
+        })
+    }
+}

@@ -654,7 +654,9 @@ async fn neighbours_send_the_direct_form_and_relays_the_full_form() {
     // count tells the form apart, 132 bytes a message, far beyond the odd heartbeat.
     let payload = Bytes::from((0..1000).map(|_| rand::random::<u8>()).collect::<Vec<_>>());
     let count = 100u64;
-    let slack = 2_000;
+    // Status and routing packets share the link; under load a few more of them fall inside
+    // the window. Half the two forms' difference still tells them apart beyond doubt.
+    let slack = count * (unicast_len(&group, false, 0) - unicast_len(&group, true, 0)) / 2;
 
     let before = bytes_out(&a, &b.node_id());
     for _ in 0..count {

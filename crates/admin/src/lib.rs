@@ -90,7 +90,7 @@ async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
         node_id: node.node_id(),
         listen: node.listen_addr(),
         version: env!("CARGO_PKG_VERSION"),
-        groups: node.groups().to_vec(),
+        groups: node.groups(),
     })
 }
 

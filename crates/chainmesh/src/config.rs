@@ -173,7 +173,7 @@ pub struct LimitsConfig {
 
 impl LimitsConfig {
     /// Smallest `session_queue_bytes`: room for a few ordinary packets.
-    pub const MIN_SESSION_QUEUE_BYTES: usize = crate::session::MIN_QUEUE_BYTES;
+    pub const MIN_SESSION_QUEUE_BYTES: usize = 64 * 1024;
 }
 
 impl Default for LimitsConfig {

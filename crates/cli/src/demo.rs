@@ -171,7 +171,7 @@ async fn status_and_fanout(net: &LocalNet) -> anyhow::Result<()> {
     // Odd nodes subscribe to a topic; every node is in group0.
     let subscribers: Vec<usize> = (1..n).step_by(2).collect();
     for &i in &subscribers {
-        net.handle(i).subscribe("blocks");
+        net.handle(i).subscribe("blocks")?;
     }
     let want: Vec<NodeId> = subscribers
         .iter()

@@ -334,7 +334,7 @@ async fn slow_receiver_bounds_the_senders_queue() {
 /// every node who is in `group0` (everyone) and who subscribes to `t`.
 async fn membership(net: &LocalNet, subscribers: &[usize]) {
     for i in subscribers {
-        net.handle(*i).subscribe("t");
+        assert!(net.handle(*i).subscribe("t").unwrap());
     }
     let mut want_topic: Vec<NodeId> = subscribers
         .iter()

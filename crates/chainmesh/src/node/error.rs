@@ -16,6 +16,9 @@ pub enum NodeError {
     /// The node's initial status is invalid (e.g. a group name too long for the wire).
     #[error("initial status: {0}")]
     Status(#[from] crate::status::StatusError),
+    /// A built-in protocol could not be registered.
+    #[error(transparent)]
+    Protocol(#[from] super::ProtocolError),
     /// A listener could not be opened.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -46,9 +49,11 @@ pub enum SendError {
         /// The limit, `p2p.max_packet_size`.
         max: usize,
     },
-    /// A group name or topic cannot be put on the wire (longer than 65535 bytes).
+    /// The packet cannot be put on the wire: a group name or topic longer than 65535 bytes,
+    /// or (for [`NodeHandle::send_packet`](super::NodeHandle::send_packet)) a packet whose
+    /// type carries no addressing.
     #[error("cannot encode the message: {0}")]
-    Invalid(String),
+    Invalid(crate::wire::WireError),
 }
 
 /// Why a request produced no response.

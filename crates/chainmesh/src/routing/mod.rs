@@ -8,19 +8,23 @@
 //! - [`membership`]: the [`Membership`] seam through which broadcast and multicast learn
 //!   their targets (filled by status synchronization);
 //! - [`fanout`]: splitting a broadcast's or multicast's targets by next hop, so one encoding
-//!   serves every neighbour.
+//!   serves every neighbour;
+//! - [`decision`]: what a node does with an addressed packet it receives (deliver, relay,
+//!   split, drop), pure logic like the table.
 //!
 //! The node (`crate::node`) uses all of these; the wire format is in `docs/protocol.md`,
 //! sections Routing and Relaying.
 
+pub mod decision;
 pub mod dedup;
 pub mod fanout;
 pub mod membership;
 pub mod service;
 pub mod table;
 
+pub use decision::{decide, link_for, Decision, DropReason, Onward};
 pub use dedup::Dedup;
 pub use fanout::{plan, FanoutPlan};
-pub use membership::{LocalInterests, LocalMembership, Membership, StaticMembership};
+pub use membership::{Membership, StaticMembership};
 pub use service::{Reachability, RouteInfo, Router, ANNOUNCE_INTERVAL};
 pub use table::{Route, RouteChange, RoutingTable, UNREACHABLE};

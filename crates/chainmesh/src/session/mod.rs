@@ -293,7 +293,7 @@ pub struct SessionInfo {
 }
 
 /// Smallest queue budget: room for a few ordinary packets whatever the caller asks for.
-pub const MIN_QUEUE_BYTES: usize = 64 * 1024;
+pub const MIN_QUEUE_BYTES: usize = crate::config::LimitsConfig::MIN_SESSION_QUEUE_BYTES;
 
 /// Permits a frame of `len` bytes takes from a queue of `capacity` bytes. A frame larger than
 /// the whole budget takes all of it, so it waits for an empty queue instead of never fitting.

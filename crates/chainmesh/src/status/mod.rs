@@ -32,8 +32,8 @@ use crate::wire::{PacketType, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION};
 pub use codec::CodecError;
 pub use local::LocalStatus;
 pub use service::{
-    StatusConfig, StatusEvent, StatusEventKind, StatusService, StatusStats, StatusTransport,
-    TransportError, PACKET_OVERHEAD,
+    random_epoch, StatusConfig, StatusEvent, StatusEventKind, StatusService, StatusStats,
+    StatusTransport, TransportError, PACKET_OVERHEAD,
 };
 pub use table::{ApplyResult, PeerStatus, QueryNeeded, StatusTable};
 

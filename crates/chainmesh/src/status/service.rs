@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -290,18 +290,28 @@ pub struct StatusService {
     config: StatusConfig,
     transport: Arc<dyn StatusTransport>,
     state: Mutex<State>,
+    /// This node's status as of its last change, written only together with `state.local`.
+    /// Deciding whether to deliver a received broadcast or multicast reads it, from every
+    /// session at once: a read lock of its own keeps that off the engine's mutex.
+    local_view: RwLock<NodeStatus>,
     events: broadcast::Sender<StatusEvent>,
     changed: Arc<Notify>,
     counters: Counters,
 }
 
-fn random_epoch() -> u64 {
+/// A fresh epoch for a node starting now: random and never 0.
+pub fn random_epoch() -> u64 {
     loop {
         let e = rand::random::<u64>();
         if e != 0 {
             return e;
         }
     }
+}
+
+/// Whether `list`, sorted as the local status keeps its lists, holds `name`.
+fn sorted_contains(list: &[String], name: &str) -> bool {
+    list.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
 }
 
 /// The engine's clock: tokio's, so tests can run it paused.
@@ -335,14 +345,27 @@ impl StatusService {
         transport: Arc<dyn StatusTransport>,
     ) -> Result<Arc<StatusService>, StatusError> {
         let local_status = LocalStatus::new(random_epoch(), initial, config.max_status_len)?;
+        Ok(Self::with_local(local, config, local_status, transport))
+    }
+
+    /// Like [`with_config`](Self::with_config), starting from a status already checked
+    /// (made with `config.max_status_len`), so it cannot fail: for a caller that builds the
+    /// engine where it cannot handle an error, such as inside the node it belongs to.
+    pub fn with_local(
+        local: NodeId,
+        config: StatusConfig,
+        initial: LocalStatus,
+        transport: Arc<dyn StatusTransport>,
+    ) -> Arc<StatusService> {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Ok(Arc::new(StatusService {
+        Arc::new(StatusService {
             local_id: local,
             short: local.short(),
             config,
             transport,
+            local_view: RwLock::new(initial.status().clone()),
             state: Mutex::new(State {
-                local: local_status,
+                local: initial,
                 table: StatusTable::new(),
                 sync: HashMap::new(),
                 // Random so that a late answer to a query of a previous run of this node
@@ -353,7 +376,7 @@ impl StatusService {
             events,
             changed: Arc::new(Notify::new()),
             counters: Counters::default(),
-        }))
+        })
     }
 
     /// Starts the engine's timer: announcements right away and after every local change, then
@@ -413,6 +436,27 @@ impl StatusService {
         self.state.lock().local.version()
     }
 
+    /// The groups this node belongs to, sorted.
+    pub fn local_groups(&self) -> Vec<String> {
+        self.local_view.read().groups.clone()
+    }
+
+    /// The node-level topics this node subscribes to, sorted.
+    pub fn local_topics(&self) -> Vec<String> {
+        self.local_view.read().topics.clone()
+    }
+
+    /// Whether this node belongs to `group`: whether a broadcast to it is delivered here.
+    pub fn local_in_group(&self, group: &str) -> bool {
+        sorted_contains(&self.local_view.read().groups, group)
+    }
+
+    /// Whether this node subscribes to node-level `topic`: whether a multicast to it is
+    /// delivered here.
+    pub fn local_has_topic(&self, topic: &str) -> bool {
+        sorted_contains(&self.local_view.read().topics, topic)
+    }
+
     /// Applies `change` to this node's status. If the result is valid and differs, seq rises
     /// and the new version is announced at once. Returns the version now current; an invalid
     /// result is refused and changes nothing.
@@ -425,6 +469,9 @@ impl StatusService {
         let mut st = self.state.lock();
         let changed = st.local.update(change, random_epoch)?;
         let version = st.local.version();
+        if changed {
+            *self.local_view.write() = st.local.status().clone();
+        }
         drop(st);
         if changed {
             debug!(node = %self.short, %version, "local status changed");

@@ -689,6 +689,36 @@ fn local_updates_are_validated() {
     assert_eq!(svc.remove_topic("t").unwrap().seq, 3);
 }
 
+#[test]
+fn local_groups_and_topics_follow_every_accepted_change_only() {
+    let rec = Arc::new(Recorder {
+        peer: id(9),
+        sent: Mutex::new(Vec::new()),
+    });
+    let initial = LocalStatus::new(7, NodeStatus::with_groups(["g2", "g1"]), 1024).unwrap();
+    let config = StatusConfig {
+        max_status_len: 1024,
+        ..StatusConfig::default()
+    };
+    let svc = StatusService::with_local(id(0), config, initial, rec);
+    assert_eq!(svc.local_version(), StatusVersion::new(7, 1));
+    assert_eq!(svc.local_groups(), ["g1", "g2"]);
+    assert!(svc.local_in_group("g1") && svc.local_in_group("g2"));
+    assert!(!svc.local_in_group("g3") && !svc.local_has_topic("t"));
+
+    svc.set_topics(["t2", "t1"]).unwrap();
+    svc.set_groups(["g3"]).unwrap();
+    assert_eq!(svc.local_topics(), ["t1", "t2"]);
+    assert!(svc.local_has_topic("t1") && svc.local_has_topic("t2"));
+    assert!(svc.local_in_group("g3") && !svc.local_in_group("g1"));
+
+    // A refused change leaves what is delivered here as it was.
+    assert!(svc.set_topics(["t3", ""]).is_err());
+    assert_eq!(svc.local_topics(), ["t1", "t2"]);
+    assert!(!svc.local_has_topic("t3"));
+    assert_eq!(svc.local().1.topics, svc.local_topics());
+}
+
 /// The StatusSeq, StatusRequest and StatusResponse examples in `docs/protocol.md` decode with
 /// this codec (`tests/wire_golden.rs` checks their headers and options).
 #[test]

@@ -164,6 +164,13 @@ pub enum WireError {
         /// Whether that type carries options on the wire.
         type_has_options: bool,
     },
+    /// A packet to route has a type that carries no options, so nothing in it says where it
+    /// goes.
+    #[error("packet type {packet_type:#06x} carries no options, so it cannot be routed")]
+    Unroutable {
+        /// The packet type.
+        packet_type: u16,
+    },
     /// A GroupID to send is longer than its u16 length prefix can say.
     #[error("GroupID is {length} bytes, more than the 65535 its length field can hold")]
     GroupTooLong {

@@ -15,9 +15,12 @@
 //! - [`view`]: the JSON shape of `GET /v1/status` and the table `chainmesh status` prints.
 
 pub mod codec;
+mod events;
 mod local;
 mod service;
+mod sync;
 mod table;
+mod transport;
 pub mod view;
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! handler computes its packets under the lock and sends them after releasing it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,49 +21,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::codec::{SeqAnnounce, StatusAnswer, StatusQuery};
+use super::events::Counters;
+pub use super::events::{StatusEvent, StatusEventKind, StatusStats};
 use super::local::LocalStatus;
+use super::sync::{Outgoing, State};
 use super::table::{ApplyResult, PeerStatus, StatusTable};
+pub use super::transport::{StatusTransport, TransportError, PACKET_OVERHEAD};
 use super::{NodeStatus, StatusError, StatusVersion, DEFAULT_MAX_STATUS_LEN};
 use crate::identity::NodeId;
-use crate::wire::{Options, PacketType, HEADER_LEN};
-
-/// Bytes a status packet takes on the wire besides its payload: the header and options with
-/// an empty GroupID and one destination.
-pub const PACKET_OVERHEAD: usize = HEADER_LEN + Options::FIXED_LEN + crate::identity::NODE_ID_LEN;
+use crate::wire::PacketType;
 
 /// Status events kept for slow subscribers before they start missing some.
 const EVENT_BUFFER: usize = 1024;
-
-/// How the engine sends: implemented by the node on top of its router, which fills in the
-/// options (source = this node, one destination, empty GroupID, ModuleID 0), the header Seq
-/// and the TTL, and relays to nodes that are not neighbours.
-pub trait StatusTransport: Send + Sync + 'static {
-    /// Every node this node can currently reach, directly or through relays. The local node
-    /// may be included; it is ignored.
-    fn reachable(&self) -> Vec<NodeId>;
-    /// Queues a packet of `packet_type` with `payload` for `dst` without waiting. A failure
-    /// is not retried by the transport: the engine's own timers take care of that.
-    fn send(
-        &self,
-        dst: NodeId,
-        packet_type: PacketType,
-        payload: Bytes,
-    ) -> Result<(), TransportError>;
-}
-
-/// Why the transport could not queue a packet.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransportError {
-    /// No route leads to the node.
-    #[error("unreachable")]
-    Unreachable,
-    /// The next hop's queue is full.
-    #[error("queue full")]
-    QueueFull,
-    /// Anything else, in words.
-    #[error("{0}")]
-    Other(String),
-}
 
 /// Settings of the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,175 +74,6 @@ impl StatusConfig {
 impl Default for StatusConfig {
     fn default() -> Self {
         StatusConfig::with_interval(Duration::from_secs(1))
-    }
-}
-
-/// What happened to a node's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusEventKind {
-    /// A new status was received (the first, or a newer one).
-    Updated,
-    /// The node left or became unreachable; its status is gone.
-    Removed,
-}
-
-/// One change to the status table. Only other nodes' statuses produce events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatusEvent {
-    /// The node.
-    pub node: NodeId,
-    /// The version received, or for [`StatusEventKind::Removed`] the version that was held.
-    pub version: StatusVersion,
-    /// What happened.
-    pub kind: StatusEventKind,
-}
-
-/// Packets and bytes the engine has sent, by type, and what went wrong on the way in and out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StatusStats {
-    /// StatusSeq packets sent.
-    pub seq_packets: u64,
-    /// Their payload bytes.
-    pub seq_bytes: u64,
-    /// StatusRequest packets sent.
-    pub request_packets: u64,
-    /// Their payload bytes.
-    pub request_bytes: u64,
-    /// StatusResponse packets sent.
-    pub response_packets: u64,
-    /// Their payload bytes.
-    pub response_bytes: u64,
-    /// Sends the transport refused.
-    pub send_failures: u64,
-    /// Status packets received that did not decode.
-    pub malformed: u64,
-    /// Answers that matched no outstanding query (late, duplicated, or unsolicited).
-    pub unmatched_answers: u64,
-}
-
-impl StatusStats {
-    /// Status packets sent.
-    pub fn packets(&self) -> u64 {
-        self.seq_packets + self.request_packets + self.response_packets
-    }
-
-    /// Bytes those packets take on the wire, counting [`PACKET_OVERHEAD`] per packet.
-    pub fn wire_bytes(&self) -> u64 {
-        self.seq_bytes
-            + self.request_bytes
-            + self.response_bytes
-            + self.packets() * PACKET_OVERHEAD as u64
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    seq_packets: AtomicU64,
-    seq_bytes: AtomicU64,
-    request_packets: AtomicU64,
-    request_bytes: AtomicU64,
-    response_packets: AtomicU64,
-    response_bytes: AtomicU64,
-    send_failures: AtomicU64,
-    malformed: AtomicU64,
-    unmatched_answers: AtomicU64,
-}
-
-/// A query waiting for its answer.
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    id: u32,
-    deadline: Instant,
-}
-
-/// What this node knows about its exchange with one other node.
-#[derive(Debug, Default)]
-struct PeerSync {
-    /// Our version the node is known to hold: it said so in a StatusSeq view, or we answered
-    /// its query with it. Announcements stop while this equals our current version.
-    acked: Option<StatusVersion>,
-    /// Our outstanding query to the node, at most one.
-    query: Option<InFlight>,
-    /// The ID of the node's latest query whose answer the transport refused: sent as soon as
-    /// the node is reachable, so the node need not wait out its query timeout.
-    owed_answer: Option<u32>,
-}
-
-struct Outgoing {
-    dst: NodeId,
-    packet_type: PacketType,
-    payload: Bytes,
-    /// For a StatusResponse, the query it answers.
-    answers: Option<u32>,
-}
-
-struct State {
-    local: LocalStatus,
-    table: StatusTable,
-    sync: HashMap<NodeId, PeerSync>,
-    next_query_id: u32,
-    ticks: u64,
-}
-
-impl State {
-    fn knows(&self, node: &NodeId) -> bool {
-        self.sync.contains_key(node) || self.table.contains(node)
-    }
-
-    fn announce(&self, dst: NodeId, reply_wanted: bool) -> Outgoing {
-        Outgoing {
-            dst,
-            packet_type: PacketType::STATUS_SEQ,
-            payload: SeqAnnounce {
-                version: self.local.version(),
-                reply_wanted,
-                view: self.table.held(&dst),
-            }
-            .encode(),
-            answers: None,
-        }
-    }
-
-    /// Answers query `query_id` of `dst` with our current status; answering confirms it.
-    fn answer(&mut self, dst: NodeId, query_id: u32, track: bool) -> Outgoing {
-        let version = self.local.version();
-        if track {
-            let ps = self.sync.entry(dst).or_default();
-            ps.acked = Some(version);
-            // This answer supersedes any owed one: the node waits for its latest query only.
-            ps.owed_answer = None;
-        }
-        Outgoing {
-            dst,
-            packet_type: PacketType::STATUS_RESPONSE,
-            payload: StatusAnswer::encode_with(query_id, version, self.local.encoded()),
-            answers: Some(query_id),
-        }
-    }
-
-    /// The answer owed to `dst`, if any.
-    fn owed(&mut self, dst: NodeId) -> Option<Outgoing> {
-        let id = self.sync.get_mut(&dst)?.owed_answer.take()?;
-        Some(self.answer(dst, id, true))
-    }
-
-    /// Sends a new query to `dst`, superseding any outstanding one: only the newest query's
-    /// answer will be accepted.
-    fn start_query(&mut self, dst: NodeId, deadline: Instant) -> Outgoing {
-        let id = self.next_query_id;
-        self.next_query_id = id.wrapping_add(1);
-        self.sync.entry(dst).or_default().query = Some(InFlight { id, deadline });
-        Outgoing {
-            dst,
-            packet_type: PacketType::STATUS_REQUEST,
-            payload: StatusQuery { query_id: id }.encode(),
-            answers: None,
-        }
-    }
-
-    fn forget(&mut self, node: &NodeId) -> Option<PeerStatus> {
-        self.sync.remove(node);
-        self.table.remove(node)
     }
 }
 

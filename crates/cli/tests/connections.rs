@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
 use chainmesh::peers::{handshake, PeerEvent, RefusalReason};
 use chainmesh::session::CloseReason;
-use chainmesh::wire::Handshake;
+use chainmesh::wire::{Handshake, VersionRanges};
 use chainmesh::{Node, NodeHandle, NodeId};
 use chainmesh_testkit::{config_for, connected_peers, wait_until};
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
@@ -352,11 +352,11 @@ async fn disjoint_protocol_versions_are_refused_with_a_clear_reason() {
     assert!(
         matches!(
             reason,
-            RefusalReason::NoCommonVersion {
+            RefusalReason::NoCommonVersion(VersionRanges {
                 theirs_min: 7,
                 theirs_max: 9,
                 ..
-            }
+            })
         ),
         "{reason}"
     );

@@ -8,7 +8,7 @@ use super::handshake::HandshakeError;
 use crate::admission::Refusal;
 use crate::identity::NodeId;
 use crate::tls::TlsError;
-use crate::wire::WireError;
+use crate::wire::{VersionRanges, WireError};
 
 /// Why a connection was refused during TLS or the protocol handshake: by this node, by the
 /// peer, or because the link failed on the way.
@@ -52,20 +52,8 @@ pub enum RefusalReason {
     #[error("tls handshake timed out after {0:?}")]
     TlsTimedOut(Duration),
     /// The two sides' protocol version ranges do not overlap.
-    #[error(
-        "no common protocol version: we support {ours_min}..={ours_max}, the peer \
-         {theirs_min}..={theirs_max}"
-    )]
-    NoCommonVersion {
-        /// Our lowest version.
-        ours_min: u16,
-        /// Our highest version.
-        ours_max: u16,
-        /// The peer's lowest version.
-        theirs_min: u16,
-        /// The peer's highest version.
-        theirs_max: u16,
-    },
+    #[error("no common protocol version: {0}")]
+    NoCommonVersion(VersionRanges),
     /// The peer's first packet after TLS was not a handshake.
     #[error("expected a handshake packet first, got packet type {0}")]
     NotAHandshake(u16),
@@ -118,17 +106,9 @@ impl From<HandshakeError> for RefusalReason {
     fn from(e: HandshakeError) -> Self {
         match e {
             HandshakeError::Unexpected(packet_type) => RefusalReason::NotAHandshake(packet_type),
-            HandshakeError::Wire(WireError::NoCommonVersion {
-                ours_min,
-                ours_max,
-                theirs_min,
-                theirs_max,
-            }) => RefusalReason::NoCommonVersion {
-                ours_min,
-                ours_max,
-                theirs_min,
-                theirs_max,
-            },
+            HandshakeError::Wire(WireError::NoCommonVersion(ranges)) => {
+                RefusalReason::NoCommonVersion(ranges)
+            }
             HandshakeError::Wire(e) => RefusalReason::MalformedHandshake(e),
             HandshakeError::Io(e) => RefusalReason::HandshakeIo(e.to_string()),
             HandshakeError::Timeout(after) => RefusalReason::HandshakeTimedOut(after),
@@ -200,22 +180,15 @@ mod tests {
 
     #[test]
     fn disjoint_versions_name_both_ranges() {
-        let e = HandshakeError::Wire(WireError::NoCommonVersion {
+        let ranges = VersionRanges {
             ours_min: 1,
             ours_max: 2,
             theirs_min: 7,
             theirs_max: 9,
-        });
+        };
+        let e = HandshakeError::Wire(WireError::NoCommonVersion(ranges));
         let reason = RefusalReason::from(e);
-        assert_eq!(
-            reason,
-            RefusalReason::NoCommonVersion {
-                ours_min: 1,
-                ours_max: 2,
-                theirs_min: 7,
-                theirs_max: 9
-            }
-        );
+        assert_eq!(reason, RefusalReason::NoCommonVersion(ranges));
         assert_eq!(
             reason.to_string(),
             "no common protocol version: we support 1..=2, the peer 7..=9"

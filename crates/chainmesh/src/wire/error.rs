@@ -1,5 +1,7 @@
 //! Everything that can be wrong with bytes on the wire, or with a packet about to be sent.
 
+use std::fmt;
+
 /// Why bytes are not a valid packet (or handshake, or goodbye), or why a packet cannot be sent.
 ///
 /// Offsets count from the first byte of the packet, so they can be matched against
@@ -131,20 +133,8 @@ pub enum WireError {
         header: usize,
     },
     /// The two sides of a handshake support no common protocol version.
-    #[error(
-        "no common protocol version: we support {ours_min}..={ours_max}, the peer \
-         {theirs_min}..={theirs_max}"
-    )]
-    NoCommonVersion {
-        /// Our lowest version.
-        ours_min: u16,
-        /// Our highest version.
-        ours_max: u16,
-        /// The peer's lowest version.
-        theirs_min: u16,
-        /// The peer's highest version.
-        theirs_max: u16,
-    },
+    #[error("no common protocol version: {0}")]
+    NoCommonVersion(VersionRanges),
     /// A Goodbye reason is not UTF-8.
     #[error("goodbye reason is not UTF-8 (invalid byte at payload offset {bad_offset})")]
     GoodbyeNotUtf8 {
@@ -230,4 +220,27 @@ pub enum WireError {
         /// The topic's length in bytes.
         length: usize,
     },
+}
+
+/// Both sides' protocol version ranges, when they do not overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionRanges {
+    /// Our lowest version.
+    pub ours_min: u16,
+    /// Our highest version.
+    pub ours_max: u16,
+    /// The peer's lowest version.
+    pub theirs_min: u16,
+    /// The peer's highest version.
+    pub theirs_max: u16,
+}
+
+impl fmt::Display for VersionRanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "we support {}..={}, the peer {}..={}",
+            self.ours_min, self.ours_max, self.theirs_min, self.theirs_max
+        )
+    }
 }

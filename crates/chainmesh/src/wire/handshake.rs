@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::error::WireError;
+use super::error::{VersionRanges, WireError};
 use super::HEADER_LEN;
 
 /// Lowest protocol version this build speaks.
@@ -87,12 +87,12 @@ impl Handshake {
         let low = self.min_version.max(theirs.min_version).max(1);
         let high = self.max_version.min(theirs.max_version);
         if low > high {
-            return Err(WireError::NoCommonVersion {
+            return Err(WireError::NoCommonVersion(VersionRanges {
                 ours_min: self.min_version,
                 ours_max: self.max_version,
                 theirs_min: theirs.min_version,
                 theirs_max: theirs.max_version,
-            });
+            }));
         }
         Ok(high)
     }

@@ -34,7 +34,7 @@ mod tests;
 
 pub use compress::{compress_append, decompress, COMPRESSION_LEVEL, DEFAULT_COMPRESS_THRESHOLD};
 pub use decoder::Decoder;
-pub use error::WireError;
+pub use error::{VersionRanges, WireError};
 pub use frame::{ext_of, for_link, relay_copy, set_version_in_place, DataFrame};
 pub use handshake::{
     decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_PROTOCOL_VERSION,

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::identity::NodeId;
 use crate::test_support::id;
-use crate::wire::DEFAULT_MAX_PACKET;
+use crate::wire::{VersionRanges, DEFAULT_MAX_PACKET};
 
 const MAX: u32 = DEFAULT_MAX_PACKET;
 
@@ -332,12 +332,12 @@ fn handshake_round_trip_and_negotiation() {
 }
 
 fn no_common(a: u16, b: u16, c: u16, d: u16) -> WireError {
-    WireError::NoCommonVersion {
+    WireError::NoCommonVersion(VersionRanges {
         ours_min: a,
         ours_max: b,
         theirs_min: c,
         theirs_max: d,
-    }
+    })
 }
 
 #[test]

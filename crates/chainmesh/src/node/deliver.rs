@@ -30,7 +30,7 @@ impl std::fmt::Display for PeerName {
 }
 
 /// Links crossed by a packet that arrives with `ttl` left.
-fn hops_from_ttl(ttl: u8) -> u8 {
+pub(super) fn hops_from_ttl(ttl: u8) -> u8 {
     DEFAULT_TTL.saturating_sub(ttl).saturating_add(1)
 }
 
@@ -192,14 +192,7 @@ impl NodeHandle {
             }
             return None;
         }
-        let env = Envelope {
-            src: opts.src,
-            group: opts.group,
-            module: opts.module,
-            seq,
-            kind: MessageKind::Unicast,
-            hops: hops_from_ttl(ext.ttl()),
-        };
+        let env = Envelope::of(opts, seq, ext, MessageKind::Unicast);
         self.to_module(peer, env, payload, responder)
     }
 
@@ -234,14 +227,7 @@ impl NodeHandle {
                 return None;
             }
         };
-        let env = Envelope {
-            src: opts.src,
-            group: opts.group,
-            module: opts.module,
-            seq,
-            kind,
-            hops: hops_from_ttl(ext.ttl()),
-        };
+        let env = Envelope::of(opts, seq, ext, kind);
         self.to_module(peer, env, payload, None)
     }
 

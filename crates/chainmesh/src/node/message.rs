@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::{NodeHandle, SendError};
 use crate::identity::NodeId;
+use crate::wire::{Ext, Options};
 
 /// How a message was addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,21 @@ pub(super) struct Envelope {
     pub(super) seq: u32,
     pub(super) kind: MessageKind,
     pub(super) hops: u8,
+}
+
+impl Envelope {
+    /// The envelope of a received packet's message: who sent it, where it belongs, how far
+    /// it came (from the TTL it has left).
+    pub(super) fn of(opts: Options, seq: u32, ext: Ext, kind: MessageKind) -> Self {
+        Envelope {
+            src: opts.src,
+            group: opts.group,
+            module: opts.module,
+            seq,
+            kind,
+            hops: super::deliver::hops_from_ttl(ext.ttl()),
+        }
+    }
 }
 
 impl Message {

@@ -1,6 +1,6 @@
 //! The ceiling: bare mutual TLS with chainmesh's own OpenSSL configuration
 //! (`chainmesh::tls::TlsContext` on both ends, reading ahead into OpenSSL's record buffer, and
-//! the `SslStream` straight over the TCP socket as in `src/peers/mod.rs`), carrying
+//! the `SslStream` straight over the TCP socket as in `crates/chainmesh/src/peers/setup.rs`), carrying
 //! length-prefixed frames with chainmesh's 14-byte header layout but no addressing options,
 //! written in batches by one task per connection that reads and writes the stream in one poll
 //! loop as `src/session/driver.rs` does. Each frame is built in its own buffer and copied into

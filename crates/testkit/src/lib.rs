@@ -24,6 +24,7 @@
 
 mod echo;
 mod net;
+pub mod raw;
 mod wait;
 
 use std::time::Duration;

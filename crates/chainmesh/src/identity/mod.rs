@@ -3,10 +3,11 @@
 //! [`Identity::load`] reads and checks a node's `ca.crt`, `node.crt` and `node.key`;
 //! [`node_id_of_cert`] and [`node_id_of_file`] derive node IDs; [`NetworkCa`] and
 //! [`generate_node_files`] make a chain CA, an agency and node certificates as FISCO BCOS's
-//! `build_chain.sh` does.
+//! `build_chain.sh` does; [`keys`] signs and agrees on secrets with the node key.
 
 mod certgen;
 mod certs;
+pub mod keys;
 mod node_id;
 
 pub use certgen::{

@@ -123,6 +123,7 @@ struct Ctx {
     identity: Identity,
     me: NodeId,
     targets: Vec<(String, NodeId)>,
+    admin: Vec<String>,
     stop: AtomicBool,
 }
 
@@ -283,42 +284,52 @@ fn slowloris(ctx: Arc<Ctx>) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> 
 }
 
 /// Plain TCP connections to the admin API that send half a request line and wait.
-fn admin_flood_for(
-    admin: Vec<String>,
-) -> impl Fn(Arc<Ctx>) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
-    move |ctx: Arc<Ctx>| {
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let mut out = Outcome {
-                sent: 0,
-                received: 0,
-                links: 0,
-                closed: 0,
+fn admin_flood(ctx: Arc<Ctx>) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
+    tokio::spawn(async move {
+        let mut out = Outcome {
+            sent: 0,
+            received: 0,
+            links: 0,
+            closed: 0,
+        };
+        let mut conns = Vec::new();
+        for i in 0..500 {
+            let Ok(mut c) = tokio::net::TcpStream::connect(&ctx.admin[i % ctx.admin.len()]).await
+            else {
+                out.closed += 1;
+                continue;
             };
-            let mut conns = Vec::new();
-            for i in 0..500 {
-                let Ok(mut c) = tokio::net::TcpStream::connect(&admin[i % admin.len()]).await
-                else {
-                    out.closed += 1;
-                    continue;
-                };
-                if c.write_all(b"GET /v1/peers HTTP/1.1\r\nHo").await.is_ok() {
-                    out.sent += 26;
-                    out.links += 1;
-                    conns.push(c);
-                }
+            if c.write_all(b"GET /v1/peers HTTP/1.1\r\nHo").await.is_ok() {
+                out.sent += 26;
+                out.links += 1;
+                conns.push(c);
             }
-            while ctx.running() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while ctx.running() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for mut c in conns {
+            if c.write_all(b"s").await.is_err() {
+                out.closed += 1;
             }
-            for mut c in conns {
-                if c.write_all(b"s").await.is_err() {
-                    out.closed += 1;
-                }
-            }
-            Ok(out)
-        })
+        }
+        Ok(out)
+    })
+}
+
+/// Starts the honest nodes and waits until each is linked to the others.
+fn start_honest(bin: &Path, dir: impl Fn(usize) -> PathBuf) -> anyhow::Result<Vec<NodeProc>> {
+    let nodes = (0..HONEST)
+        .map(|k| NodeProc::start(bin, &dir(k)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nodes.iter().any(|n| n.connected() < HONEST - 1) {
+        if Instant::now() > deadline {
+            bail!("the honest nodes did not connect");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(nodes)
 }
 
 #[tokio::main]
@@ -357,16 +368,6 @@ async fn main() -> anyhow::Result<()> {
         bail!("init: {}", String::from_utf8_lossy(&init.stderr));
     }
     let node_dir = |k: usize| root.join("net").join(format!("node{k}"));
-    let nodes = (0..HONEST)
-        .map(|k| NodeProc::start(&bin, &node_dir(k)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while nodes.iter().any(|n| n.connected() < HONEST - 1) {
-        if Instant::now() > deadline {
-            bail!("the honest nodes did not connect");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let identity = Identity::load(
         &node_dir(HONEST).join("conf/ca.crt"),
         &node_dir(HONEST).join("conf/node.crt"),
@@ -375,12 +376,11 @@ async fn main() -> anyhow::Result<()> {
     let ids: Vec<NodeId> = (0..HONEST)
         .map(|k| chainmesh::identity::node_id_of_file(&node_dir(k).join("conf/node.crt")))
         .collect::<Result<_, _>>()?;
-    let admin: Vec<String> = nodes.iter().map(|n| n.admin.clone()).collect();
-    let attacks: Vec<(&str, Box<dyn Fn(Arc<Ctx>) -> _>)> = vec![
-        ("compression bomb", Box::new(compression_bomb as Attack)),
-        ("status request flood", Box::new(status_flood as Attack)),
-        ("slowloris (max Length)", Box::new(slowloris as Attack)),
-        ("admin half-request flood", Box::new(admin_flood_for(admin))),
+    let attacks: [(&str, Attack); 4] = [
+        ("compression bomb", compression_bomb),
+        ("status request flood", status_flood),
+        ("slowloris (max Length)", slowloris),
+        ("admin half-request flood", admin_flood),
     ];
     println!(
         "{:<26} {:>12} {:>12} {:>7} {:>7} {:>14} {:>12} {:>12}",
@@ -399,6 +399,8 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .filter(|(n, _)| n.contains(only.as_str()))
     {
+        // Fresh nodes for each attack, so that one attack's aftermath is not the next's.
+        let nodes = start_honest(&bin, node_dir)?;
         let before_rss: Vec<u64> = nodes.iter().map(NodeProc::rss_kib).collect();
         let before = ping_p50(&nodes[0], &ids[2]).await;
         let ctx = Arc::new(Ctx {
@@ -409,6 +411,7 @@ async fn main() -> anyhow::Result<()> {
                 .map(|n| n.p2p.clone())
                 .zip(ids.clone())
                 .collect(),
+            admin: nodes.iter().map(|n| n.admin.clone()).collect(),
             stop: AtomicBool::new(false),
         });
         let task = attack(ctx.clone());
@@ -447,8 +450,6 @@ async fn main() -> anyhow::Result<()> {
             fmt_us(before),
             fmt_us(during)
         );
-        // Let the nodes settle before the next attack.
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Ok(())
 }

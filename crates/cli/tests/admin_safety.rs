@@ -373,7 +373,8 @@ fn a_timer_out_of_bounds_stops_the_node_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let g = generate_node_files(dir.path(), 1, Curve::Secp256k1).unwrap();
     let path = g[0].dir.join("config.toml");
-    let cases: [(fn(&mut Config), &str); 3] = [
+    type Change = fn(&mut Config);
+    let cases: [(Change, &str); 3] = [
         (
             |c| c.timers.heartbeat_interval = Duration::from_nanos(1),
             "timers.heartbeat_interval",

@@ -144,11 +144,13 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     if !bound.ip().is_loopback() {
-        let kind = match access {
-            Access::ReadWrite(_) => "admin API (writes need the token)",
-            Access::ReadOnly => "read-only admin API",
+        let exposed = match access {
+            Access::ReadWrite(_) => {
+                "reads are open to anyone who reaches it, writes to anyone holding the token"
+            }
+            Access::ReadOnly => "reads are open to anyone who reaches it",
         };
-        warn!(addr = %bound, "the {kind} listens on a non-loopback address: anyone who reaches it can use it");
+        warn!(addr = %bound, "the admin API listens on a non-loopback address: {exposed}");
     }
     spawn(listener, node, access, settings, stop);
     Ok(bound)

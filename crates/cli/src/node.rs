@@ -50,22 +50,22 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 }
             }
         };
-        let listening = match serve(
-            "admin.listen",
-            settings.listen.clone(),
-            token.map(Access::ReadWrite),
-        )
-        .await
-        {
-            Ok(admin) => serve(
+        let listening = async {
+            let admin = serve(
+                "admin.listen",
+                settings.listen.clone(),
+                token.map(Access::ReadWrite),
+            )
+            .await?;
+            let read = serve(
                 "admin.read_listen",
                 settings.read_listen.clone(),
                 Some(Access::ReadOnly),
             )
-            .await
-            .map(|read| (admin, read)),
-            Err(e) => Err(e),
-        };
+            .await?;
+            anyhow::Ok((admin, read))
+        }
+        .await;
         let (admin, read) = match listening {
             Ok(bound) => bound,
             Err(e) => {

@@ -3,31 +3,40 @@
 //! application that embeds a node ships no HTTP server unless it wants one.
 //!
 //! Errors come back as `{"error": "..."}` with a 4xx or 5xx status.
+//!
+//! Reads (GET) are open; every write needs `Authorization: Bearer <token>` with the node's
+//! [`AdminToken`]; each listener caps its connections, times out slow heads and bodies and
+//! checks the `Host` header (see [`Access`] and `docs/admin.md`).
 
 #![warn(missing_docs)]
 
 mod messages;
 mod metrics;
 mod peers;
+mod server;
 pub mod status;
+mod token;
 
 use std::net::SocketAddr;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use chainmesh::config::AdminConfig;
 use chainmesh::identity::NodeId;
 use chainmesh::node::NodeHandle;
 
 pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
 pub use peers::{peers_view, PeerEntry, PeersView};
+pub use server::Access;
+pub use token::{token_path, AdminToken, TokenError, TOKEN_FILE};
 
 /// An error answer: a status and a message, sent as `{"error": message}`.
 #[derive(Debug)]
@@ -94,8 +103,16 @@ async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
     })
 }
 
-/// The admin API's routes.
-pub fn router(node: NodeHandle) -> Router {
+/// Bounds the handlers apply themselves, from `[admin]`.
+#[derive(Debug, Clone, Copy)]
+struct HandlerLimits {
+    /// `admin.max_ping_bytes`.
+    max_ping: usize,
+}
+
+/// The admin API's routes, with the bounds of `settings`; [`serve`] puts the guards of
+/// [`Access`] in front of them.
+pub fn router(node: NodeHandle, settings: &AdminConfig) -> Router {
     let status = status::router(node.status().clone());
     Router::new()
         .route("/", get(metrics::page))
@@ -108,30 +125,44 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/routes", get(messages::routes))
         .with_state(node)
         .merge(status)
+        .layer(Extension(HandlerLimits {
+            max_ping: settings.max_ping_bytes,
+        }))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
 }
 
-/// Listens on `addr` (`host:port`; port 0 picks one) and serves the admin API there until
-/// `stop` is cancelled. Returns the address it listens on.
+/// Listens on `addr` (`host:port`; port 0 picks one) and serves the admin API there, as
+/// `access` allows and within the bounds of `settings`, until `stop` is cancelled. Returns
+/// the address it listens on.
 pub async fn serve(
     addr: &str,
     node: NodeHandle,
+    access: Access,
+    settings: &AdminConfig,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    spawn(listener, node, stop);
+    if !bound.ip().is_loopback() {
+        let exposed = match access {
+            Access::ReadWrite(_) => {
+                "reads are open to anyone who reaches it, writes to anyone holding the token"
+            }
+            Access::ReadOnly => "reads are open to anyone who reaches it",
+        };
+        warn!(addr = %bound, "the admin API listens on a non-loopback address: {exposed}");
+    }
+    spawn(listener, node, access, settings, stop);
     Ok(bound)
 }
 
-/// Serves the admin API on `listener` until `stop` is cancelled.
-pub fn spawn(listener: TcpListener, node: NodeHandle, stop: CancellationToken) {
-    let app = router(node);
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            warn!(error = %e, "admin API stopped");
-        }
-    });
+/// Serves the admin API on `listener`, as `access` allows, until `stop` is cancelled.
+pub fn spawn(
+    listener: TcpListener,
+    node: NodeHandle,
+    access: Access,
+    settings: &AdminConfig,
+    stop: CancellationToken,
+) {
+    server::spawn(listener, router(node, settings), access, settings, stop);
 }

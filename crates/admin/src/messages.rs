@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -170,7 +170,7 @@ pub struct PingRequest {
     /// Timeout in milliseconds (default 5000, at most 60000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Bytes of payload to echo (default 0).
+    /// Bytes of payload to echo (default 0, at most `admin.max_ping_bytes`).
     #[serde(default)]
     pub size: usize,
 }
@@ -189,8 +189,9 @@ pub struct PingResult {
 }
 
 /// `POST /v1/ping`: one request to the built-in echo module of `to`.
-pub async fn ping(
+pub(crate) async fn ping(
     State(node): State<NodeHandle>,
+    Extension(limits): Extension<super::HandlerLimits>,
     Json(req): Json<PingRequest>,
 ) -> Result<Json<PingResult>, ApiError> {
     let timeout = req
@@ -198,11 +199,12 @@ pub async fn ping(
         .map(Duration::from_millis)
         .unwrap_or(PING_TIMEOUT)
         .min(PING_TIMEOUT_MAX);
-    let limit = node.max_packet_size() as usize / 2;
+    let limit = limits.max_ping.min(node.max_packet_size() as usize / 2);
     if req.size > limit {
-        return Err(ApiError::bad_request(format!(
-            "size must be at most {limit} bytes"
-        )));
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("size must be at most {limit} bytes (admin.max_ping_bytes)"),
+        ));
     }
     let payload = Bytes::from(vec![0x5a; req.size]);
     let reply = node

@@ -4,6 +4,7 @@
 //! node directory can be moved as a whole. Every problem names the file, the key and what is
 //! wrong, and a config that fails any check is never half-applied.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -138,6 +139,24 @@ pub struct TimersConfig {
     pub status_interval: Duration,
 }
 
+impl TimersConfig {
+    /// Longest idle timeout (`heartbeat_interval` x `idle_timeout_intervals`) a config may
+    /// ask for; [`idle_timeout`](Self::idle_timeout) never returns more.
+    pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+    /// Longest `heartbeat_interval`, `connect_timeout` or `handshake_timeout` the session
+    /// layer is handed, whatever a hand-built config says.
+    pub const MAX_TIMER: Duration = Duration::from_secs(3600);
+
+    /// How long a silent peer is kept: the product of the heartbeat interval and the idle
+    /// count, computed without overflow and capped at [`MAX_IDLE_TIMEOUT`](Self::MAX_IDLE_TIMEOUT)
+    /// so that adding it to a clock reading cannot overflow either.
+    pub fn idle_timeout(&self) -> Duration {
+        self.heartbeat_interval
+            .checked_mul(self.idle_timeout_intervals)
+            .map_or(Self::MAX_IDLE_TIMEOUT, |d| d.min(Self::MAX_IDLE_TIMEOUT))
+    }
+}
+
 impl Default for TimersConfig {
     fn default() -> Self {
         TimersConfig {
@@ -189,16 +208,40 @@ impl Default for LimitsConfig {
 
 /// The admin HTTP API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Address the admin API listens on; empty turns it off.
     pub listen: String,
+    /// A second address serving only the read-only routes (GET); empty turns it off.
+    pub read_listen: String,
+    /// Host names, besides the listener's own address and `localhost`, that requests may
+    /// name in their `Host` header (`name` or `name:port`).
+    pub allowed_hosts: Vec<String>,
+    /// Connections open at once on each admin listener; further ones are refused.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers (also how long an idle connection stays open).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest wait for a request's body once its headers are in.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest payload `POST /v1/ping` may ask to echo, in bytes.
+    pub max_ping_bytes: usize,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:0".into(),
+            read_listen: String::new(),
+            allowed_hosts: Vec::new(),
+            max_connections: 64,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_body_bytes: 2 * 1024 * 1024,
+            max_ping_bytes: 64 * 1024,
         }
     }
 }
@@ -270,97 +313,147 @@ impl Config {
         }
     }
 
-    /// Checks every value that TOML typing alone does not.
+    /// Checks every value that TOML typing alone does not: addresses, and every timer and
+    /// size against its minimum and maximum (docs/config.md lists them).
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let bad = |key: &str, problem: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            key: key.into(),
-            problem,
-        };
-        self.p2p.listen.parse::<SocketAddr>().map_err(|e| {
-            bad(
-                "p2p.listen",
-                format!("`{}` is not ip:port ({e})", self.p2p.listen),
-            )
-        })?;
+        let c = Check { file };
+        c.socket_addr("p2p.listen", &self.p2p.listen)?;
         for (i, peer) in self.p2p.peers.iter().enumerate() {
-            check_host_port(peer).map_err(|p| bad(&format!("p2p.peers[{i}]"), p))?;
+            check_host_port(peer).map_err(|p| c.bad(&format!("p2p.peers[{i}]"), p))?;
         }
-        if self.p2p.max_packet_size < crate::wire::HEADER_LEN as u32 {
-            return Err(bad(
-                "p2p.max_packet_size",
-                format!("must be at least {} bytes", crate::wire::HEADER_LEN),
-            ));
-        }
+        c.range(
+            "p2p.max_packet_size",
+            self.p2p.max_packet_size,
+            MIN_MAX_PACKET,
+            MAX_MAX_PACKET,
+        )?;
+        c.range(
+            "p2p.compress_threshold",
+            self.p2p.compress_threshold,
+            0,
+            MAX_MAX_PACKET as usize,
+        )?;
         for (i, g) in self.p2p.groups.iter().enumerate() {
             if g.is_empty() || g.len() > u16::MAX as usize {
-                return Err(bad(
+                return Err(c.bad(
                     &format!("p2p.groups[{i}]"),
                     "a group name must be 1 to 65535 bytes".into(),
                 ));
             }
         }
+        self.validate_timers(&c)?;
+        self.validate_limits(&c)?;
+        self.validate_admin(&c)
+    }
+
+    fn validate_timers(&self, c: &Check<'_>) -> Result<(), ConfigError> {
         let t = &self.timers;
-        for (key, d) in [
-            ("timers.heartbeat_interval", t.heartbeat_interval),
-            ("timers.connect_timeout", t.connect_timeout),
-            ("timers.handshake_timeout", t.handshake_timeout),
-            ("timers.backoff_initial", t.backoff_initial),
-            ("timers.backoff_max", t.backoff_max),
-            ("timers.status_interval", t.status_interval),
+        for (key, d, min, max) in [
+            (
+                "timers.heartbeat_interval",
+                t.heartbeat_interval,
+                ms(10),
+                TimersConfig::MAX_TIMER,
+            ),
+            (
+                "timers.connect_timeout",
+                t.connect_timeout,
+                ms(10),
+                secs(600),
+            ),
+            (
+                "timers.handshake_timeout",
+                t.handshake_timeout,
+                ms(10),
+                secs(600),
+            ),
+            (
+                "timers.backoff_initial",
+                t.backoff_initial,
+                ms(1),
+                secs(3600),
+            ),
+            ("timers.backoff_max", t.backoff_max, ms(1), secs(24 * 3600)),
+            (
+                "timers.status_interval",
+                t.status_interval,
+                ms(10),
+                secs(3600),
+            ),
         ] {
-            if d.is_zero() {
-                return Err(bad(key, "must be longer than zero".into()));
-            }
+            c.range(key, d, min, max)?;
         }
-        if t.idle_timeout_intervals == 0 {
-            return Err(bad(
+        c.range(
+            "timers.idle_timeout_intervals",
+            t.idle_timeout_intervals,
+            1,
+            1000,
+        )?;
+        let idle = t.heartbeat_interval.checked_mul(t.idle_timeout_intervals);
+        if !matches!(idle, Some(d) if d <= TimersConfig::MAX_IDLE_TIMEOUT) {
+            return Err(c.bad(
                 "timers.idle_timeout_intervals",
-                "must be at least 1".into(),
+                format!(
+                    "{} x timers.heartbeat_interval ({:?}) exceeds {:?}",
+                    t.idle_timeout_intervals,
+                    t.heartbeat_interval,
+                    TimersConfig::MAX_IDLE_TIMEOUT
+                ),
             ));
         }
         if t.backoff_max < t.backoff_initial {
-            return Err(bad(
+            return Err(c.bad(
                 "timers.backoff_max",
                 "must not be shorter than timers.backoff_initial".into(),
             ));
         }
+        Ok(())
+    }
+
+    fn validate_limits(&self, c: &Check<'_>) -> Result<(), ConfigError> {
         let l = &self.limits;
-        let in_range = |key: &str, v: usize, min: usize, max: usize| {
-            if (min..=max).contains(&v) {
-                Ok(())
-            } else {
-                Err(bad(key, format!("{v} is outside {min}..={max}")))
-            }
-        };
-        in_range(
+        c.range(
             "limits.session_queue_bytes",
             l.session_queue_bytes,
             LimitsConfig::MIN_SESSION_QUEUE_BYTES,
-            u32::MAX as usize,
+            1 << 30,
         )?;
-        in_range("limits.dedup_sources", l.dedup_sources, 1, 1 << 20)?;
-        in_range(
+        c.range("limits.dedup_sources", l.dedup_sources, 1, 1 << 20)?;
+        c.range(
             "limits.inbound_handshakes",
             l.inbound_handshakes,
             1,
             1 << 16,
         )?;
-        if l.relay_wait.is_zero() || l.relay_wait > Duration::from_secs(60) {
-            return Err(bad(
-                "limits.relay_wait",
-                "must be longer than zero and at most 60 s".into(),
-            ));
+        c.range("limits.relay_wait", l.relay_wait, ms(1), secs(60))
+    }
+
+    fn validate_admin(&self, c: &Check<'_>) -> Result<(), ConfigError> {
+        let a = &self.admin;
+        for (key, addr) in [
+            ("admin.listen", &a.listen),
+            ("admin.read_listen", &a.read_listen),
+        ] {
+            if !addr.is_empty() {
+                c.socket_addr(key, addr)?;
+            }
         }
-        if !self.admin.listen.is_empty() {
-            self.admin.listen.parse::<SocketAddr>().map_err(|e| {
-                bad(
-                    "admin.listen",
-                    format!("`{}` is not ip:port ({e})", self.admin.listen),
-                )
-            })?;
+        for (i, h) in a.allowed_hosts.iter().enumerate() {
+            if h.is_empty()
+                || h.len() > 255
+                || h.contains(|ch: char| ch.is_whitespace() || ch == '/')
+            {
+                return Err(c.bad(
+                    &format!("admin.allowed_hosts[{i}]"),
+                    format!("`{h}` is not a host name or host:port"),
+                ));
+            }
         }
-        Ok(())
+        c.range("admin.max_connections", a.max_connections, 1, 4096)?;
+        c.range("admin.header_timeout", a.header_timeout, ms(100), secs(300))?;
+        c.range("admin.body_timeout", a.body_timeout, ms(100), secs(300))?;
+        c.range("admin.max_body_bytes", a.max_body_bytes, 1024, 256 << 20)?;
+        c.range("admin.max_ping_bytes", a.max_ping_bytes, 0, 16 << 20)
     }
 
     /// The config as TOML text.
@@ -422,6 +515,60 @@ pub fn write_peers(file: &Path, peers: &[String]) -> Result<(), ConfigError> {
     }
     tmp.persist(file).map_err(|e| write(e.error))?;
     Ok(())
+}
+
+/// Smallest `p2p.max_packet_size`: room for a handshake and small messages.
+pub const MIN_MAX_PACKET: u32 = 1024;
+/// Largest `p2p.max_packet_size`: 256 MiB.
+pub const MAX_MAX_PACKET: u32 = 256 * 1024 * 1024;
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The checks of one config file: each error names the file and the key.
+pub struct Check<'a> {
+    /// The file being checked, named in errors.
+    pub file: &'a Path,
+}
+
+impl Check<'_> {
+    /// The error for `key` with `problem`.
+    pub fn bad(&self, key: &str, problem: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            key: key.into(),
+            problem,
+        }
+    }
+
+    /// Checks that `value` of `key` lies in `min..=max`: the one bounds check of every timer
+    /// and size, for numbers and durations alike.
+    pub fn range<T: PartialOrd + fmt::Debug>(
+        &self,
+        key: &str,
+        value: T,
+        min: T,
+        max: T,
+    ) -> Result<(), ConfigError> {
+        if value < min || value > max {
+            return Err(self.bad(
+                key,
+                format!("{value:?} is outside the allowed range {min:?} to {max:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn socket_addr(&self, key: &str, addr: &str) -> Result<(), ConfigError> {
+        addr.parse::<SocketAddr>()
+            .map(|_| ())
+            .map_err(|e| self.bad(key, format!("`{addr}` is not ip:port ({e})")))
+    }
 }
 
 /// Checks that `s` is `host:port` (or `[v6]:port`) with a non-zero port.
@@ -537,6 +684,114 @@ listen = "127.0.0.1:31300"
         let c = Config::parse(&text, Path::new("n.toml")).unwrap();
         assert_eq!(c.limits.relay_wait, Duration::from_millis(500));
         assert_eq!(c.limits.dedup_sources, 64);
+    }
+
+    /// Parses GOOD with `line` set in `[section]`, replacing the key if GOOD sets it.
+    fn with(section: &str, line: &str) -> Result<Config, ConfigError> {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        let base: String = GOOD
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} =")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let header = format!("[{section}]\n");
+        let text = if base.contains(&header) {
+            base.replace(&header, &format!("{header}{line}\n"))
+        } else {
+            format!("{base}\n{header}{line}\n")
+        };
+        Config::parse(&text, Path::new("n.toml"))
+    }
+
+    #[test]
+    fn every_timer_and_size_is_refused_just_outside_its_bounds_naming_its_key() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            ("timers", "heartbeat_interval", "\"10ms\"", "\"9ms\""),
+            ("timers", "heartbeat_interval", "\"1h\"", "\"3601s\""),
+            ("timers", "idle_timeout_intervals", "1", "0"),
+            ("timers", "idle_timeout_intervals", "1000", "1001"),
+            ("timers", "connect_timeout", "\"10m\"", "\"601s\""),
+            ("timers", "handshake_timeout", "\"10ms\"", "\"0s\""),
+            ("timers", "backoff_initial", "\"1ms\"", "\"0s\""),
+            ("timers", "status_interval", "\"1h\"", "\"2h\""),
+            ("p2p", "max_packet_size", "1024", "1023"),
+            ("p2p", "max_packet_size", "268435456", "268435457"),
+            ("limits", "session_queue_bytes", "1073741824", "1073741825"),
+            ("limits", "relay_wait", "\"60s\"", "\"61s\""),
+            ("admin", "max_connections", "4096", "0"),
+            ("admin", "header_timeout", "\"100ms\"", "\"99ms\""),
+            ("admin", "body_timeout", "\"5m\"", "\"301s\""),
+            ("admin", "max_body_bytes", "1024", "1023"),
+            ("admin", "max_ping_bytes", "16777216", "16777217"),
+        ];
+        for (section, key, ok, bad) in cases {
+            if let Err(e) = with(section, &format!("{key} = {ok}")) {
+                panic!("{section}.{key} = {ok} refused: {e}");
+            }
+            let e = with(section, &format!("{key} = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("key `{section}.{key}`")),
+                "{key} = {bad}: {e}"
+            );
+            assert!(e.contains("n.toml"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_idle_timeout_product_that_overflows_or_exceeds_a_day_is_refused() {
+        let huge = GOOD.replace(
+            "heartbeat_interval = \"200ms\"",
+            "heartbeat_interval = \"10000000000s\"\nidle_timeout_intervals = 4294967295",
+        );
+        let e = Config::parse(&huge, Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `timers."), "{e}");
+        let text = GOOD.replace(
+            "heartbeat_interval = \"200ms\"",
+            "heartbeat_interval = \"1h\"\nidle_timeout_intervals = 25",
+        );
+        let e = Config::parse(&text, Path::new("n.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `timers.idle_timeout_intervals`"), "{e}");
+        assert!(e.contains("heartbeat_interval"), "{e}");
+        let text = GOOD.replace(
+            "heartbeat_interval = \"200ms\"",
+            "heartbeat_interval = \"1h\"\nidle_timeout_intervals = 24",
+        );
+        assert!(Config::parse(&text, Path::new("n.toml")).is_ok());
+    }
+
+    #[test]
+    fn idle_timeout_never_overflows_for_a_hand_built_config() {
+        let t = TimersConfig {
+            heartbeat_interval: Duration::MAX,
+            idle_timeout_intervals: u32::MAX,
+            ..TimersConfig::default()
+        };
+        assert_eq!(t.idle_timeout(), TimersConfig::MAX_IDLE_TIMEOUT);
+        assert_eq!(
+            TimersConfig::default().idle_timeout(),
+            Duration::from_secs(15)
+        );
+    }
+
+    #[test]
+    fn admin_addresses_and_allowed_hosts_are_checked() {
+        let e = with("admin", "read_listen = \"nowhere\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.read_listen"), "{e}");
+        let e = with("admin", "allowed_hosts = [\"a b\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.allowed_hosts[0]"), "{e}");
+        let c = with("admin", "allowed_hosts = [\"node0.example\"]").unwrap();
+        assert_eq!(c.admin.allowed_hosts, ["node0.example".to_string()]);
+        assert_eq!(c.admin.max_ping_bytes, 64 * 1024);
     }
 
     #[test]

@@ -1,18 +1,56 @@
 //! A small client for the admin API, shared by the operator commands.
 
+use std::path::PathBuf;
+
 use anyhow::{anyhow, Context};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use chainmesh_admin::AdminToken;
+
+/// The environment variable a write command takes the admin token from.
+pub const TOKEN_ENV: &str = "CHAINMESH_ADMIN_TOKEN";
+
+/// Where a command that changes something finds the node's admin token.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// File holding the node's admin token: the `admin.token` beside its config file.
+    /// Without it the token is taken from the CHAINMESH_ADMIN_TOKEN environment variable.
+    #[arg(long, value_name = "PATH", global = true)]
+    token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    /// The token from `--token-file`, else from the environment; `None` if neither is given.
+    pub fn token(&self) -> anyhow::Result<Option<AdminToken>> {
+        if let Some(file) = &self.token_file {
+            return Ok(Some(AdminToken::read(file)?));
+        }
+        match std::env::var(TOKEN_ENV) {
+            Ok(text) => AdminToken::from_text(&text)
+                .map(Some)
+                .ok_or_else(|| anyhow!("{TOKEN_ENV} does not hold an admin token")),
+            Err(_) => Ok(None),
+        }
+    }
+}
 
 /// The admin API of one node, at `host:port`.
 pub struct AdminClient {
     base: String,
     agent: ureq::Agent,
+    token: Option<AdminToken>,
 }
 
 impl AdminClient {
-    /// A client for the admin API at `addr` (`host:port`, or a full `http://` URL).
+    /// A client for the admin API at `addr` (`host:port`, or a full `http://` URL) that
+    /// only reads.
     pub fn new(addr: &str) -> Self {
+        Self::with_token(addr, None)
+    }
+
+    /// A client that sends `token` with every write.
+    pub fn with_token(addr: &str, token: Option<AdminToken>) -> Self {
         let base = if addr.starts_with("http://") {
             addr.trim_end_matches('/').to_owned()
         } else {
@@ -24,7 +62,13 @@ impl AdminClient {
             .http_status_as_error(false)
             .build()
             .into();
-        AdminClient { base, agent }
+        AdminClient { base, agent, token }
+    }
+
+    fn bearer(&self) -> Option<String> {
+        self.token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.as_str()))
     }
 
     fn check<T: DeserializeOwned>(
@@ -43,6 +87,18 @@ impl AdminClient {
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
                 .unwrap_or(body);
+            if status == ureq::http::StatusCode::UNAUTHORIZED {
+                let given = if self.token.is_some() {
+                    "the token given is not this node's"
+                } else {
+                    "no token was given"
+                };
+                return Err(anyhow!(
+                    "{what}: {status}: {given}: set {TOKEN_ENV} to the node's admin token or \
+                     pass --token-file PATH (the node keeps it in admin.token beside its config \
+                     file)"
+                ));
+            }
             return Err(anyhow!("{what}: {status}: {msg}"));
         }
         serde_json::from_str(&body).with_context(|| format!("{what}: unexpected answer: {body}"))
@@ -61,15 +117,20 @@ impl AdminClient {
         body: &B,
     ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        self.check(
-            &format!("POST {path}"),
-            self.agent.post(&url).send_json(body),
-        )
+        let mut req = self.agent.post(&url);
+        if let Some(b) = self.bearer() {
+            req = req.header("Authorization", b);
+        }
+        self.check(&format!("POST {path}"), req.send_json(body))
     }
 
     /// `DELETE path`, decoded from JSON.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        self.check(&format!("DELETE {path}"), self.agent.delete(&url).call())
+        let mut req = self.agent.delete(&url);
+        if let Some(b) = self.bearer() {
+            req = req.header("Authorization", b);
+        }
+        self.check(&format!("DELETE {path}"), req.call())
     }
 }

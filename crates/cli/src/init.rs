@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 
 use chainmesh::config::{Config, IdentityConfig};
 use chainmesh::identity::{node_id_of_file, Curve, NetworkCa};
+use chainmesh_admin::{token_path, AdminToken};
 
 /// How far above the P2P port each node's admin API listens.
 const ADMIN_PORT_OFFSET: u32 = 1000;
@@ -23,7 +24,8 @@ pub struct InitArgs {
     /// Elliptic curve of every key. secp256k1 limits links to TLS 1.2.
     #[arg(long, default_value_t = Curve::Secp256k1)]
     pub curve: Curve,
-    /// IP address every node listens on and is dialled at.
+    /// IP address every node listens on and is dialled at. The admin API stays on loopback
+    /// whatever this says.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// P2P port of node0; node K uses base+K for P2P and base+1000+K for its admin API.
@@ -72,6 +74,7 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<()> {
         let file = node_dir.join("config.toml");
         std::fs::write(&file, p.config.to_toml())
             .with_context(|| format!("{}: cannot write", file.display()))?;
+        AdminToken::create(&token_path(&file))?;
     }
 
     eprintln!(
@@ -117,6 +120,13 @@ fn plan(args: &InitArgs) -> anyhow::Result<Vec<PlannedNode>> {
             args.host
         )
     })?;
+    // The admin API changes the node: it is reachable from the node's own host only, unless
+    // an operator edits the config to say otherwise.
+    let admin_ip = if ip.is_loopback() {
+        ip
+    } else {
+        IpAddr::from([127, 0, 0, 1])
+    };
     let port = |offset: u32, k: usize| -> anyhow::Result<u16> {
         let p = u64::from(args.base_port) + u64::from(offset) + k as u64;
         u16::try_from(p).with_context(|| format!("port {p} is above 65535"))
@@ -143,7 +153,7 @@ fn plan(args: &InitArgs) -> anyhow::Result<Vec<PlannedNode>> {
             .filter(|(j, _)| *j != k)
             .map(|(_, a)| a.to_string())
             .collect();
-        config.admin.listen = SocketAddr::new(ip, port(ADMIN_PORT_OFFSET, k)?).to_string();
+        config.admin.listen = SocketAddr::new(admin_ip, port(ADMIN_PORT_OFFSET, k)?).to_string();
         let file = args.dir.join(&name).join("config.toml");
         // What will be written must load back: check the text, not only the struct.
         Config::parse(&config.to_toml(), &file)
@@ -243,5 +253,10 @@ mod tests {
         a.host = "::1".into();
         let p = plan(&a).unwrap();
         assert_eq!(p[0].config.p2p.listen, "[::1]:30300");
+        assert_eq!(p[0].config.admin.listen, "[::1]:31300");
+        a.host = "0.0.0.0".into();
+        let p = plan(&a).unwrap();
+        assert_eq!(p[0].config.p2p.listen, "0.0.0.0:30300");
+        assert_eq!(p[0].config.admin.listen, "127.0.0.1:31300");
     }
 }

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use chainmesh::config::Config;
 use chainmesh::node::Node;
+use chainmesh_admin::{token_path, Access, AdminToken};
 
 /// Arguments of `node`.
 #[derive(Debug, clap::Args)]
@@ -23,33 +24,63 @@ pub struct NodeArgs {
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     super::init_logging();
     let config = Config::load(&args.config)?;
-    let config_admin = config.admin.listen.clone();
+    let settings = config.admin.clone();
+    // Made before the node starts, so an unwritable directory stops start-up at once.
+    let token = if settings.listen.is_empty() {
+        None
+    } else {
+        Some(admin_token(&args.config)?)
+    };
     super::runtime()?.block_on(async move {
         let node = Node::start(config, Some(args.config.clone()))
             .await
             .with_context(|| format!("starting node from {}", args.config.display()))?;
         let h = node.handle();
         let admin_stop = CancellationToken::new();
-        let admin = if config_admin.is_empty() {
-            None
-        } else {
-            match chainmesh_admin::serve(&config_admin, h.clone(), admin_stop.clone()).await {
-                Ok(addr) => Some(addr),
-                Err(e) => {
-                    node.shutdown().await;
-                    anyhow::bail!(
-                        "{}: admin.listen: cannot listen on {config_admin}: {e}",
-                        args.config.display()
-                    );
+        let serve = |key: &'static str, addr: String, access: Option<Access>| {
+            let (h, settings, stop) = (h.clone(), &settings, admin_stop.clone());
+            let file = args.config.display().to_string();
+            async move {
+                match access.filter(|_| !addr.is_empty()) {
+                    None => Ok(None),
+                    Some(access) => chainmesh_admin::serve(&addr, h, access, settings, stop)
+                        .await
+                        .map(Some)
+                        .with_context(|| format!("{file}: {key}: cannot listen on {addr}")),
                 }
             }
         };
-        info!(admin = ?admin, "admin API");
+        let listening = async {
+            let admin = serve(
+                "admin.listen",
+                settings.listen.clone(),
+                token.map(Access::ReadWrite),
+            )
+            .await?;
+            let read = serve(
+                "admin.read_listen",
+                settings.read_listen.clone(),
+                Some(Access::ReadOnly),
+            )
+            .await?;
+            anyhow::Ok((admin, read))
+        }
+        .await;
+        let (admin, read) = match listening {
+            Ok(bound) => bound,
+            Err(e) => {
+                admin_stop.cancel();
+                node.shutdown().await;
+                return Err(e);
+            }
+        };
+        info!(admin = ?admin, read_only = ?read, "admin API");
         println!(
-            "chainmesh node {} p2p={} admin={}",
+            "chainmesh node {} p2p={} admin={}{}",
             h.node_id(),
             h.listen_addr(),
-            admin.map(|a| a.to_string()).unwrap_or_else(|| "off".into())
+            admin.map_or("off".into(), |a| a.to_string()),
+            read.map(|r| format!(" read={r}")).unwrap_or_default()
         );
         let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -72,4 +103,16 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         node.shutdown().await;
         Ok(())
     })
+}
+
+/// The admin token kept beside `config_file`, made there on first start.
+fn admin_token(config_file: &std::path::Path) -> anyhow::Result<AdminToken> {
+    let file = token_path(config_file);
+    let (token, created) = AdminToken::load_or_create(&file).context("admin token")?;
+    if created {
+        info!(file = %file.display(), "created the admin token");
+    } else if AdminToken::readable_by_others(&file) {
+        warn!(file = %file.display(), "the admin token file can be read by other users; chmod 600 it");
+    }
+    Ok(token)
 }

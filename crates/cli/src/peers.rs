@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::client::AdminClient;
+use super::client::{AdminClient, TokenArgs};
 
 /// Arguments of `peers`.
 #[derive(Debug, clap::Args)]
@@ -12,6 +12,8 @@ pub struct PeersArgs {
     /// The node's admin API address (`host:port`).
     #[arg(long, global = true, default_value = "127.0.0.1:31300")]
     admin: String,
+    #[command(flatten)]
+    token: TokenArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -50,7 +52,11 @@ struct Peer {
 
 /// Runs `peers`.
 pub fn run(args: PeersArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.admin);
+    let token = match args.action {
+        Action::List => None,
+        Action::Add { .. } | Action::Remove { .. } => args.token.token()?,
+    };
+    let client = AdminClient::with_token(&args.admin, token);
     match args.action {
         Action::List => {
             let view: PeersView = client.get("/v1/peers")?;

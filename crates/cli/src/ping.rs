@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use super::client::AdminClient;
+use super::client::{AdminClient, TokenArgs};
 use chainmesh::identity::NodeId;
 use chainmesh_admin::{PingRequest, PingResult};
 
@@ -15,6 +15,8 @@ pub struct PingArgs {
     /// The pinging node's admin API address (`host:port`).
     #[arg(long, default_value = "127.0.0.1:31300")]
     admin: String,
+    #[command(flatten)]
+    token: TokenArgs,
     /// The node to ping (128 hex characters).
     #[arg(long)]
     to: NodeId,
@@ -35,7 +37,7 @@ pub struct PingArgs {
 /// Runs `ping`: one line per request with its round-trip time and hop count, then a
 /// summary. Fails when no response came back at all.
 pub fn run(args: PingArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.admin);
+    let client = AdminClient::with_token(&args.admin, args.token.token()?);
     let to = args.to.short();
     println!(
         "PING {to} from {} ({} payload bytes)",

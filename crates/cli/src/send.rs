@@ -3,7 +3,7 @@
 
 use anyhow::bail;
 
-use super::client::AdminClient;
+use super::client::{AdminClient, TokenArgs};
 use chainmesh::identity::NodeId;
 use chainmesh_admin::{SendRequest, SendResult};
 
@@ -14,6 +14,8 @@ pub struct SendArgs {
     /// The sending node's admin API address (`host:port`).
     #[arg(long, default_value = "127.0.0.1:31300")]
     admin: String,
+    #[command(flatten)]
+    token: TokenArgs,
     /// Unicast to this node ID (128 hex characters).
     #[arg(long)]
     to: Option<NodeId>,
@@ -36,7 +38,7 @@ pub struct SendArgs {
 
 /// Runs `send`: prints where the message was queued; fails if it reached no target.
 pub fn run(args: SendArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.admin);
+    let client = AdminClient::with_token(&args.admin, args.token.token()?);
     let (data, data_hex) = if args.hex {
         (None, Some(args.data))
     } else {

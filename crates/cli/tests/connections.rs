@@ -222,8 +222,19 @@ async fn peers_added_at_runtime_are_written_back_and_survive_restart() {
     let mut cfg0 = config_for(&g[0]);
     cfg0.p2p.groups = vec!["group0".into(), "audit".into()];
     let p0 = NodeProcess::start(&cfg0, &path);
+    // The node made its admin token beside its config file at first start.
+    let token = g[0].dir.join("admin.token");
+    let token = token.to_str().unwrap();
     let add = |addr: &str| {
-        common::chainmesh_ok(["peers", "add", "--admin", &p0.admin, addr]);
+        common::chainmesh_ok([
+            "peers",
+            "add",
+            "--admin",
+            &p0.admin,
+            "--token-file",
+            token,
+            addr,
+        ]);
     };
     add(&addr1);
     let id1 = h1.node_id().to_string();
@@ -236,7 +247,15 @@ async fn peers_added_at_runtime_are_written_back_and_survive_restart() {
     );
 
     // A bad address is refused with a clear error and changes nothing.
-    let out = common::chainmesh(["peers", "add", "--admin", &p0.admin, "no-port"]);
+    let out = common::chainmesh([
+        "peers",
+        "add",
+        "--admin",
+        &p0.admin,
+        "--token-file",
+        token,
+        "no-port",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-port"));
     assert_eq!(
@@ -250,7 +269,15 @@ async fn peers_added_at_runtime_are_written_back_and_survive_restart() {
     assert!(wait_until(Duration::from_secs(10), || connected_to(&h1, &p0.node_id)).await);
 
     // Remove it: the link closes and the file forgets it.
-    common::chainmesh_ok(["peers", "remove", "--admin", &p0.admin, &addr1]);
+    common::chainmesh_ok([
+        "peers",
+        "remove",
+        "--admin",
+        &p0.admin,
+        "--token-file",
+        token,
+        &addr1,
+    ]);
     assert!(wait_until(Duration::from_secs(10), || !connected_to(&h1, &p0.node_id)).await);
     assert!(chainmesh::Config::load(&path).unwrap().p2p.peers.is_empty());
     let listed = common::chainmesh_ok(["peers", "list", "--admin", &p0.admin]);

@@ -520,6 +520,11 @@ async fn admin_api_and_cli_send_ping_and_routes() {
     net.connect_line();
     assert!(net.wait_for(WAIT, |n| reaches(n, 0, 2, 2)).await);
     let admin = net.admin_addr(0).unwrap().to_string();
+    let token = net.admin_token(0).unwrap();
+    let bearer = format!("Bearer {token}");
+    let token_file = net.dir().join("admin0.token");
+    std::fs::write(&token_file, &token).unwrap();
+    let token_file = token_file.to_string_lossy().into_owned();
     let c = net.handle(2);
     let mut inbox = echo(&c, MODULE);
 
@@ -539,6 +544,7 @@ async fn admin_api_and_cli_send_ping_and_routes() {
     assert_eq!(to_c["next_hop"], net.handle(1).node_id().to_string());
 
     let sent: serde_json::Value = ureq::post(&format!("http://{admin}/v1/messages"))
+        .header("Authorization", &bearer)
         .send_json(serde_json::json!({"to": c.node_id(), "module": MODULE, "data_hex": "c0ffee"}))
         .unwrap()
         .body_mut()
@@ -549,6 +555,7 @@ async fn admin_api_and_cli_send_ping_and_routes() {
     assert_eq!(m.payload.as_ref(), [0xc0, 0xff, 0xee]);
 
     let ping: serde_json::Value = ureq::post(&format!("http://{admin}/v1/ping"))
+        .header("Authorization", &bearer)
         .send_json(serde_json::json!({"to": c.node_id(), "size": 100}))
         .unwrap()
         .body_mut()
@@ -557,6 +564,7 @@ async fn admin_api_and_cli_send_ping_and_routes() {
     assert_eq!(ping["hops"], 2);
 
     let bad = ureq::post(&format!("http://{admin}/v1/messages"))
+        .header("Authorization", &bearer)
         .send_json(serde_json::json!({"module": MODULE, "data": "x"}))
         .unwrap_err();
     assert!(matches!(bad, ureq::Error::StatusCode(400)), "{bad}");
@@ -568,6 +576,8 @@ async fn admin_api_and_cli_send_ping_and_routes() {
         "send",
         "--admin",
         &admin,
+        "--token-file",
+        &token_file,
         "--to",
         &cid,
         "--module",
@@ -583,6 +593,8 @@ async fn admin_api_and_cli_send_ping_and_routes() {
         "ping",
         "--admin",
         &admin,
+        "--token-file",
+        &token_file,
         "--to",
         &cid,
         "--count",
@@ -600,6 +612,8 @@ async fn admin_api_and_cli_send_ping_and_routes() {
         "ping",
         "--admin",
         &admin,
+        "--token-file",
+        &token_file,
         "--to",
         &"07".repeat(64),
         "--count",

@@ -65,9 +65,15 @@ async fn three_nodes_from_init_reach_a_full_mesh() {
     let mut admins = Vec::new();
     let admin_stop = tokio_util::sync::CancellationToken::new();
     for n in &nodes {
-        let addr = chainmesh_admin::serve("127.0.0.1:0", n.handle(), admin_stop.clone())
-            .await
-            .unwrap();
+        let addr = chainmesh_admin::serve(
+            "127.0.0.1:0",
+            n.handle(),
+            chainmesh_admin::Access::ReadOnly,
+            &chainmesh::config::AdminConfig::default(),
+            admin_stop.clone(),
+        )
+        .await
+        .unwrap();
         admins.push(addr.to_string());
     }
     let meshed = wait_until(Duration::from_secs(10), || {

@@ -144,7 +144,9 @@ async fn admin_api_and_cli_show_and_set_status() {
     let net = line(3).await;
     let a0 = net.admin_addr(0).unwrap().to_string();
     let a2 = net.admin_addr(2).unwrap().to_string();
+    let bearer = format!("Bearer {}", net.admin_token(0).unwrap());
     let resp = ureq::put(&format!("http://{a0}/v1/status/app"))
+        .header("Authorization", &bearer)
         .send("view-7")
         .unwrap();
     assert!(resp.status().is_success());

@@ -10,6 +10,7 @@ use chainmesh::config::{Config, IdentityConfig, TimersConfig};
 use chainmesh::identity::IdentityError;
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
 use chainmesh::node::{Node, NodeError, NodeHandle};
+use chainmesh_admin::{Access, AdminToken};
 use tokio_util::sync::CancellationToken;
 
 /// Why a local network could not start.
@@ -42,22 +43,42 @@ pub enum LocalNetError {
 /// A node of the network while it runs, with its admin API if it serves one.
 struct Running {
     node: Node,
-    admin: Option<(SocketAddr, CancellationToken)>,
+    admin: Option<Admin>,
+}
+
+/// A node's admin API: where it listens, the token its writes need, and its stop switch.
+struct Admin {
+    addr: SocketAddr,
+    token: AdminToken,
+    stop: CancellationToken,
 }
 
 impl Running {
-    /// Starts a node from `cfg`, and its admin API when `cfg.admin.listen` is set.
+    /// Starts a node from `cfg`, and its admin API (with a fresh token) when
+    /// `cfg.admin.listen` is set.
     async fn start(index: usize, cfg: Config) -> Result<Running, LocalNetError> {
-        let admin_listen = cfg.admin.listen.clone();
+        let settings = cfg.admin.clone();
         let node = Node::start(cfg, None)
             .await
             .map_err(|source| LocalNetError::Node { index, source })?;
-        let admin = if admin_listen.is_empty() {
+        let admin = if settings.listen.is_empty() {
             None
         } else {
             let stop = CancellationToken::new();
-            match chainmesh_admin::serve(&admin_listen, node.handle(), stop.clone()).await {
-                Ok(addr) => Some((addr, stop)),
+            let served = match AdminToken::generate() {
+                Ok(token) => chainmesh_admin::serve(
+                    &settings.listen,
+                    node.handle(),
+                    Access::ReadWrite(token.clone()),
+                    &settings,
+                    stop.clone(),
+                )
+                .await
+                .map(|addr| Admin { addr, token, stop }),
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            match served {
+                Ok(admin) => Some(admin),
                 Err(source) => {
                     node.shutdown().await;
                     return Err(LocalNetError::Admin { index, source });
@@ -68,8 +89,8 @@ impl Running {
     }
 
     async fn stop(self) {
-        if let Some((_, stop)) = &self.admin {
-            stop.cancel();
+        if let Some(admin) = &self.admin {
+            admin.stop.cancel();
         }
         self.node.shutdown().await;
     }
@@ -214,12 +235,14 @@ impl LocalNet {
 
     /// Node `i`'s admin API address, if it serves one.
     pub fn admin_addr(&self, i: usize) -> Option<SocketAddr> {
-        self.nodes
-            .get(i)?
-            .as_ref()?
-            .admin
-            .as_ref()
-            .map(|(addr, _)| *addr)
+        self.nodes.get(i)?.as_ref()?.admin.as_ref().map(|a| a.addr)
+    }
+
+    /// The token node `i`'s admin API wants on writes (`Authorization: Bearer <token>`), if
+    /// it serves one.
+    pub fn admin_token(&self, i: usize) -> Option<String> {
+        let admin = self.nodes.get(i)?.as_ref()?.admin.as_ref()?;
+        Some(admin.token.as_str().to_owned())
     }
 
     /// Node `i`'s P2P address as a peer address string.

@@ -12,6 +12,7 @@ use tracing::Instrument;
 use super::handshake;
 use super::refusal::RefusalReason;
 use super::Peers;
+use crate::config::TimersConfig;
 use crate::session::{self, CloseReason, Direction, SessionConfig, SessionHandle, SessionInfo};
 use crate::wire::Handshake;
 
@@ -125,13 +126,13 @@ impl Peers {
         let (peer, conn) = (handle.peer, handle.id);
         let t = &self.inner.settings.timers;
         let cfg = SessionConfig {
-            heartbeat_interval: t.heartbeat_interval,
-            idle_timeout: t
-                .heartbeat_interval
-                .saturating_mul(t.idle_timeout_intervals),
+            // Capped, so that the session's clock arithmetic cannot overflow even for a
+            // hand-built config that never went through validation.
+            heartbeat_interval: t.heartbeat_interval.min(TimersConfig::MAX_TIMER),
+            idle_timeout: t.idle_timeout(),
             max_packet: self.inner.settings.max_packet,
             version: handle.version,
-            linger: t.handshake_timeout,
+            linger: t.handshake_timeout.min(TimersConfig::MAX_TIMER),
         };
         let span = tracing::info_span!("session", peer = %peer.short(), conn);
         let session = session::run(stream, handle, self.inner.inbound.clone(), cfg, leftover)

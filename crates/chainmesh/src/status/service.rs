@@ -62,7 +62,7 @@ impl StatusConfig {
         let interval = interval.max(Duration::from_millis(1));
         StatusConfig {
             interval,
-            query_timeout: interval * 2,
+            query_timeout: interval.saturating_mul(2),
             refresh_every: 30,
             min_change_gap: Duration::from_millis(50),
             max_status_len: DEFAULT_MAX_STATUS_LEN,

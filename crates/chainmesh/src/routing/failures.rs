@@ -62,6 +62,11 @@ impl Failures {
         self.excluded.len() != before
     }
 
+    /// (destination, next hop) pairs with a failure streak or an exclusion.
+    pub fn tracked(&self) -> usize {
+        self.streaks.len() + self.excluded.len()
+    }
+
     /// Destinations with excluded next hops, and those next hops.
     pub fn exclusions(&self) -> HashMap<NodeId, HashSet<NodeId>> {
         let mut out: HashMap<NodeId, HashSet<NodeId>> = HashMap::new();
@@ -123,7 +128,7 @@ mod tests {
             b[..8].copy_from_slice(&(i as u64).to_be_bytes());
             f.report_failure(NodeId::from_bytes(b), id(2), t0);
         }
-        assert!(f.streaks.len() + f.excluded.len() <= MAX_TRACKED);
+        assert!(f.tracked() <= MAX_TRACKED);
         f.forget_hop(&id(2));
         assert!(f.streaks.is_empty());
     }

@@ -7,7 +7,7 @@
 //! summary differs asks for them all), and publishes [`Reachability`] events. Senders only
 //! read the table, under a read lock; signatures are checked outside it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -154,6 +154,9 @@ pub struct Router {
     /// Taken by the task when it starts.
     inbound_rx: Mutex<Option<mpsc::Receiver<Input>>>,
     counters: Counters,
+    /// Failure records the table holds, as the task last saw: answers are reported on
+    /// every response, and only need the task while there is something to clear.
+    failing: AtomicUsize,
 }
 
 impl std::fmt::Debug for Router {
@@ -182,6 +185,7 @@ impl Router {
             inbound,
             inbound_rx: Mutex::new(Some(rx)),
             counters: Counters::default(),
+            failing: AtomicUsize::new(0),
         }))
     }
 
@@ -257,6 +261,9 @@ impl Router {
 
     /// Reports that `dst` answered a request: its next hop relays.
     pub fn report_success(&self, dst: &NodeId) {
+        if self.failing.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         if let Some(via) = self.next_hop(dst).filter(|via| via != dst) {
             self.hand_over(Input::Success { dst: *dst, via });
         }
@@ -442,6 +449,12 @@ impl Task {
                 self.apply(changes);
             }
         }
+        self.note_failures();
+    }
+
+    fn note_failures(&self) {
+        let tracked = self.router.table.read().tracked_failures();
+        self.router.failing.store(tracked, Ordering::Relaxed);
     }
 
     fn on_tick(&mut self) {
@@ -454,6 +467,7 @@ impl Task {
             );
         }
         self.apply(changes);
+        self.note_failures();
         let summary = self.router.table.write().summary();
         let to: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
         for n in to {

@@ -322,6 +322,12 @@ impl RoutingTable {
         }
     }
 
+    /// (destination, next hop) pairs with failures on record: while there are none, an
+    /// answer has nothing to clear.
+    pub fn tracked_failures(&self) -> usize {
+        self.failures.tracked()
+    }
+
     /// Records that `dst` answered through `via`.
     pub fn report_success(&mut self, dst: NodeId, via: NodeId) -> Vec<RouteChange> {
         if self.failures.report_success(dst, via) {

@@ -652,8 +652,8 @@ mod tests {
                     } else {
                         continue;
                     };
-                    if !dist.contains_key(&v) {
-                        dist.insert(v, d);
+                    if let std::collections::hash_map::Entry::Vacant(e) = dist.entry(v) {
+                        e.insert(d);
                         next.push(v);
                     }
                 }

@@ -16,7 +16,7 @@ use chainmesh::wire::{
     encode_lists, Ext, ListVersion, NeighbourList, Packet, PacketType, LIST_SIGNATURE_LEN,
 };
 use chainmesh::NodeHandle;
-use chainmesh_testkit::raw::RawPeer;
+use chainmesh_testkit::raw::{RawPeer, Received};
 use chainmesh_testkit::{wait_until, LocalNet, LocalNetOptions};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -223,6 +223,13 @@ async fn events_until_unreachable(
     seen
 }
 
+fn next_hop_of(h: &NodeHandle, dst: &NodeId) -> Option<NodeId> {
+    h.routes()
+        .into_iter()
+        .find(|r| r.dst == *dst)
+        .map(|r| r.next_hop)
+}
+
 fn node_ids(net: &LocalNet) -> Vec<NodeId> {
     (0..net.len()).map(|i| net.handle(i).node_id()).collect()
 }
@@ -273,5 +280,87 @@ async fn a_clean_leave_is_unreachable_at_once_without_counting_up() {
             assert!(h.reachable_nodes().iter().all(|(n, _)| *n != leaving));
         }
     }
+    net.shutdown().await;
+}
+
+/// M's half-honest relaying: what D sends towards A goes on, what A sends towards D is
+/// dropped. Heartbeats keep both links up.
+fn relay_one_way(mut to_a: RawPeer, mut to_d: RawPeer) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let beat_a = packet(&to_a, PacketType::HEARTBEAT, Bytes::new());
+            let beat_d = packet(&to_d, PacketType::HEARTBEAT, Bytes::new());
+            if to_a.send(&beat_a).await.is_err() || to_d.send(&beat_d).await.is_err() {
+                return;
+            }
+            match to_d.recv(Duration::from_millis(50)).await {
+                Ok(Received::Packet(p)) if p.options.is_some() => {
+                    if to_a.send(&p).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Received::Closed) | Err(_) => return,
+                Ok(_) => {}
+            }
+            // Whatever A sent is read and dropped.
+            if let Ok(Received::Closed) | Err(_) = to_a.recv(Duration::from_millis(1)).await {
+                return;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_hop_that_drops_what_it_should_relay_is_routed_around() {
+    // A and D are joined through C and through M. M is linked to both and attests both links
+    // properly, but drops what A sends through it. M's node ID is the smaller of the two, so
+    // A's route to D starts through M.
+    let mut opts = LocalNetOptions::new(4);
+    opts.timers.idle_timeout_intervals = 100;
+    let mut net = LocalNet::start(opts).await.unwrap();
+    let (a, d) = (0, 3);
+    let ids = node_ids(&net);
+    let (m, c) = if ids[1] < ids[2] { (1, 2) } else { (2, 1) };
+    net.stop(m).await;
+    net.connect(a, c);
+    net.connect(c, d);
+    let identity = net.generated(m).load_identity().unwrap();
+    let mut to_a = RawPeer::dial_as(&net, m, a).await.unwrap();
+    to_a.handshake().await.unwrap();
+    let mut to_d = RawPeer::dial_as(&net, m, d).await.unwrap();
+    to_d.handshake().await.unwrap();
+    let honest = signed_by(&identity, list_of(ids[m], 1, vec![ids[a], ids[d]]));
+    for link in [&mut to_a, &mut to_d] {
+        let p = packet(link, PacketType::ROUTER_RESPONSE, encode_lists([&honest]));
+        link.send(&p).await.unwrap();
+    }
+    let relay = relay_one_way(to_a, to_d);
+    let node_a = net.handle(a);
+    assert!(
+        wait_until(WAIT, || next_hop_of(&node_a, &ids[d]) == Some(ids[m])).await,
+        "{:?}",
+        node_a.routes()
+    );
+    // Requests through M go unanswered; after three in a row A goes through C.
+    for _ in 0..3 {
+        assert!(node_a
+            .ping(
+                ids[d],
+                Bytes::from_static(b"hello?"),
+                Duration::from_millis(300)
+            )
+            .await
+            .is_err());
+    }
+    assert!(
+        wait_until(WAIT, || next_hop_of(&node_a, &ids[d]) == Some(ids[c])).await,
+        "{:?}",
+        node_a.routes()
+    );
+    node_a
+        .ping(ids[d], Bytes::from_static(b"hello"), WAIT)
+        .await
+        .unwrap();
+    relay.abort();
     net.shutdown().await;
 }

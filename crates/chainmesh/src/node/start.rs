@@ -164,6 +164,7 @@ impl Node {
     /// Requests still waiting fail with [`RequestError::Stopped`].
     pub async fn shutdown(self) {
         let inner = &self.handle.inner;
+        inner.router.farewell(&inner.peers);
         inner.stop.cancel();
         for p in inner.pending.take_all() {
             let _ = p.reply.send(Err(RequestError::Stopped));

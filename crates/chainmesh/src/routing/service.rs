@@ -154,6 +154,8 @@ pub struct Router {
     /// Taken by the task when it starts.
     inbound_rx: Mutex<Option<mpsc::Receiver<Input>>>,
     counters: Counters,
+    /// The version of this node's last signed list.
+    own_version: Mutex<ListVersion>,
     /// Failure records the table holds, as the task last saw: answers are reported on
     /// every response, and only need the task while there is something to clear.
     failing: AtomicUsize,
@@ -185,6 +187,10 @@ impl Router {
             inbound,
             inbound_rx: Mutex::new(Some(rx)),
             counters: Counters::default(),
+            own_version: Mutex::new(ListVersion {
+                epoch: start_epoch(),
+                seq: 0,
+            }),
             failing: AtomicUsize::new(0),
         }))
     }
@@ -287,12 +293,65 @@ impl Router {
             router: self.clone(),
             peers,
             asking: PeerMap::default(),
-            version: ListVersion {
-                epoch: start_epoch(),
-                seq: 0,
-            },
+            stop: stop.clone(),
         };
         tokio::spawn(task.run(events, rx, stop));
+    }
+
+    /// Signs this node's next list, naming `neighbours`, at a version past both the last one
+    /// and `floor`, and makes it the table's own. One lock, so no two lists share a version.
+    fn sign_own(
+        &self,
+        neighbours: Vec<NodeId>,
+        floor: Option<ListVersion>,
+    ) -> Result<NeighbourList, KeyError> {
+        let mut version = self.own_version.lock();
+        let next = next_version(floor.map_or(*version, |f| f.max(*version)));
+        let list = sign_list(&self.identity, next, neighbours)?;
+        *version = next;
+        self.table.write().set_own(list.clone());
+        Ok(list)
+    }
+
+    /// Tells every neighbour, before this node leaves, that it has no links any more: a
+    /// signed empty list, flooded like any other, so every node drops it at once instead of
+    /// routing to it the long way round until each of its neighbours' lists arrives. Call
+    /// it before closing the sessions.
+    pub fn farewell(&self, peers: &Peers) {
+        let list = match self.sign_own(Vec::new(), None) {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(error = %e, "cannot sign this node's farewell list");
+                return;
+            }
+        };
+        let payload = encode_lists([&list]);
+        for s in peers.sessions() {
+            send_packet(peers, &s.peer, PacketType::ROUTER_RESPONSE, payload.clone());
+        }
+    }
+}
+
+/// Sends a routing packet to neighbour `to` if there is room; a dropped one is repaired by
+/// the next announcement. Returns the connection it was queued on.
+fn send_packet(peers: &Peers, to: &NodeId, packet_type: PacketType, payload: Bytes) -> Option<u64> {
+    let session = peers.session(to)?;
+    let frame = Packet {
+        version: session.version,
+        packet_type,
+        seq: 0,
+        ext: Ext::default(),
+        options: None,
+        payload,
+    }
+    .to_bytes();
+    match session.try_send(frame) {
+        Ok(()) => Some(session.id),
+        Err(e) => {
+            debug!(peer = %to.short(), error = %e, packet_type = packet_type.0,
+                "routing packet not queued");
+            None
+        }
     }
 }
 
@@ -315,8 +374,8 @@ struct Task {
     /// summaries from that neighbour ask nothing: its answer and its announcements travel in
     /// order on one link. Keyed by neighbours only, whose IDs their certificates vouch for.
     asking: PeerMap<(u64, Instant)>,
-    /// The version of this node's last signed list.
-    version: ListVersion,
+    /// Cancelled when the node stops: from then on its farewell list stands.
+    stop: CancellationToken,
 }
 
 impl Task {
@@ -326,7 +385,7 @@ impl Task {
         mut inbound: mpsc::Receiver<Input>,
         stop: CancellationToken,
     ) {
-        self.publish_own(false);
+        self.publish_own(None);
         self.resync();
         let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -374,7 +433,7 @@ impl Task {
             return;
         }
         self.apply(changes);
-        self.publish_own(false);
+        self.publish_own(None);
         // Hand it every list at once, this node's first, instead of waiting for it to ask;
         // it does the same. After a reconnect, whose peer may have restarted, a request
         // still outstanding on the old link will not be answered.
@@ -401,12 +460,15 @@ impl Task {
             return;
         }
         self.apply(changes);
-        self.publish_own(false);
+        self.publish_own(None);
     }
 
     /// Signs and floods this node's list if its links changed since the last one, or
-    /// anyway when `force`d (a newer version is needed).
-    fn publish_own(&mut self, force: bool) {
+    /// anyway when it must be newer than `floor`.
+    fn publish_own(&mut self, floor: Option<ListVersion>) {
+        if self.stop.is_cancelled() {
+            return;
+        }
         let neighbours = self.router.table.read().own_neighbours();
         let unchanged = self
             .router
@@ -414,18 +476,16 @@ impl Task {
             .read()
             .own()
             .is_some_and(|own| own.neighbours == neighbours);
-        if unchanged && !force {
+        if unchanged && floor.is_none() {
             return;
         }
-        self.version = next_version(self.version);
-        let list = match sign_list(&self.router.identity, self.version, neighbours) {
+        let list = match self.router.sign_own(neighbours, floor) {
             Ok(list) => list,
             Err(e) => {
                 warn!(error = %e, "cannot sign this node's neighbour list");
                 return;
             }
         };
-        self.router.table.write().set_own(list.clone());
         let to: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
         for n in to {
             self.send_lists(&n, std::slice::from_ref(&list));
@@ -553,8 +613,7 @@ impl Task {
                 }
                 Some(Verdict::OwnOutdated(seen)) => {
                     // A previous run's list of this node: sign past it.
-                    self.version = self.version.max(seen);
-                    self.publish_own(true);
+                    self.publish_own(Some(seen));
                 }
                 Some(Verdict::Stale | Verdict::Stored) => {}
             }
@@ -669,26 +728,7 @@ impl Task {
         }
     }
 
-    /// Sends a routing packet to neighbour `to` if there is room; a dropped one is repaired
-    /// by the next announcement. Returns the connection it was queued on.
     fn send(&self, to: &NodeId, packet_type: PacketType, payload: Bytes) -> Option<u64> {
-        let session = self.peers.session(to)?;
-        let frame = Packet {
-            version: session.version,
-            packet_type,
-            seq: 0,
-            ext: Ext::default(),
-            options: None,
-            payload,
-        }
-        .to_bytes();
-        match session.try_send(frame) {
-            Ok(()) => Some(session.id),
-            Err(e) => {
-                debug!(peer = %to.short(), error = %e, packet_type = packet_type.0,
-                    "routing packet not queued");
-                None
-            }
-        }
+        send_packet(&self.peers, to, packet_type, payload)
     }
 }

@@ -1,33 +1,42 @@
 //! Criterion micro-benchmarks of the routing hot paths: what a node pays per message
 //! (`RoutingTable::next_hop`, `Dedup::first_time`, fan-out `plan`) and per routing or status
-//! update (`RoutingTable::merge` and `advertisement_for`, `StatusTable::observe_seq` and
-//! `apply_response`), on networks of 32 and 256 destinations.
+//! update (`RoutingTable::recompute`, a neighbour list offered and applied, a list's signature
+//! checked, the full answer a neighbour asks for, `StatusTable::observe_seq` and
+//! `apply_response`), on networks of 32, 256 and 1000 nodes.
 //!
 //! ```text
 //! cargo bench --bench routing
-//! cargo bench --bench routing -- dedup     # one group
+//! cargo bench --bench routing -- route_update     # one group
 //! ```
 //!
 //! The pure structures are measured without the locks the node wraps them in (`Router` takes
 //! a read lock around `next_hop`, the status service a mutex around its table); `Dedup`
 //! includes its own locks, uncontended. Node IDs are 64 seeded random bytes, like the EC
-//! points certificates give.
+//! points certificates give; lists other than the one whose signature is measured carry
+//! placeholder signatures, accepted as checked, since the table's rules are what is timed.
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use chainmesh::identity::NODE_ID_LEN;
-use chainmesh::routing::{plan, Dedup, RoutingTable};
+use chainmesh::identity::{generate_node_files, Curve, NODE_ID_LEN};
+use chainmesh::routing::signing::{sign_list, verify_list};
+use chainmesh::routing::{plan, Dedup, RoutingLimits, RoutingTable, Verdict};
 use chainmesh::status::{NodeStatus, StatusTable, StatusVersion};
-use chainmesh::wire::{RouterEntry, RouterTable};
+use chainmesh::wire::{ListVersion, NeighbourList};
 use chainmesh::NodeId;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 
-/// Network sizes: destinations in the table, and how many of them are direct neighbours.
-const NETWORKS: [(usize, usize); 2] = [(32, 8), (256, 16)];
+/// Network sizes: nodes besides this one, and how many of them are direct neighbours.
+const NETWORKS: [(usize, usize); 3] = [(32, 8), (256, 16), (1000, 16)];
+
+/// The node's default caps.
+const LIMITS: RoutingLimits = RoutingLimits {
+    max_nodes: 4096,
+    max_neighbours: 1024,
+};
 
 /// `count` node IDs from a fixed seed, so every run measures the same tables.
 fn node_ids(count: usize, seed: u64) -> Vec<NodeId> {
@@ -41,18 +50,26 @@ fn node_ids(count: usize, seed: u64) -> Vec<NodeId> {
         .collect()
 }
 
-/// One node's view of a meshed network, with every neighbour's advertisement applied.
-///
-/// Destination `i` that is not a neighbour is 1 hop from neighbour `i % neighbours` (its home)
-/// and 2 or 3 hops from every other neighbour, so each has one best route (distance 2, via its
-/// home) and fallbacks; neighbours advertise each other at distance 1.
+fn list(origin: NodeId, seq: u32, mut neighbours: Vec<NodeId>) -> NeighbourList {
+    neighbours.sort();
+    neighbours.dedup();
+    NeighbourList {
+        origin,
+        version: ListVersion { epoch: 1, seq },
+        neighbours,
+        signature: [0; 64],
+    }
+}
+
+/// One node's view of a network: a ring of `size` nodes with chords (node `i` is linked to
+/// `i ± 1`, `i ± 7` and `i ± 31`), this node linked to every `size / neighbours`-th of them,
+/// and every node's list held.
 struct Network {
     local: NodeId,
-    /// Every destination; every `size / neighbours`-th is a neighbour.
+    /// Every other node; every `size / neighbours`-th is a neighbour.
     dsts: Vec<NodeId>,
-    neighbours: Vec<NodeId>,
-    /// What each neighbour advertised, in the order of `neighbours`.
-    adverts: Vec<RouterTable>,
+    /// Every other node's list, in the order of `dsts`.
+    lists: Vec<NeighbourList>,
     table: RoutingTable,
 }
 
@@ -61,44 +78,34 @@ impl Network {
         let mut ids = node_ids(size + 1, size as u64);
         let local = ids.remove(0);
         let stride = size / neighbours;
-        let nbs: Vec<NodeId> = ids.iter().step_by(stride).copied().collect();
-        let adverts: Vec<RouterTable> = nbs
-            .iter()
-            .enumerate()
-            .map(|(j, nb)| {
-                let mut entries: Vec<RouterEntry> = ids
+        let lists: Vec<NeighbourList> = (0..size)
+            .map(|i| {
+                let mut ns: Vec<NodeId> = [1, 7, 31]
                     .iter()
-                    .enumerate()
-                    .map(|(i, dst)| {
-                        let distance = if dst == nb {
-                            0
-                        } else if i % stride == 0 || i % neighbours == j {
-                            1
-                        } else {
-                            2 + ((i + j) % 2) as u8
-                        };
-                        RouterEntry {
-                            node: *dst,
-                            distance,
-                        }
-                    })
+                    .flat_map(|d| [ids[(i + d) % size], ids[(i + size - d) % size]])
                     .collect();
-                // As `advertisement_for` sends them.
-                entries.sort_by_key(|e| e.node);
-                RouterTable { seq: 1, entries }
+                if i % stride == 0 {
+                    ns.push(local);
+                }
+                list(ids[i], 1, ns)
             })
             .collect();
-        let mut table = RoutingTable::new(local);
-        for (nb, adv) in nbs.iter().zip(&adverts) {
+        let mut table = RoutingTable::new(local, LIMITS);
+        for nb in ids.iter().step_by(stride) {
             table.add_neighbour(*nb);
-            table.merge(nb, adv);
         }
-        assert_eq!(table.routes().len(), size, "every destination reachable");
+        // Nearest first, as a neighbour's full answer comes: every list anchors on one before.
+        for _ in 0..10 {
+            for l in &lists {
+                table.offer(l.clone(), |_| true);
+            }
+            table.recompute();
+        }
+        assert_eq!(table.routes().len(), size, "every node reachable");
         Network {
             local,
             dsts: ids,
-            neighbours: nbs,
-            adverts,
+            lists,
             table,
         }
     }
@@ -136,35 +143,56 @@ fn route_update(c: &mut Criterion) {
     let mut g = c.benchmark_group("route_update");
     for (size, neighbours) in NETWORKS {
         let mut net = Network::new(size, neighbours);
-        // The same content again: what a neighbour sends when its seq moved for a change that
-        // does not touch this node's best routes.
-        let (from, advert) = (net.neighbours[0], net.adverts[0].clone());
-        g.bench_function(format!("merge_unchanged/{size}"), |b| {
-            b.iter(|| net.table.merge(&from, black_box(&advert)))
+        // Every route from all the lists: what each stored list costs once its response is in.
+        g.bench_function(format!("recompute/{size}"), |b| {
+            b.iter(|| net.table.recompute())
         });
-        // The neighbour alternately loses and regains its link to a destination it is the best
-        // route to: every merge moves that one route.
-        let (dst, from) = (net.dsts[1], net.neighbours[1]);
-        assert_eq!(net.table.next_hop(&dst), Some(from), "dsts[1]'s home");
-        let mut lost = net.adverts[1].clone();
-        lost.seq += 1;
-        lost.entries.retain(|e| e.node != dst);
-        let both = [net.adverts[1].clone(), lost];
-        for advert in both.iter().rev() {
-            assert_eq!(net.table.merge(&from, advert).len(), 1, "one route moves");
-        }
-        let mut turn = 0;
-        g.bench_function(format!("merge_one_route_changed/{size}"), |b| {
+        // A node far away alternately drops and regains one link, each time with a newer
+        // list: the check, the store and the recomputation, as flooding brings it.
+        let far = net.lists[size / 2].clone();
+        let mut seq = 1;
+        g.bench_function(format!("offer_and_recompute/{size}"), |b| {
             b.iter(|| {
-                turn ^= 1;
-                net.table.merge(&from, black_box(&both[turn]))
+                seq += 1;
+                let mut l = far.clone();
+                if seq % 2 == 0 {
+                    l.neighbours.pop();
+                }
+                l.version.seq = seq;
+                let v = net.table.offer(black_box(l), |_| true);
+                assert_eq!(v, Verdict::Stored);
+                net.table.recompute()
             })
         });
-        // Answering a neighbour's RouterRequest.
-        g.bench_function(format!("advertisement_for/{size}"), |b| {
-            b.iter(|| net.table.advertisement_for(black_box(&from)))
+        // A flooded copy of a list already held: refused before any signature check.
+        let held = net.lists[size / 2].clone();
+        g.bench_function(format!("offer_stale/{size}"), |b| {
+            b.iter(|| net.table.offer(black_box(held.clone()), |_| true))
+        });
+        // Answering a neighbour's RouterRequest, and the summary announced every 3 s.
+        g.bench_function(format!("offered/{size}"), |b| {
+            b.iter(|| net.table.offered().len())
         });
     }
+    // The signature check every new list costs once per node.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = generate_node_files(dir.path(), 1, Curve::Secp256k1).expect("node files");
+    let identity = node[0].load_identity().expect("identity");
+    let curve = chainmesh::identity::keys::curve_of(&identity).expect("curve");
+    let signed = sign_list(
+        &identity,
+        ListVersion { epoch: 1, seq: 1 },
+        node_ids(8, 3)
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    )
+    .expect("signed");
+    assert!(verify_list(curve, &signed));
+    g.bench_function("verify_list/secp256k1_8_neighbours", |b| {
+        b.iter(|| verify_list(curve, black_box(&signed)))
+    });
     g.finish();
 }
 

@@ -188,6 +188,12 @@ pub struct LimitsConfig {
     /// Inbound TLS and protocol handshakes under way at once; further connections wait in
     /// the kernel's accept backlog.
     pub inbound_handshakes: usize,
+    /// Other nodes' signed neighbour lists a node holds at most: the most nodes it routes
+    /// to. Lists of further nodes are refused and counted.
+    pub max_routing_nodes: usize,
+    /// Neighbours one node's list may name. A neighbour whose own list names more is
+    /// disconnected; a node with more links lists the smallest IDs.
+    pub max_neighbours_per_list: usize,
 }
 
 impl LimitsConfig {
@@ -202,6 +208,8 @@ impl Default for LimitsConfig {
             dedup_sources: 16 * 1024,
             relay_wait: Duration::from_secs(2),
             inbound_handshakes: 256,
+            max_routing_nodes: 4096,
+            max_neighbours_per_list: 1024,
         }
     }
 }
@@ -419,6 +427,13 @@ impl Config {
             1 << 30,
         )?;
         c.range("limits.dedup_sources", l.dedup_sources, 1, 1 << 20)?;
+        c.range("limits.max_routing_nodes", l.max_routing_nodes, 1, 1 << 16)?;
+        c.range(
+            "limits.max_neighbours_per_list",
+            l.max_neighbours_per_list,
+            1,
+            crate::wire::MAX_LIST_NEIGHBOURS,
+        )?;
         c.range(
             "limits.inbound_handshakes",
             l.inbound_handshakes,
@@ -672,6 +687,11 @@ listen = "127.0.0.1:31300"
             ("session_queue_bytes = 1024", "limits.session_queue_bytes"),
             ("dedup_sources = 0", "limits.dedup_sources"),
             ("inbound_handshakes = 0", "limits.inbound_handshakes"),
+            ("max_routing_nodes = 0", "limits.max_routing_nodes"),
+            (
+                "max_neighbours_per_list = 70000",
+                "limits.max_neighbours_per_list",
+            ),
             ("relay_wait = \"0s\"", "limits.relay_wait"),
         ] {
             let text = format!("{GOOD}\n[limits]\n{line}\n");

@@ -120,3 +120,58 @@ fn extractor_pairs_blocks() {
     assert_eq!(found[0].json, "{\"a\": 1}");
     assert_eq!(found[0].line, 2);
 }
+
+#[test]
+fn routing_examples_carry_a_real_signature_and_the_digest_of_what_they_offer() {
+    use chainmesh::routing::signing::verify_list;
+    use chainmesh::wire::{decode_lists, PacketType, RouterSummary};
+    let routing: Vec<Packet> = examples(SPEC)
+        .iter()
+        .map(|ex| {
+            let digits: String = ex.hex.split_whitespace().collect();
+            Packet::decode_exact(&hex::decode(digits).unwrap(), DEFAULT_MAX_PACKET)
+        })
+        .filter_map(Result::ok)
+        .filter(|p| {
+            p.packet_type == PacketType::ROUTER_RESPONSE || p.packet_type == PacketType::ROUTER_SEQ
+        })
+        .collect();
+    let response = routing
+        .iter()
+        .find(|p| p.packet_type == PacketType::ROUTER_RESPONSE)
+        .expect("a RouterResponse example");
+    let lists = decode_lists(&response.payload).unwrap();
+    assert_eq!(lists.len(), 1);
+    let list = &lists[0];
+    assert!(
+        verify_list(openssl::nid::Nid::SECP256K1, list),
+        "the example's signature"
+    );
+    let mut bent = list.clone();
+    bent.version.seq += 1;
+    assert!(!verify_list(openssl::nid::Nid::SECP256K1, &bent));
+    // The RouterSeq example summarizes that list and two others, in origin order.
+    let seq = routing
+        .iter()
+        .find(|p| p.packet_type == PacketType::ROUTER_SEQ)
+        .expect("a RouterSeq example");
+    let summary = RouterSummary::decode(&seq.payload).unwrap();
+    let mut held: Vec<(Vec<u8>, u64, u32)> = vec![
+        (
+            list.origin.as_bytes().to_vec(),
+            list.version.epoch,
+            list.version.seq,
+        ),
+        (vec![0x22; 64], 0x19a_d9c3_e000, 5),
+        (vec![0x33; 64], 0x19a_d9c3_e100, 1),
+    ];
+    held.sort();
+    let mut h = openssl::sha::Sha256::new();
+    for (origin, epoch, seq) in &held {
+        h.update(origin);
+        h.update(&epoch.to_be_bytes());
+        h.update(&seq.to_be_bytes());
+    }
+    assert_eq!(summary.count, 3);
+    assert_eq!(summary.digest, h.finish());
+}

@@ -169,7 +169,16 @@ mod tests {
         )
         .unwrap();
         let sync = StatusSync(status);
-        let routes = RouteExchange(Router::new(id(1)));
+        let dir = tempfile::tempdir().unwrap();
+        let nodes =
+            crate::identity::generate_node_files(dir.path(), 1, crate::identity::Curve::Secp256k1)
+                .unwrap();
+        let identity = nodes[0].load_identity().unwrap();
+        let limits = crate::routing::RoutingLimits {
+            max_nodes: 16,
+            max_neighbours: 16,
+        };
+        let routes = RouteExchange(Router::new(&identity, limits).unwrap());
         // Status packets are routed; routing packets never leave their link.
         assert!(sync.packet_types().iter().all(|t| t.has_options()));
         assert!(routes.packet_types().iter().all(|t| !t.has_options()));

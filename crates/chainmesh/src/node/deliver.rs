@@ -152,6 +152,7 @@ impl NodeHandle {
             debug!(src = %opts.src.short(), seq = packet.seq, "response matches no request");
             return;
         };
+        self.inner.router.report_success(&opts.src);
         let result = match self.plain_payload(packet) {
             Ok(payload) if packet.ext.is_error() => Err(RequestError::Remote(
                 String::from_utf8_lossy(&payload).into_owned(),

@@ -10,6 +10,9 @@ pub enum NodeError {
     /// The node's certificates or key are unusable.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    /// The node key cannot sign routing lists, or its curve has no name.
+    #[error("routing key: {0}")]
+    RoutingKey(#[from] crate::identity::keys::KeyError),
     /// The TLS context could not be built.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),

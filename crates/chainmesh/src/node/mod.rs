@@ -200,6 +200,16 @@ impl NodeHandle {
         self.inner.router.seq()
     }
 
+    /// Neighbour lists refused by routing, by reason, and links closed for them.
+    pub fn routing_counters(&self) -> crate::routing::RoutingCounters {
+        self.inner.router.counters()
+    }
+
+    /// Other nodes' signed neighbour lists held: at most `limits.max_routing_nodes`.
+    pub fn routing_lists(&self) -> usize {
+        self.inner.router.list_count()
+    }
+
     /// Nodes becoming reachable or unreachable, from now on.
     pub fn reachability_events(&self) -> broadcast::Receiver<Reachability> {
         self.inner.router.subscribe()

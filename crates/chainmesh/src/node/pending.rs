@@ -211,6 +211,8 @@ impl NodeHandle {
                 }
                 let Some(inner) = weak.upgrade() else { return };
                 for p in inner.pending.take_expired(Instant::now()) {
+                    // Unanswered through a relay: routing counts it against the relay.
+                    inner.router.report_failure(&p.dst);
                     let _ = p.reply.send(Err(RequestError::Timeout(p.timeout)));
                 }
             }

@@ -21,7 +21,7 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::peers::{PeerSettings, Peers};
-use crate::routing::{Dedup, Membership, Router};
+use crate::routing::{Dedup, Membership, Router, RoutingLimits};
 use crate::status::{
     random_epoch, LocalStatus, NodeStatus, StatusConfig, StatusError, StatusService,
 };
@@ -87,6 +87,13 @@ impl Node {
         let id = identity.node_id;
         let status_config = StatusConfig::with_interval(config.timers.status_interval);
         let local_status = initial_status(&config.p2p.groups, &status_config)?;
+        let router = Router::new(
+            &identity,
+            RoutingLimits {
+                max_nodes: config.limits.max_routing_nodes,
+                max_neighbours: config.limits.max_neighbours_per_list,
+            },
+        )?;
         let stop = CancellationToken::new();
         let (pending, woken) = PendingTable::new();
         // The status engine and the sessions reach the node through weak references to it,
@@ -114,7 +121,7 @@ impl Node {
                     peer_settings(&config),
                     Arc::new(Dispatch::new(weak.clone())),
                 ),
-                router: Router::new(id),
+                router,
                 seq: AtomicU32::new(initial_seq()),
                 pending,
                 modules: RwLock::new(HashMap::default()),
@@ -157,6 +164,7 @@ impl Node {
     /// Requests still waiting fail with [`RequestError::Stopped`].
     pub async fn shutdown(self) {
         let inner = &self.handle.inner;
+        inner.router.farewell(&inner.peers);
         inner.stop.cancel();
         for p in inner.pending.take_all() {
             let _ = p.reply.send(Err(RequestError::Stopped));

@@ -1,7 +1,11 @@
 //! Routing: which peer a message goes to next.
 //!
-//! - [`table`]: the distance-vector routing table, pure logic (FISCO BCOS 3.x's scheme with
-//!   split horizon, unreachable at distance [`UNREACHABLE`]);
+//! - [`table`]: the link-state routing table, pure logic: every node's signed neighbour
+//!   list, the caps on them, and the routes computed over the links both ends attest;
+//! - [`graph`]: the shortest-path computation itself;
+//! - [`failures`]: next hops that silently drop what they should relay, excluded for a
+//!   hold-down;
+//! - [`signing`]: signing this node's neighbour list and checking other nodes' lists;
 //! - [`service`]: the task that keeps the table up to date from peer events and the
 //!   RouterSeq / RouterRequest / RouterResponse exchange, and publishes [`Reachability`];
 //! - [`dedup`]: handling each message (source, Seq) once, in bounded memory;
@@ -17,14 +21,17 @@
 
 pub mod decision;
 pub mod dedup;
+pub mod failures;
 pub mod fanout;
+pub mod graph;
 pub mod membership;
 pub mod service;
+pub mod signing;
 pub mod table;
 
 pub use decision::{decide, link_for, Decision, DropReason, Onward};
 pub use dedup::Dedup;
 pub use fanout::{plan, FanoutPlan};
 pub use membership::{Membership, StaticMembership};
-pub use service::{Reachability, RouteInfo, Router, ANNOUNCE_INTERVAL};
-pub use table::{Route, RouteChange, RoutingTable, UNREACHABLE};
+pub use service::{Reachability, RouteInfo, Router, RoutingCounters, ANNOUNCE_INTERVAL, LIST_HOLD};
+pub use table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, Verdict, UNREACHABLE};

@@ -1,14 +1,18 @@
 //! The routing service: the I/O around the pure [`RoutingTable`].
 //!
-//! One task per node owns every change to the table. It follows peer events (a link up adds
-//! a neighbour, a link down removes it), exchanges RouterSeq / RouterRequest /
-//! RouterResponse with the neighbours, announces its seq every [`ANNOUNCE_INTERVAL`] and
-//! at once after any change, and publishes [`Reachability`] events. Senders only read the
-//! table, under a read lock.
+//! One task per node owns every change to the table. It follows peer events (a link up or
+//! down changes this node's own neighbour list, which it signs and floods), takes the signed
+//! lists its neighbours flood, checking each signature before storing or passing it on,
+//! announces a summary of the lists it holds every [`ANNOUNCE_INTERVAL`] (a neighbour whose
+//! summary differs asks for them all), and publishes [`Reachability`] events. Senders only
+//! read the table, under a read lock; signatures are checked outside it.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use openssl::nid::Nid;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
@@ -16,15 +20,26 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::table::{Route, RouteChange, RoutingTable};
-use crate::identity::{NodeId, PeerMap};
+use super::signing::{next_version, sign_list, verify_list};
+use super::table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, Verdict};
+use crate::identity::keys::{curve_of, KeyError};
+use crate::identity::{Identity, NodeId, PeerMap};
 use crate::peers::{PeerEvent, Peers};
 use crate::session::CloseReason;
-use crate::wire::{decode_router_seq, encode_router_seq, Ext, Packet, PacketType, RouterTable};
+use crate::wire::{
+    decode_lists, encode_lists, Ext, ListVersion, NeighbourList, Packet, PacketType, RouterSummary,
+    WireError, HEADER_LEN,
+};
 
-/// How often each node tells its neighbours its table seq, besides right after a change
-/// (FISCO BCOS 3.x uses the same 3 s). It only repairs a lost announcement.
+/// How often each node announces the summary of its lists to its neighbours (FISCO BCOS
+/// 3.x announces its table seq every 3 s too). Changes are flooded at once; this only
+/// repairs a lost or refused list.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(3);
+
+/// How long the list of a node that nobody reaches any more is kept before it is dropped:
+/// long enough that a link flapping back finds it, short enough that departed nodes do
+/// not pile up.
+pub const LIST_HOLD: Duration = Duration::from_secs(60);
 
 /// Routing packets waiting for the routing task. They are few (a handful per link per
 /// change); if they pile up anyway, the extra ones are dropped and the periodic
@@ -33,6 +48,10 @@ const INBOUND_QUEUE: usize = 1024;
 
 /// Reachability events kept for slow subscribers before they start missing some.
 const EVENT_BUFFER: usize = 1024;
+
+/// Payload bytes a RouterResponse is filled to before the next list starts a new one, so a
+/// full answer travels as packets of ordinary size.
+const RESPONSE_BYTES: usize = 64 * 1024;
 
 /// A node became reachable or unreachable from this one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,15 +85,80 @@ pub struct RouteInfo {
     pub distance: u8,
 }
 
+/// Neighbour lists refused since the node started, by reason, and links closed for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RoutingCounters {
+    /// Lists whose signature did not verify.
+    pub bad_signature: u64,
+    /// Lists naming more neighbours than `limits.max_neighbours_per_list`.
+    pub too_many_neighbours: u64,
+    /// Lists of new nodes refused because `limits.max_routing_nodes` were held.
+    pub table_full: u64,
+    /// Lists of new nodes that no reachable node confirms.
+    pub unanchored: u64,
+    /// Links closed because the neighbour sent a list no honest node sends.
+    pub links_closed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    bad_signature: AtomicU64,
+    too_many_neighbours: AtomicU64,
+    table_full: AtomicU64,
+    unanchored: AtomicU64,
+    links_closed: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, r: &Rejection) {
+        let c = match r {
+            Rejection::BadSignature => &self.bad_signature,
+            Rejection::TooManyNeighbours { .. } => &self.too_many_neighbours,
+            Rejection::TableFull { .. } => &self.table_full,
+            Rejection::Unanchored => &self.unanchored,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RoutingCounters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RoutingCounters {
+            bad_signature: get(&self.bad_signature),
+            too_many_neighbours: get(&self.too_many_neighbours),
+            table_full: get(&self.table_full),
+            unanchored: get(&self.unanchored),
+            links_closed: get(&self.links_closed),
+        }
+    }
+}
+
+/// What the routing task is handed from outside.
+enum Input {
+    /// A routing packet from neighbour `.0`.
+    Packet(NodeId, Packet),
+    /// A request to `dst` through `via` got no answer.
+    Failure { dst: NodeId, via: NodeId },
+    /// `dst` answered through `via`.
+    Success { dst: NodeId, via: NodeId },
+}
+
 /// A node's router: its routing table behind a read-mostly lock, and the task that keeps it
 /// up to date.
 pub struct Router {
     local: NodeId,
+    identity: Identity,
+    curve: Nid,
     table: RwLock<RoutingTable>,
     events: broadcast::Sender<Reachability>,
-    inbound: mpsc::Sender<(NodeId, Packet)>,
+    inbound: mpsc::Sender<Input>,
     /// Taken by the task when it starts.
-    inbound_rx: Mutex<Option<mpsc::Receiver<(NodeId, Packet)>>>,
+    inbound_rx: Mutex<Option<mpsc::Receiver<Input>>>,
+    counters: Counters,
+    /// The version of this node's last signed list.
+    own_version: Mutex<ListVersion>,
+    /// Failure records the table holds, as the task last saw: answers are reported on
+    /// every response, and only need the task while there is something to clear.
+    failing: AtomicUsize,
 }
 
 impl std::fmt::Debug for Router {
@@ -87,17 +171,28 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// A router for node `local` with no neighbours yet.
-    pub fn new(local: NodeId) -> Arc<Router> {
+    /// A router for the node holding `identity`, with no neighbours yet. It signs this
+    /// node's lists with the identity's key and reads other nodes' IDs on its curve.
+    pub fn new(identity: &Identity, limits: RoutingLimits) -> Result<Arc<Router>, KeyError> {
+        let curve = curve_of(identity)?;
+        let local = identity.node_id;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (inbound, rx) = mpsc::channel(INBOUND_QUEUE);
-        Arc::new(Router {
+        Ok(Arc::new(Router {
             local,
-            table: RwLock::new(RoutingTable::new(local)),
+            identity: identity.clone(),
+            curve,
+            table: RwLock::new(RoutingTable::new(local, limits)),
             events,
             inbound,
             inbound_rx: Mutex::new(Some(rx)),
-        })
+            counters: Counters::default(),
+            own_version: Mutex::new(ListVersion {
+                epoch: start_epoch(),
+                seq: 0,
+            }),
+            failing: AtomicUsize::new(0),
+        }))
     }
 
     /// The neighbour to hand a packet for `dst` to, if `dst` is reachable.
@@ -110,7 +205,7 @@ impl Router {
         self.table.read().route(dst)
     }
 
-    /// The table's current seq.
+    /// The table's current route seq.
     pub fn seq(&self) -> u32 {
         self.table.read().seq()
     }
@@ -139,6 +234,16 @@ impl Router {
             .collect()
     }
 
+    /// Other nodes' neighbour lists held: at most `limits.max_routing_nodes`.
+    pub fn list_count(&self) -> usize {
+        self.table.read().list_count()
+    }
+
+    /// Lists refused and links closed over them, since the node started.
+    pub fn counters(&self) -> RoutingCounters {
+        self.counters.snapshot()
+    }
+
     /// Reachability changes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Reachability> {
         self.events.subscribe()
@@ -148,8 +253,31 @@ impl Router {
     /// routing task. Never waits: when the routing task is behind by a thousand packets the
     /// packet is dropped, and the next periodic announcement repairs what it would have said.
     pub fn on_packet(&self, from: NodeId, packet: Packet) {
-        if self.inbound.try_send((from, packet)).is_err() {
-            debug!(peer = %from.short(), "routing queue full or stopped; dropping a routing packet");
+        self.hand_over(Input::Packet(from, packet));
+    }
+
+    /// Reports that a request to `dst` went unanswered. Through a relay, that counts
+    /// against the relay: after a few in a row with no answer between, `dst` is reached
+    /// around it for a while, if another path exists.
+    pub fn report_failure(&self, dst: &NodeId) {
+        if let Some(via) = self.next_hop(dst).filter(|via| via != dst) {
+            self.hand_over(Input::Failure { dst: *dst, via });
+        }
+    }
+
+    /// Reports that `dst` answered a request: its next hop relays.
+    pub fn report_success(&self, dst: &NodeId) {
+        if self.failing.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Some(via) = self.next_hop(dst).filter(|via| via != dst) {
+            self.hand_over(Input::Success { dst: *dst, via });
+        }
+    }
+
+    fn hand_over(&self, input: Input) {
+        if self.inbound.try_send(input).is_err() {
+            debug!("routing queue full or stopped; dropping a routing input");
         }
     }
 
@@ -165,33 +293,99 @@ impl Router {
             router: self.clone(),
             peers,
             asking: PeerMap::default(),
+            stop: stop.clone(),
         };
         tokio::spawn(task.run(events, rx, stop));
     }
+
+    /// Signs this node's next list, naming `neighbours`, at a version past both the last one
+    /// and `floor`, and makes it the table's own. One lock, so no two lists share a version.
+    fn sign_own(
+        &self,
+        neighbours: Vec<NodeId>,
+        floor: Option<ListVersion>,
+    ) -> Result<NeighbourList, KeyError> {
+        let mut version = self.own_version.lock();
+        let next = next_version(floor.map_or(*version, |f| f.max(*version)));
+        let list = sign_list(&self.identity, next, neighbours)?;
+        *version = next;
+        self.table.write().set_own(list.clone());
+        Ok(list)
+    }
+
+    /// Tells every neighbour, before this node leaves, that it has no links any more: a
+    /// signed empty list, flooded like any other, so every node drops it at once instead of
+    /// routing to it the long way round until each of its neighbours' lists arrives. Call
+    /// it before closing the sessions.
+    pub fn farewell(&self, peers: &Peers) {
+        let list = match self.sign_own(Vec::new(), None) {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(error = %e, "cannot sign this node's farewell list");
+                return;
+            }
+        };
+        let payload = encode_lists([&list]);
+        for s in peers.sessions() {
+            send_packet(peers, &s.peer, PacketType::ROUTER_RESPONSE, payload.clone());
+        }
+    }
+}
+
+/// Sends a routing packet to neighbour `to` if there is room; a dropped one is repaired by
+/// the next announcement. Returns the connection it was queued on.
+fn send_packet(peers: &Peers, to: &NodeId, packet_type: PacketType, payload: Bytes) -> Option<u64> {
+    let session = peers.session(to)?;
+    let frame = Packet {
+        version: session.version,
+        packet_type,
+        seq: 0,
+        ext: Ext::default(),
+        options: None,
+        payload,
+    }
+    .to_bytes();
+    match session.try_send(frame) {
+        Ok(()) => Some(session.id),
+        Err(e) => {
+            debug!(peer = %to.short(), error = %e, packet_type = packet_type.0,
+                "routing packet not queued");
+            None
+        }
+    }
+}
+
+/// The epoch of this run's lists: the start time in milliseconds since 1970. Versions are
+/// ordered, so a replayed list of an earlier run is older than every list of this one; a
+/// clock set back is caught when this node sees a list of itself newer than its own, and
+/// signs past it.
+fn start_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 struct Task {
     router: Arc<Router>,
     peers: Peers,
-    /// Neighbours asked for their table and not answered yet: the connection the request
-    /// went out on and when. While a request is outstanding, newer announcements from that
-    /// neighbour ask nothing: its answer and its announcements travel in order on one link,
-    /// so an announcement that arrives before the answer is one the answer already covers,
-    /// and one that arrives after it asks again. Without this, a neighbour whose table changes
-    /// many times in a row (a node joining a full mesh) was asked, and sent its whole table,
-    /// once per change: 20 000 table responses (42 MB) to set up a 33-node mesh, bursts that
-    /// also left sessions holding grown write buffers afterwards. Keyed by neighbours only,
-    /// whose IDs their certificates vouch for.
+    /// Neighbours asked for all their lists and not answered yet: the connection the
+    /// request went out on and when. While a request is outstanding, newer differing
+    /// summaries from that neighbour ask nothing: its answer and its announcements travel in
+    /// order on one link. Keyed by neighbours only, whose IDs their certificates vouch for.
     asking: PeerMap<(u64, Instant)>,
+    /// Cancelled when the node stops: from then on its farewell list stands.
+    stop: CancellationToken,
 }
 
 impl Task {
     async fn run(
         mut self,
         mut events: broadcast::Receiver<PeerEvent>,
-        mut inbound: mpsc::Receiver<(NodeId, Packet)>,
+        mut inbound: mpsc::Receiver<Input>,
         stop: CancellationToken,
     ) {
+        self.publish_own(None);
         self.resync();
         let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -208,8 +402,8 @@ impl Task {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                Some((from, packet)) = inbound.recv() => self.on_packet(from, packet),
-                _ = tick.tick() => self.announce_all(),
+                Some(input) = inbound.recv() => self.on_input(input),
+                _ = tick.tick() => self.on_tick(),
             }
         }
     }
@@ -235,13 +429,24 @@ impl Task {
             return;
         }
         let changes = self.router.table.write().add_neighbour(peer);
+        if changes.is_empty() {
+            return;
+        }
         self.apply(changes);
-        // Ask for its table at once instead of waiting for its announcement, and tell it our
-        // seq. Both also happen after a reconnect, whose peer may have restarted: a request
+        self.publish_own(None);
+        // Hand it every list at once, this node's first, instead of waiting for it to ask;
+        // it does the same. After a reconnect, whose peer may have restarted, a request
         // still outstanding on the old link will not be answered.
         self.asking.remove(&peer);
-        self.request(&peer);
-        self.announce(&peer);
+        let offered: Vec<NeighbourList> = self
+            .router
+            .table
+            .read()
+            .offered()
+            .into_iter()
+            .cloned()
+            .collect();
+        self.send_lists(&peer, &offered);
     }
 
     fn link_down(&mut self, peer: NodeId) {
@@ -251,7 +456,83 @@ impl Task {
         }
         self.asking.remove(&peer);
         let changes = self.router.table.write().remove_neighbour(&peer);
+        if changes.is_empty() {
+            return;
+        }
         self.apply(changes);
+        self.publish_own(None);
+    }
+
+    /// Signs and floods this node's list if its links changed since the last one, or
+    /// anyway when it must be newer than `floor`.
+    fn publish_own(&mut self, floor: Option<ListVersion>) {
+        if self.stop.is_cancelled() {
+            return;
+        }
+        let neighbours = self.router.table.read().own_neighbours();
+        let unchanged = self
+            .router
+            .table
+            .read()
+            .own()
+            .is_some_and(|own| own.neighbours == neighbours);
+        if unchanged && floor.is_none() {
+            return;
+        }
+        let list = match self.router.sign_own(neighbours, floor) {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(error = %e, "cannot sign this node's neighbour list");
+                return;
+            }
+        };
+        let to: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
+        for n in to {
+            self.send_lists(&n, std::slice::from_ref(&list));
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        let now = Instant::now().into_std();
+        match input {
+            Input::Packet(from, packet) => self.on_packet(from, packet),
+            Input::Failure { dst, via } => {
+                let changes = self.router.table.write().report_failure(dst, via, now);
+                if !changes.is_empty() {
+                    warn!(node = %dst.short(), next_hop = %via.short(),
+                        "requests through this next hop keep going unanswered; routing around it");
+                    self.apply(changes);
+                }
+            }
+            Input::Success { dst, via } => {
+                let changes = self.router.table.write().report_success(dst, via);
+                self.apply(changes);
+            }
+        }
+        self.note_failures();
+    }
+
+    fn note_failures(&self) {
+        let tracked = self.router.table.read().tracked_failures();
+        self.router.failing.store(tracked, Ordering::Relaxed);
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now().into_std();
+        let (changes, gone) = self.router.table.write().collect(now, LIST_HOLD);
+        if gone > 0 {
+            debug!(
+                lists = gone,
+                "dropped the lists of nodes unreachable for the hold time"
+            );
+        }
+        self.apply(changes);
+        self.note_failures();
+        let summary = self.router.table.write().summary();
+        let to: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
+        for n in to {
+            self.send(&n, PacketType::ROUTER_SEQ, summary.encode());
+        }
     }
 
     fn on_packet(&mut self, from: NodeId, packet: Packet) {
@@ -264,23 +545,33 @@ impl Task {
             }
         }
         match packet.packet_type {
-            PacketType::ROUTER_SEQ => match decode_router_seq(&packet.payload) {
-                Ok(seq) => {
-                    if self.router.table.read().neighbour_seq(&from) != Some(seq) {
+            PacketType::ROUTER_SEQ => match RouterSummary::decode(&packet.payload) {
+                Ok(theirs) => {
+                    if self.router.table.write().summary() != theirs {
                         self.request(&from);
                     }
                 }
                 Err(e) => self.malformed(&from, e),
             },
             PacketType::ROUTER_REQUEST => {
-                let adv = self.router.table.read().advertisement_for(&from);
-                self.send(&from, PacketType::ROUTER_RESPONSE, adv.encode());
+                if !packet.payload.is_empty() {
+                    let length = packet.payload.len();
+                    return self.malformed(&from, WireError::RouterRequestSize { length });
+                }
+                let offered: Vec<NeighbourList> = self
+                    .router
+                    .table
+                    .read()
+                    .offered()
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                self.send_lists(&from, &offered);
             }
-            PacketType::ROUTER_RESPONSE => match RouterTable::decode(&packet.payload) {
-                Ok(table) => {
+            PacketType::ROUTER_RESPONSE => match decode_lists(&packet.payload) {
+                Ok(lists) => {
                     self.asking.remove(&from);
-                    let changes = self.router.table.write().merge(&from, &table);
-                    self.apply(changes);
+                    self.take_lists(&from, lists);
                 }
                 Err(e) => self.malformed(&from, e),
             },
@@ -288,22 +579,83 @@ impl Task {
         }
     }
 
-    fn malformed(&self, from: &NodeId, e: crate::wire::WireError) {
+    /// Checks, stores and passes on the lists neighbour `from` sent. Signatures are checked
+    /// outside the table's lock, and only for lists that would be stored.
+    fn take_lists(&mut self, from: &NodeId, lists: Vec<NeighbourList>) {
+        let mut stored = Vec::new();
+        let mut refused: Vec<Rejection> = Vec::new();
+        for list in lists {
+            let verdict = match self.router.table.read().screen(&list) {
+                Ok(()) if verify_list(self.router.curve, &list) => None,
+                Ok(()) => Some(Verdict::Rejected(Rejection::BadSignature)),
+                Err(v) => Some(v),
+            };
+            match verdict {
+                None => {
+                    self.router.table.write().insert(list.clone());
+                    stored.push(list);
+                }
+                Some(Verdict::Rejected(r)) => {
+                    self.router.counters.count(&r);
+                    if r.is_misbehaviour(from, &list.origin) {
+                        self.router
+                            .counters
+                            .links_closed
+                            .fetch_add(1, Ordering::Relaxed);
+                        warn!(peer = %from.short(), origin = %list.origin.short(), reason = %r,
+                            "neighbour sent a neighbour list no honest node sends; closing the connection");
+                        if let Some(s) = self.peers.session(from) {
+                            s.close(CloseReason::Protocol(r.to_string()));
+                        }
+                        break;
+                    }
+                    refused.push(r);
+                }
+                Some(Verdict::OwnOutdated(seen)) => {
+                    // A previous run's list of this node: sign past it.
+                    self.publish_own(Some(seen));
+                }
+                Some(Verdict::Stale | Verdict::Stored) => {}
+            }
+        }
+        if let Some(r) = refused.iter().find(|r| !matches!(r, Rejection::Unanchored)) {
+            warn!(peer = %from.short(), refused = refused.len(), reason = %r,
+                "neighbour lists refused");
+        } else if !refused.is_empty() {
+            debug!(peer = %from.short(), refused = refused.len(),
+                "neighbour lists of nodes nobody reachable confirms, dropped");
+        }
+        if stored.is_empty() {
+            return;
+        }
+        let changes = self.router.table.write().recompute();
+        self.apply(changes);
+        let to: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
+        for n in to.iter().filter(|n| *n != from) {
+            let onward: Vec<NeighbourList> =
+                stored.iter().filter(|l| l.origin != *n).cloned().collect();
+            self.send_lists(n, &onward);
+        }
+    }
+
+    fn malformed(&self, from: &NodeId, e: WireError) {
         warn!(peer = %from.short(), error = %e, "malformed routing packet, closing the connection");
         if let Some(s) = self.peers.session(from) {
             s.close(CloseReason::Protocol(e.to_string()));
         }
     }
 
-    /// Publishes what changed and tells every neighbour the new seq.
+    /// Publishes what changed, with one INFO line per recomputation and the detail at DEBUG.
     fn apply(&self, changes: Vec<RouteChange>) {
         if changes.is_empty() {
             return;
         }
+        let (mut up, mut down, mut changed) = (0usize, 0usize, 0usize);
         for c in &changes {
             let event = match *c {
                 RouteChange::Reachable { node, route } => {
-                    info!(node = %node.short(), next_hop = %route.next_hop.short(),
+                    up += 1;
+                    debug!(node = %node.short(), next_hop = %route.next_hop.short(),
                         distance = route.distance, "node reachable");
                     Reachability::Reachable {
                         node,
@@ -311,13 +663,15 @@ impl Task {
                     }
                 }
                 RouteChange::Unreachable { node, old } => {
-                    info!(node = %node.short(), "node unreachable");
+                    down += 1;
+                    debug!(node = %node.short(), "node unreachable");
                     Reachability::Unreachable {
                         node,
                         was_neighbour: old.distance == 1,
                     }
                 }
                 RouteChange::Changed { node, old, new } => {
+                    changed += 1;
                     debug!(node = %node.short(), old_next_hop = %old.next_hop.short(),
                         next_hop = %new.next_hop.short(), distance = new.distance, "route changed");
                     continue;
@@ -326,21 +680,14 @@ impl Task {
             // No subscriber is fine.
             let _ = self.router.events.send(event);
         }
-        self.announce_all();
+        let reachable = self.router.table.read().routes().len();
+        info!("routes: +{up} reachable, -{down} unreachable, {changed} changed; {reachable} nodes reachable");
     }
 
-    fn announce_all(&self) {
-        let neighbours: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
-        for n in neighbours {
-            self.announce(&n);
-        }
-    }
-
-    /// Asks neighbour `to` for its table unless a request is already outstanding on its
-    /// current connection. A request sent on a connection since replaced (a duplicate
-    /// connection lost the tie-break) may never be answered, and one unanswered for
-    /// [`ANNOUNCE_INTERVAL`] counts as lost (a routing queue was full): either way the next
-    /// announcement asks again.
+    /// Asks neighbour `to` for all its lists unless a request is already outstanding on its
+    /// current connection. A request sent on a connection since replaced may never be
+    /// answered, and one unanswered for [`ANNOUNCE_INTERVAL`] counts as lost: either way the
+    /// next differing summary asks again.
     fn request(&mut self, to: &NodeId) {
         if let Some(&(conn, at)) = self.asking.get(to) {
             let same_link = self.peers.session(to).map(|s| s.id) == Some(conn);
@@ -348,36 +695,40 @@ impl Task {
                 return;
             }
         }
-        if let Some(conn) = self.send(to, PacketType::ROUTER_REQUEST, bytes::Bytes::new()) {
+        if let Some(conn) = self.send(to, PacketType::ROUTER_REQUEST, Bytes::new()) {
             self.asking.insert(*to, (conn, Instant::now()));
         }
     }
 
-    fn announce(&self, to: &NodeId) {
-        let seq = self.router.table.read().seq();
-        self.send(to, PacketType::ROUTER_SEQ, encode_router_seq(seq));
+    /// Sends `lists` to neighbour `to` as RouterResponses of about [`RESPONSE_BYTES`] each,
+    /// never larger than the neighbour accepts.
+    fn send_lists(&self, to: &NodeId, lists: &[NeighbourList]) {
+        let Some(session) = self.peers.session(to) else {
+            return;
+        };
+        let room = usize::try_from(session.peer_max_packet)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(HEADER_LEN + 2)
+            .min(RESPONSE_BYTES);
+        let mut start = 0;
+        while start < lists.len() {
+            let mut end = start;
+            let mut bytes = 0usize;
+            while let Some(l) = lists.get(end) {
+                let next = bytes.saturating_add(l.encoded_len());
+                if end > start && next > room {
+                    break;
+                }
+                bytes = next;
+                end += 1;
+            }
+            let chunk = lists.get(start..end).unwrap_or_default();
+            self.send(to, PacketType::ROUTER_RESPONSE, encode_lists(chunk));
+            start = end;
+        }
     }
 
-    /// Sends a routing packet to neighbour `to` if there is room; a dropped one is repaired
-    /// by the next announcement. Returns the connection it was queued on.
-    fn send(&self, to: &NodeId, packet_type: PacketType, payload: bytes::Bytes) -> Option<u64> {
-        let session = self.peers.session(to)?;
-        let frame = Packet {
-            version: session.version,
-            packet_type,
-            seq: 0,
-            ext: Ext::default(),
-            options: None,
-            payload,
-        }
-        .to_bytes();
-        match session.try_send(frame) {
-            Ok(()) => Some(session.id),
-            Err(e) => {
-                debug!(peer = %to.short(), error = %e, packet_type = packet_type.0,
-                    "routing packet not queued");
-                None
-            }
-        }
+    fn send(&self, to: &NodeId, packet_type: PacketType, payload: Bytes) -> Option<u64> {
+        send_packet(&self.peers, to, packet_type, payload)
     }
 }

@@ -1,25 +1,26 @@
-//! The distance-vector routing table, as pure logic: no I/O, no clocks, no locks.
+//! The link-state routing table, as pure logic: no I/O, no clocks, no locks.
 //!
-//! Like FISCO BCOS 3.x, each node learns from its direct neighbours how far they are from
-//! every other node, and reaches a node through the neighbour that is closest to it. Unlike
-//! FISCO, which keeps only the best entry per destination, this table keeps every
-//! neighbour's last advertisement and recomputes the best routes from all of them. A lost link
-//! then falls back at once to the next best neighbour that still advertises the destination,
-//! instead of waiting for a new advertisement.
+//! Every node signs a list of the nodes it has live links to ([`NeighbourList`]); the lists
+//! are flooded, and each node computes its routes from all of them ([`shortest_paths`]). A
+//! link counts only when both of its ends name each other, so a member cannot attract
+//! traffic for a node it has no link to. A node that leaves is dropped from its
+//! neighbours' next lists and is unreachable as soon as those arrive: routes are recomputed
+//! from the lists, never counted up from neighbours' distances.
 //!
-//! Loops are kept short by **split horizon**: what a node advertises to a neighbour leaves out
-//! every route whose next hop is that neighbour. Since each advertisement replaces the
-//! previous one from the same neighbour, leaving a route out has the effect of poisoned
-//! reverse (advertising it as unreachable) without the bytes. Loops of three or more nodes
-//! can still count up, but only to [`UNREACHABLE`], and each step needs a round of
-//! advertisements that the routing service sends as soon as a table changes.
+//! What the table stores is bounded: at most [`RoutingLimits::max_nodes`] lists, each of at
+//! most [`RoutingLimits::max_neighbours`] neighbours, and a list of a node not held yet is
+//! stored only when it links that node to one this node already reaches, so lists of
+//! invented nodes are never stored at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::failures::Failures;
+use super::graph::shortest_paths;
 use crate::identity::NodeId;
-use crate::wire::{RouterEntry, RouterTable, MAX_ROUTER_ENTRIES};
+use crate::wire::{ListVersion, NeighbourList, RouterSummary};
 
 /// Distance at which a node counts as unreachable (FISCO BCOS 3.x's `c_unreachableDistance`).
 /// Routes are at most `UNREACHABLE - 1` hops long.
@@ -62,33 +63,107 @@ pub enum RouteChange {
     },
 }
 
-#[derive(Debug, Clone, Default)]
-struct Neighbour {
-    /// Seq of the last table applied from this neighbour, `None` before the first.
-    seq: Option<u32>,
-    /// Its advertised distances, reachable entries only, one per destination, sorted by
-    /// destination. Only ever iterated, so an exact-size slice rather than a map: a map of
-    /// a full table is about twice the size (node IDs are 64 bytes and a map keeps spare
-    /// slots), and every node holds one per neighbour, so this is per-link memory.
-    advertised: Box<[(NodeId, u8)]>,
+/// The table's bounds (`limits.max_routing_nodes`, `limits.max_neighbours_per_list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutingLimits {
+    /// Other nodes' lists held at most: the most nodes the table can route to.
+    pub max_nodes: usize,
+    /// Neighbours one list may name.
+    pub max_neighbours: usize,
 }
 
-/// A node's routing table: its neighbours, what they advertised, and the best routes.
+/// Why a list was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The list names more neighbours than the limit.
+    #[error("neighbour list names {count} neighbours, the limit is {max}")]
+    TooManyNeighbours {
+        /// Neighbours it names.
+        count: usize,
+        /// `limits.max_neighbours_per_list`.
+        max: usize,
+    },
+    /// The table holds as many lists as it may.
+    #[error("routing table full ({max} nodes)")]
+    TableFull {
+        /// `limits.max_routing_nodes`.
+        max: usize,
+    },
+    /// A list of a node not held yet that attests no link to a node this one reaches.
+    #[error("neighbour list of a node that no reachable node confirms")]
+    Unanchored,
+    /// The signature does not verify under the origin's node ID.
+    #[error("neighbour list signature does not verify")]
+    BadSignature,
+}
+
+impl Rejection {
+    /// Whether the neighbour that handed over the list broke the protocol by sending it:
+    /// nodes verify lists before passing them on, so a bad signature never comes from an
+    /// honest one, and a neighbour's own list over the limit is its own doing. Others (a
+    /// full table, an unanchored list, a relayed list within a laxer node's limit) are
+    /// dropped and counted.
+    pub fn is_misbehaviour(&self, from: &NodeId, origin: &NodeId) -> bool {
+        match self {
+            Rejection::BadSignature => true,
+            Rejection::TooManyNeighbours { .. } => from == origin,
+            Rejection::TableFull { .. } | Rejection::Unanchored => false,
+        }
+    }
+}
+
+/// What became of a list offered to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stored as its origin's newest list: to be passed on to the other neighbours.
+    Stored,
+    /// Not newer than the list held: nothing to do.
+    Stale,
+    /// A list of this node itself, newer than the one it holds: signed by a previous run
+    /// whose lists are still about. This node is to sign a newer one.
+    OwnOutdated(ListVersion),
+    /// Not stored, and why.
+    Rejected(Rejection),
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    list: NeighbourList,
+    /// Since when the origin has been unreachable, as [`RoutingTable::collect`] last saw.
+    unreachable_since: Option<Instant>,
+}
+
+/// A node's routing table: its live links, every node's signed neighbour list, and the
+/// routes computed from them.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
     local: NodeId,
-    neighbours: BTreeMap<NodeId, Neighbour>,
+    limits: RoutingLimits,
+    sessions: BTreeSet<NodeId>,
+    own: Option<NeighbourList>,
+    lists: HashMap<NodeId, Stored>,
+    /// Origins stored since the last recomputation: they count as reached when checking
+    /// the next list's anchor, so the lists of one response can be taken in one pass.
+    fresh: HashSet<NodeId>,
     routes: HashMap<NodeId, Route>,
+    failures: Failures,
+    summary: Option<RouterSummary>,
     seq: u32,
 }
 
 impl RoutingTable {
-    /// An empty table for node `local`. Its seq starts at 1.
-    pub fn new(local: NodeId) -> Self {
+    /// An empty table for node `local`. Its route seq starts at 1.
+    pub fn new(local: NodeId, limits: RoutingLimits) -> Self {
         RoutingTable {
             local,
-            neighbours: BTreeMap::new(),
+            limits,
+            sessions: BTreeSet::new(),
+            own: None,
+            lists: HashMap::new(),
+            fresh: HashSet::new(),
             routes: HashMap::new(),
+            failures: Failures::default(),
+            summary: None,
             seq: 1,
         }
     }
@@ -98,93 +173,241 @@ impl RoutingTable {
         self.local
     }
 
-    /// The table's seq: it changes whenever any route changes, so a neighbour that sees a seq
-    /// other than the one it last fetched knows to fetch the table again.
+    /// The route seq: it changes whenever any route changes.
     pub fn seq(&self) -> u32 {
         self.seq
     }
 
-    /// Whether `node` is a direct neighbour.
+    /// Whether `node` is a direct neighbour (a live session).
     pub fn is_neighbour(&self, node: &NodeId) -> bool {
-        self.neighbours.contains_key(node)
+        self.sessions.contains(node)
     }
 
-    /// The direct neighbours.
+    /// The direct neighbours, in node ID order.
     pub fn neighbours(&self) -> impl Iterator<Item = &NodeId> {
-        self.neighbours.keys()
-    }
-
-    /// Seq of the last table applied from neighbour `node`.
-    pub fn neighbour_seq(&self, node: &NodeId) -> Option<u32> {
-        self.neighbours.get(node).and_then(|n| n.seq)
+        self.sessions.iter()
     }
 
     /// Records a new direct link to `node` (distance 1).
     pub fn add_neighbour(&mut self, node: NodeId) -> Vec<RouteChange> {
-        if node == self.local || self.neighbours.contains_key(&node) {
+        if node == self.local || !self.sessions.insert(node) {
             return Vec::new();
         }
-        self.neighbours.insert(node, Neighbour::default());
         self.recompute()
     }
 
-    /// Records that the direct link to `node` is gone, with everything it advertised.
+    /// Records that the direct link to `node` is gone. Its list stays until its next one or
+    /// the garbage collection: the nodes behind it may still be reached another way.
     pub fn remove_neighbour(&mut self, node: &NodeId) -> Vec<RouteChange> {
-        if self.neighbours.remove(node).is_none() {
+        if !self.sessions.remove(node) {
             return Vec::new();
         }
+        self.failures.forget_hop(node);
         self.recompute()
     }
 
-    /// Applies a neighbour's advertisement, replacing its previous one. Entries at
-    /// [`UNREACHABLE`] or beyond, and entries for this node itself, are ignored; at most
-    /// [`MAX_ROUTER_ENTRIES`] entries are taken. Tables from nodes that are not neighbours
-    /// are ignored.
-    pub fn merge(&mut self, from: &NodeId, table: &RouterTable) -> Vec<RouteChange> {
-        let local = self.local;
-        let Some(n) = self.neighbours.get_mut(from) else {
-            return Vec::new();
-        };
-        n.seq = Some(table.seq);
-        // Newest first, so that after the stable sort the first of each run of equal nodes is
-        // the last the table listed: a table naming a node twice counts its last entry.
-        let mut advertised: Vec<(NodeId, u8)> = table
-            .entries
+    /// The neighbours this node's own list is to name: its live links, at most
+    /// `max_neighbours` of them (the smallest IDs), sorted.
+    pub fn own_neighbours(&self) -> Vec<NodeId> {
+        self.sessions
             .iter()
-            .take(MAX_ROUTER_ENTRIES)
-            .filter(|e| e.distance < UNREACHABLE && e.node != local)
-            .map(|e| (e.node, e.distance))
-            .rev()
-            .collect();
-        advertised.sort_by_key(|(node, _)| *node);
-        advertised.dedup_by_key(|(node, _)| *node);
-        n.advertised = advertised.into_boxed_slice();
-        self.recompute()
+            .take(self.limits.max_neighbours)
+            .copied()
+            .collect()
     }
 
-    /// What to advertise to neighbour `to`: this node at distance 0 and every route whose
-    /// next hop is not `to` (split horizon). Sorted by node ID so equal tables encode equally.
-    pub fn advertisement_for(&self, to: &NodeId) -> RouterTable {
-        let mut entries: Vec<RouterEntry> = std::iter::once(RouterEntry {
-            node: self.local,
-            distance: 0,
-        })
-        .chain(
-            self.routes
-                .iter()
-                .filter(|(dst, r)| r.next_hop != *to && *dst != to)
-                .map(|(dst, r)| RouterEntry {
-                    node: *dst,
-                    distance: r.distance,
-                }),
-        )
-        .collect();
-        entries.sort_by_key(|e| e.node);
-        entries.truncate(MAX_ROUTER_ENTRIES);
-        RouterTable {
-            seq: self.seq,
-            entries,
+    /// This node's current signed list.
+    pub fn own(&self) -> Option<&NeighbourList> {
+        self.own.as_ref()
+    }
+
+    /// Sets this node's own signed list, the one it floods and sends in full answers.
+    pub fn set_own(&mut self, list: NeighbourList) {
+        self.own = Some(list);
+        self.summary = None;
+    }
+
+    /// Lists held from other nodes.
+    pub fn list_count(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// The cheap checks on a list from neighbour `from`, before its signature is verified:
+    /// `Ok` when the list would be stored if it verifies.
+    pub fn screen(&self, list: &NeighbourList) -> Result<(), Verdict> {
+        if list.origin == self.local {
+            // Our current list coming back is an echo; anything else not older is a
+            // previous run's.
+            return match &self.own {
+                Some(own)
+                    if list.version < own.version
+                        || (list.version == own.version && list.neighbours == own.neighbours) =>
+                {
+                    Err(Verdict::Stale)
+                }
+                _ => Err(Verdict::OwnOutdated(list.version)),
+            };
         }
+        if list.neighbours.len() > self.limits.max_neighbours {
+            return Err(Verdict::Rejected(Rejection::TooManyNeighbours {
+                count: list.neighbours.len(),
+                max: self.limits.max_neighbours,
+            }));
+        }
+        match self.lists.get(&list.origin) {
+            Some(held) if held.list.version >= list.version => return Err(Verdict::Stale),
+            Some(_) => {}
+            None if self.lists.len() >= self.limits.max_nodes => {
+                return Err(Verdict::Rejected(Rejection::TableFull {
+                    max: self.limits.max_nodes,
+                }))
+            }
+            None if !self.anchored(list) => return Err(Verdict::Rejected(Rejection::Unanchored)),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Whether `list` links its origin to a node this one reaches: a live session to the
+    /// origin, or a neighbour it names that is reached (or was just stored) and names it back.
+    fn anchored(&self, list: &NeighbourList) -> bool {
+        self.sessions.contains(&list.origin)
+            || list.neighbours.iter().any(|v| {
+                (self.routes.contains_key(v) || self.fresh.contains(v))
+                    && self
+                        .lists
+                        .get(v)
+                        .is_some_and(|s| s.list.names(&list.origin))
+            })
+    }
+
+    /// Stores a list that passed [`RoutingTable::screen`] and whose signature verified.
+    /// Routes change only at the next [`RoutingTable::recompute`].
+    pub fn insert(&mut self, list: NeighbourList) {
+        self.fresh.insert(list.origin);
+        self.summary = None;
+        self.lists.insert(
+            list.origin,
+            Stored {
+                list,
+                unreachable_since: None,
+            },
+        );
+    }
+
+    /// Screens a list, checks its signature with `verify` and stores it: the whole rule for
+    /// one list. Routes change only at the next [`RoutingTable::recompute`].
+    pub fn offer(
+        &mut self,
+        list: NeighbourList,
+        verify: impl FnOnce(&NeighbourList) -> bool,
+    ) -> Verdict {
+        if let Err(v) = self.screen(&list) {
+            return v;
+        }
+        if !verify(&list) {
+            return Verdict::Rejected(Rejection::BadSignature);
+        }
+        self.insert(list);
+        Verdict::Stored
+    }
+
+    /// Records that a request to `dst` through next hop `via` went unanswered; returns
+    /// whether routes changed because `via` is now excluded for `dst`.
+    pub fn report_failure(&mut self, dst: NodeId, via: NodeId, now: Instant) -> Vec<RouteChange> {
+        if self.failures.report_failure(dst, via, now) {
+            self.recompute()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// (destination, next hop) pairs with failures on record: while there are none, an
+    /// answer has nothing to clear.
+    pub fn tracked_failures(&self) -> usize {
+        self.failures.tracked()
+    }
+
+    /// Records that `dst` answered through `via`.
+    pub fn report_success(&mut self, dst: NodeId, via: NodeId) -> Vec<RouteChange> {
+        if self.failures.report_success(dst, via) {
+            self.recompute()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Ends exclusions whose hold-down is over, and drops the lists of origins that have
+    /// been unreachable for `hold`. Returns the route changes and how many lists went.
+    pub fn collect(&mut self, now: Instant, hold: Duration) -> (Vec<RouteChange>, usize) {
+        let changes = if self.failures.expire(now) {
+            self.recompute()
+        } else {
+            Vec::new()
+        };
+        let before = self.lists.len();
+        let routes = &self.routes;
+        self.lists.retain(|origin, s| {
+            if routes.contains_key(origin) {
+                s.unreachable_since = None;
+                return true;
+            }
+            let since = *s.unreachable_since.get_or_insert(now);
+            now.saturating_duration_since(since) < hold
+        });
+        let gone = before - self.lists.len();
+        if gone > 0 {
+            self.summary = None;
+        }
+        (changes, gone)
+    }
+
+    /// The lists this node offers a neighbour that asks for all: its own, then those of the
+    /// nodes it reaches, nearest first (then by node ID), so that the receiver can anchor
+    /// each list on one before it. Lists of unreachable origins are kept for a while but
+    /// not offered.
+    pub fn offered(&self) -> Vec<&NeighbourList> {
+        let mut reached: Vec<(u8, &NodeId)> = self
+            .routes
+            .iter()
+            .filter(|(n, _)| self.lists.contains_key(n))
+            .map(|(n, r)| (r.distance, n))
+            .collect();
+        reached.sort();
+        self.own
+            .iter()
+            .chain(
+                reached
+                    .into_iter()
+                    .filter_map(|(_, n)| self.lists.get(n).map(|s| &s.list)),
+            )
+            .collect()
+    }
+
+    /// The summary a RouterSeq announces: the count and digest of [`RoutingTable::offered`]
+    /// in origin order. Cached until the lists or routes change.
+    pub fn summary(&mut self) -> RouterSummary {
+        if let Some(s) = self.summary {
+            return s;
+        }
+        let mut offered: Vec<(&NodeId, ListVersion)> = self
+            .offered()
+            .into_iter()
+            .map(|l| (&l.origin, l.version))
+            .collect();
+        offered.sort();
+        let mut h = openssl::sha::Sha256::new();
+        for (origin, v) in &offered {
+            h.update(origin.as_bytes());
+            h.update(&v.epoch.to_be_bytes());
+            h.update(&v.seq.to_be_bytes());
+        }
+        let s = RouterSummary {
+            count: u32::try_from(offered.len()).unwrap_or(u32::MAX),
+            digest: h.finish(),
+        };
+        self.summary = Some(s);
+        s
     }
 
     /// The route to `dst`, if it is reachable.
@@ -204,37 +427,24 @@ impl RoutingTable {
         v
     }
 
-    /// Recomputes every route from the neighbours' advertisements, returns what changed and
-    /// moves the seq on if anything did.
-    fn recompute(&mut self) -> Vec<RouteChange> {
-        let mut best: HashMap<NodeId, Route> = HashMap::with_capacity(self.routes.len());
-        for (n, info) in &self.neighbours {
-            // A direct link is distance 1, which nothing else can beat.
-            best.insert(
-                *n,
-                Route {
-                    next_hop: *n,
-                    distance: 1,
-                },
-            );
-            for (dst, d) in info.advertised.iter() {
-                if self.neighbours.contains_key(dst) {
-                    continue;
-                }
-                let distance = d.saturating_add(1);
-                if distance >= UNREACHABLE {
-                    continue;
-                }
-                let cand = Route {
-                    next_hop: *n,
-                    distance,
-                };
-                match best.get(dst) {
-                    Some(cur) if !self.better(dst, &cand, cur) => {}
-                    _ => {
-                        best.insert(*dst, cand);
-                    }
-                }
+    /// Recomputes every route from the live links and the lists, returns what changed and
+    /// moves the seq on if anything did. A destination whose next hop is excluded for it
+    /// takes the shortest path that avoids that next hop, if there is one.
+    pub fn recompute(&mut self) -> Vec<RouteChange> {
+        self.fresh.clear();
+        let lists = &self.lists;
+        let list_of = |n: &NodeId| lists.get(n).map(|s| s.list.neighbours.as_slice());
+        let mut best = shortest_paths(&self.local, self.sessions.iter().copied(), list_of);
+        for (dst, avoid) in self.failures.exclusions() {
+            let Some(route) = best.get(&dst) else {
+                continue;
+            };
+            if route.next_hop == dst || !avoid.contains(&route.next_hop) {
+                continue;
+            }
+            let hops = self.sessions.iter().copied().filter(|n| !avoid.contains(n));
+            if let Some(alt) = shortest_paths(&self.local, hops, list_of).get(&dst) {
+                best.insert(dst, *alt);
             }
         }
         let mut changes = Vec::new();
@@ -263,333 +473,522 @@ impl RoutingTable {
         if !changes.is_empty() {
             self.routes = best;
             self.seq = self.seq.wrapping_add(1);
+            self.summary = None;
         }
         changes
-    }
-
-    /// Whether `cand` beats `cur` as the route to `dst`: shorter wins; at equal length the
-    /// route in use now stays (no flapping), then the smaller next hop ID (deterministic).
-    fn better(&self, dst: &NodeId, cand: &Route, cur: &Route) -> bool {
-        if cand.distance != cur.distance {
-            return cand.distance < cur.distance;
-        }
-        let in_use = self.routes.get(dst).map(|r| r.next_hop);
-        if in_use == Some(cur.next_hop) {
-            return false;
-        }
-        if in_use == Some(cand.next_hop) {
-            return true;
-        }
-        cand.next_hop < cur.next_hop
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use proptest::prelude::*;
+
     use super::*;
     use crate::test_support::id;
 
-    /// An advertisement of (node, distance) entries.
-    fn adv(seq: u32, entries: &[(u8, u8)]) -> RouterTable {
-        RouterTable {
-            seq,
-            entries: entries
-                .iter()
-                .map(|(n, d)| RouterEntry {
-                    node: id(*n),
-                    distance: *d,
-                })
-                .collect(),
-        }
+    const LIMITS: RoutingLimits = RoutingLimits {
+        max_nodes: 64,
+        max_neighbours: 16,
+    };
+
+    /// A stand-in signature bound to the list's content: the tests of the rules use IDs
+    /// that are not keys, `signing.rs` tests the real signatures.
+    fn fake_sig(l: &NeighbourList) -> [u8; 64] {
+        let h = openssl::sha::sha256(&l.signed_message());
+        let mut s = [0u8; 64];
+        s[..32].copy_from_slice(&h);
+        s[32..].copy_from_slice(&h);
+        s
     }
 
-    /// A network of tables joined by links, exchanging advertisements like the service does.
+    fn verify(l: &NeighbourList) -> bool {
+        l.signature == fake_sig(l)
+    }
+
+    fn signed(origin: NodeId, seq: u32, mut neighbours: Vec<NodeId>) -> NeighbourList {
+        neighbours.sort();
+        neighbours.dedup();
+        neighbours.retain(|n| *n != origin);
+        let mut l = NeighbourList {
+            origin,
+            version: ListVersion { epoch: 1, seq },
+            neighbours,
+            signature: [0; 64],
+        };
+        l.signature = fake_sig(&l);
+        l
+    }
+
+    /// Nodes with tables, links, and the lists in flight between them, flooded like the
+    /// routing service floods them.
+    #[derive(Default)]
     struct Sim {
         tables: BTreeMap<NodeId, RoutingTable>,
+        seqs: BTreeMap<NodeId, u32>,
+        queue: VecDeque<(NodeId, NodeId, NeighbourList)>,
     }
 
     impl Sim {
-        fn new(nodes: &[u8]) -> Sim {
-            Sim {
-                tables: nodes
-                    .iter()
-                    .map(|b| (id(*b), RoutingTable::new(id(*b))))
-                    .collect(),
+        fn new(nodes: usize, links: &[(usize, usize)]) -> Sim {
+            let mut sim = Sim::default();
+            for n in 0..nodes {
+                let node = id(n as u8 + 1);
+                sim.tables.insert(node, RoutingTable::new(node, LIMITS));
+                sim.republish(node);
+            }
+            for (a, b) in links {
+                sim.link(id(*a as u8 + 1), id(*b as u8 + 1));
+            }
+            sim
+        }
+
+        fn link(&mut self, a: NodeId, b: NodeId) {
+            if a == b || self.tables[&a].is_neighbour(&b) {
+                return;
+            }
+            self.tables.get_mut(&a).unwrap().add_neighbour(b);
+            self.tables.get_mut(&b).unwrap().add_neighbour(a);
+            self.republish(a);
+            self.republish(b);
+        }
+
+        /// Node `n` leaves: its links go down and its neighbours sign new lists.
+        fn remove(&mut self, n: NodeId) {
+            let nbs: Vec<NodeId> = self.tables[&n].neighbours().copied().collect();
+            self.tables.remove(&n);
+            for nb in nbs {
+                self.tables.get_mut(&nb).unwrap().remove_neighbour(&n);
+                self.republish(nb);
             }
         }
 
-        fn link(&mut self, a: u8, b: u8) {
-            self.tables.get_mut(&id(a)).unwrap().add_neighbour(id(b));
-            self.tables.get_mut(&id(b)).unwrap().add_neighbour(id(a));
+        fn republish(&mut self, n: NodeId) {
+            let seq = self.seqs.entry(n).or_insert(0);
+            *seq += 1;
+            let t = self.tables.get_mut(&n).unwrap();
+            let list = signed(n, *seq, t.own_neighbours());
+            t.set_own(list.clone());
+            for nb in t.neighbours() {
+                self.queue.push_back((n, *nb, list.clone()));
+            }
         }
 
-        fn cut(&mut self, a: u8, b: u8) {
-            self.tables
-                .get_mut(&id(a))
-                .unwrap()
-                .remove_neighbour(&id(b));
-            self.tables
-                .get_mut(&id(b))
-                .unwrap()
-                .remove_neighbour(&id(a));
-        }
-
-        /// One synchronous round: every node sends its advertisement to every neighbour
-        /// whose copy is out of date. Returns whether anything was sent.
-        fn round(&mut self) -> bool {
-            let mut msgs = Vec::new();
-            for (n, t) in &self.tables {
+        /// Delivers the next list in flight; returns the node that received it.
+        fn step(&mut self) -> Option<NodeId> {
+            let (from, to, list) = self.queue.pop_front()?;
+            let Some(t) = self.tables.get_mut(&to) else {
+                return Some(to);
+            };
+            if !t.is_neighbour(&from) {
+                return Some(to);
+            }
+            if t.offer(list.clone(), verify) == Verdict::Stored {
+                t.recompute();
                 for nb in t.neighbours() {
-                    let held = self.tables[nb].neighbour_seq(n);
-                    if held != Some(t.seq()) {
-                        msgs.push((*n, *nb, t.advertisement_for(nb)));
+                    if *nb != from && *nb != list.origin {
+                        self.queue.push_back((to, *nb, list.clone()));
                     }
                 }
             }
-            let sent = !msgs.is_empty();
-            for (from, to, adv) in msgs {
-                self.tables.get_mut(&to).unwrap().merge(&from, &adv);
-            }
-            sent
+            Some(to)
         }
 
-        /// Rounds until quiet; returns how many it took (panics past `max`).
-        fn converge(&mut self, max: usize) -> usize {
-            for i in 0..max {
-                if !self.round() {
-                    return i;
+        /// Floods until quiet, then repairs like the periodic summaries do: a node whose
+        /// neighbour's summary differs takes all the lists that neighbour offers.
+        fn converge(&mut self) {
+            for _ in 0..1000 {
+                while self.step().is_some() {}
+                let mut repaired = false;
+                let nodes: Vec<NodeId> = self.tables.keys().copied().collect();
+                for a in &nodes {
+                    let nbs: Vec<NodeId> = self.tables[a].neighbours().copied().collect();
+                    for b in nbs {
+                        let sa = self.tables.get_mut(a).unwrap().summary();
+                        let tb = self.tables.get_mut(&b).unwrap();
+                        if tb.summary() != sa {
+                            let offered: Vec<NeighbourList> =
+                                tb.offered().into_iter().cloned().collect();
+                            let ta = self.tables.get_mut(a).unwrap();
+                            let mut stored = false;
+                            for l in offered {
+                                stored |= ta.offer(l, verify) == Verdict::Stored;
+                            }
+                            if stored {
+                                ta.recompute();
+                                repaired = true;
+                            }
+                        }
+                    }
                 }
-                for t in self.tables.values() {
-                    for (_, r) in t.routes() {
-                        assert!(r.distance < UNREACHABLE);
+                if !repaired {
+                    return;
+                }
+            }
+            panic!("no convergence");
+        }
+
+        fn routes(&self) -> BTreeMap<NodeId, Vec<(NodeId, Route)>> {
+            self.tables.iter().map(|(n, t)| (*n, t.routes())).collect()
+        }
+    }
+
+    /// Hop counts from `from` over the undirected `links` among nodes still in `alive`.
+    fn true_distances(from: NodeId, links: &[(NodeId, NodeId)]) -> HashMap<NodeId, u8> {
+        let mut dist = HashMap::new();
+        dist.insert(from, 0u8);
+        let mut frontier = vec![from];
+        let mut d = 0u8;
+        while !frontier.is_empty() {
+            d += 1;
+            let mut next = Vec::new();
+            for u in frontier {
+                for (a, b) in links {
+                    let v = if *a == u {
+                        *b
+                    } else if *b == u {
+                        *a
+                    } else {
+                        continue;
+                    };
+                    if let std::collections::hash_map::Entry::Vacant(e) = dist.entry(v) {
+                        e.insert(d);
+                        next.push(v);
                     }
                 }
             }
-            panic!("no convergence within {max} rounds");
+            frontier = next;
         }
-
-        fn route(&self, from: u8, to: u8) -> Option<Route> {
-            self.tables[&id(from)].route(&id(to))
-        }
+        dist.remove(&from);
+        dist.retain(|_, d| *d < UNREACHABLE);
+        dist
     }
 
-    #[test]
-    fn neighbours_are_distance_one_via_themselves() {
-        let mut t = RoutingTable::new(id(1));
-        let seq = t.seq();
-        let ch = t.add_neighbour(id(2));
-        assert_eq!(
-            ch,
-            vec![RouteChange::Reachable {
-                node: id(2),
-                route: Route {
-                    next_hop: id(2),
-                    distance: 1
-                }
-            }]
-        );
-        assert_ne!(t.seq(), seq);
-        assert_eq!(t.next_hop(&id(2)), Some(id(2)));
-        assert!(t.add_neighbour(id(2)).is_empty());
-        assert!(
-            t.add_neighbour(id(1)).is_empty(),
-            "never a neighbour of itself"
-        );
-        assert_eq!(t.next_hop(&id(3)), None);
-    }
-
-    #[test]
-    fn merge_adds_one_hop_and_picks_the_shortest() {
-        let mut t = RoutingTable::new(id(1));
-        t.add_neighbour(id(2));
-        t.add_neighbour(id(3));
-        t.merge(&id(2), &adv(5, &[(2, 0), (9, 3), (1, 1)]));
-        assert_eq!(t.neighbour_seq(&id(2)), Some(5));
-        assert_eq!(
-            t.route(&id(9)),
-            Some(Route {
-                next_hop: id(2),
-                distance: 4
-            })
-        );
-        // A shorter path through 3 wins; a tie afterwards keeps the route in use.
-        t.merge(&id(3), &adv(1, &[(9, 1)]));
-        assert_eq!(t.next_hop(&id(9)), Some(id(3)));
-        t.merge(&id(2), &adv(6, &[(9, 1)]));
-        assert_eq!(t.next_hop(&id(9)), Some(id(3)));
-        // The route's own next hop getting worse makes the other one win.
-        t.merge(&id(3), &adv(2, &[(9, 7)]));
-        assert_eq!(t.next_hop(&id(9)), Some(id(2)));
-        // Entries at the unreachable distance are no routes; tables from strangers count for
-        // nothing; our own entry is never a route.
-        t.merge(&id(2), &adv(7, &[(9, UNREACHABLE - 1)]));
-        assert_eq!(t.route(&id(9)).map(|r| r.distance), Some(8));
-        t.merge(&id(3), &adv(3, &[(9, UNREACHABLE)]));
-        assert_eq!(t.route(&id(9)), None);
-        assert!(t.merge(&id(7), &adv(1, &[(8, 1)])).is_empty());
-        assert_eq!(t.route(&id(1)), None);
-    }
-
-    #[test]
-    fn a_node_listed_twice_counts_its_last_entry() {
-        let mut t = RoutingTable::new(id(1));
-        t.add_neighbour(id(2));
-        t.merge(&id(2), &adv(1, &[(9, 1), (8, 2), (9, 4)]));
-        assert_eq!(t.route(&id(9)).map(|r| r.distance), Some(5));
-        assert_eq!(t.route(&id(8)).map(|r| r.distance), Some(3));
-        t.merge(&id(2), &adv(1, &[(9, 4), (9, 1)]));
-        assert_eq!(t.route(&id(9)).map(|r| r.distance), Some(2));
-        assert_eq!(t.route(&id(8)), None);
-    }
-
-    #[test]
-    fn line_learns_every_node_and_counts_hops() {
-        let mut s = Sim::new(&[1, 2, 3, 4]);
-        s.link(1, 2);
-        s.link(2, 3);
-        s.link(3, 4);
-        s.converge(10);
-        assert_eq!(
-            s.route(1, 4),
-            Some(Route {
-                next_hop: id(2),
-                distance: 3
-            })
-        );
-        assert_eq!(
-            s.route(4, 1),
-            Some(Route {
-                next_hop: id(3),
-                distance: 3
-            })
-        );
-        assert_eq!(s.route(2, 4).map(|r| r.next_hop), Some(id(3)));
-    }
-
-    #[test]
-    fn link_down_makes_the_far_side_unreachable_and_a_new_link_reroutes() {
-        let mut s = Sim::new(&[1, 2, 3, 4]);
-        s.link(1, 2);
-        s.link(2, 3);
-        s.link(3, 4);
-        s.converge(10);
-        s.cut(2, 3);
-        let rounds = s.converge(10);
-        assert!(rounds <= 3, "{rounds} rounds");
-        assert_eq!(s.route(1, 4), None);
-        assert_eq!(s.route(1, 3), None);
-        assert_eq!(s.route(4, 2), None);
-        s.link(1, 3);
-        s.converge(10);
-        assert_eq!(
-            s.route(1, 4),
-            Some(Route {
-                next_hop: id(3),
-                distance: 2
-            })
-        );
-        assert_eq!(
-            s.route(2, 4).map(|r| (r.next_hop, r.distance)),
-            Some((id(1), 3))
-        );
-    }
-
-    #[test]
-    fn removing_a_neighbour_falls_back_to_another_at_once() {
-        let mut s = Sim::new(&[1, 2, 3, 4]);
-        // Square 1-2-4, 1-3-4.
-        s.link(1, 2);
-        s.link(2, 4);
-        s.link(1, 3);
-        s.link(3, 4);
-        s.converge(10);
-        let via = s.route(1, 4).unwrap().next_hop;
-        let other = if via == id(2) { 3 } else { 2 };
-        let t = s.tables.get_mut(&id(1)).unwrap();
-        let changes = t.remove_neighbour(&via);
-        assert!(changes.contains(&RouteChange::Changed {
-            node: id(4),
-            old: Route {
-                next_hop: via,
-                distance: 2
-            },
-            new: Route {
-                next_hop: id(other),
-                distance: 2
-            }
-        }));
-    }
-
-    #[test]
-    fn split_horizon_leaves_out_routes_through_the_receiver() {
-        let mut s = Sim::new(&[1, 2, 3]);
-        s.link(1, 2);
-        s.link(2, 3);
-        s.converge(10);
-        let t2 = &s.tables[&id(2)];
-        let to1: Vec<NodeId> = t2
-            .advertisement_for(&id(1))
-            .entries
+    fn ids(links: &[(usize, usize)]) -> Vec<(NodeId, NodeId)> {
+        links
             .iter()
-            .map(|e| e.node)
-            .collect();
-        assert_eq!(to1, {
-            let mut v = vec![id(2), id(3)];
-            v.sort();
-            v
-        });
-        let t1 = &s.tables[&id(1)];
-        let to2 = t1.advertisement_for(&id(2));
-        // 1 reaches 3 only through 2, so it does not tell 2 about it; nor about 2 itself.
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| (id(*a as u8 + 1), id(*b as u8 + 1)))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_converges_to_attested_routes() {
+        let mut sim = Sim::new(3, &[(0, 1), (1, 2)]);
+        sim.converge();
+        let a = &sim.tables[&id(1)];
         assert_eq!(
-            to2.entries,
-            vec![RouterEntry {
-                node: id(1),
-                distance: 0
-            }]
+            a.route(&id(3)),
+            Some(Route {
+                next_hop: id(2),
+                distance: 2
+            })
         );
-        assert_eq!(to2.seq, t1.seq());
+        assert_eq!(a.list_count(), 2);
     }
 
     #[test]
-    fn count_to_infinity_is_bounded_in_a_ring() {
-        // Ring 1-2-3-4-1 with 5 hanging off 3. Cutting 3-5 leaves loops of three or more
-        // nodes, which split horizon alone does not break: the count must stop at
-        // UNREACHABLE and 5 must end up unreachable everywhere.
-        let mut s = Sim::new(&[1, 2, 3, 4, 5]);
-        s.link(1, 2);
-        s.link(2, 3);
-        s.link(3, 4);
-        s.link(4, 1);
-        s.link(3, 5);
-        s.converge(20);
-        assert_eq!(s.route(1, 5).map(|r| r.distance), Some(3));
-        s.cut(3, 5);
-        let rounds = s.converge(4 * UNREACHABLE as usize);
-        assert!(rounds <= 2 * UNREACHABLE as usize, "{rounds} rounds");
-        for n in 1..=4 {
-            assert_eq!(s.route(n, 5), None, "node {n} still routes to 5");
-        }
-        assert_eq!(s.route(1, 3).map(|r| r.distance), Some(2));
+    fn a_claimed_link_the_other_end_denies_changes_nothing() {
+        // 1 - 2 - 3, and 4 linked to 1 only, claiming to be linked to 3 as well.
+        let mut sim = Sim::new(4, &[(0, 1), (1, 2), (0, 3)]);
+        sim.converge();
+        let before = sim.tables[&id(1)].routes();
+        let t = sim.tables.get_mut(&id(1)).unwrap();
+        let lie = signed(id(4), 99, vec![id(1), id(3)]);
+        assert_eq!(t.offer(lie, verify), Verdict::Stored);
+        t.recompute();
+        assert_eq!(t.routes(), before);
+        assert_eq!(t.next_hop(&id(3)), Some(id(2)));
     }
 
     #[test]
-    fn seq_moves_only_on_change() {
-        let mut t = RoutingTable::new(id(1));
+    fn versions_replace_only_forwards() {
+        let mut t = RoutingTable::new(id(1), LIMITS);
         t.add_neighbour(id(2));
-        let seq = t.seq();
-        let same = RouterTable {
-            seq: 3,
-            entries: vec![RouterEntry {
-                node: id(2),
-                distance: 0,
-            }],
+        assert_eq!(
+            t.offer(signed(id(2), 5, vec![id(1)]), verify),
+            Verdict::Stored
+        );
+        assert_eq!(
+            t.offer(signed(id(2), 5, vec![id(1)]), verify),
+            Verdict::Stale
+        );
+        assert_eq!(
+            t.offer(signed(id(2), 4, vec![id(1), id(3)]), verify),
+            Verdict::Stale
+        );
+        let mut newer_epoch = signed(id(2), 1, vec![id(1)]);
+        newer_epoch.version.epoch = 2;
+        newer_epoch.signature = fake_sig(&newer_epoch);
+        assert_eq!(t.offer(newer_epoch.clone(), verify), Verdict::Stored);
+        // A replay of the older epoch is refused however high its seq.
+        assert_eq!(
+            t.offer(signed(id(2), 1000, vec![id(1)]), verify),
+            Verdict::Stale
+        );
+        // An unsigned list is refused and changes nothing.
+        let mut bad = signed(id(2), 1, vec![id(1), id(3)]);
+        bad.version.epoch = 3;
+        assert_eq!(
+            t.offer(bad, verify),
+            Verdict::Rejected(Rejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn own_lists_echoed_back_are_stale_and_a_previous_runs_are_outdated() {
+        let mut t = RoutingTable::new(id(1), LIMITS);
+        let own = signed(id(1), 3, vec![id(2)]);
+        t.set_own(own.clone());
+        assert_eq!(t.offer(own, verify), Verdict::Stale);
+        let old_run = signed(id(1), 7, vec![id(9)]);
+        assert_eq!(
+            t.offer(old_run, verify),
+            Verdict::OwnOutdated(ListVersion { epoch: 1, seq: 7 })
+        );
+    }
+
+    #[test]
+    fn lists_beyond_the_caps_are_refused() {
+        let limits = RoutingLimits {
+            max_nodes: 2,
+            max_neighbours: 2,
         };
-        assert!(t.merge(&id(2), &same).is_empty());
-        assert_eq!(t.seq(), seq);
-        assert!(t.remove_neighbour(&id(9)).is_empty());
-        assert_eq!(t.seq(), seq);
-        assert_eq!(t.remove_neighbour(&id(2)).len(), 1);
-        assert_ne!(t.seq(), seq);
+        let mut t = RoutingTable::new(id(1), limits);
+        for n in 2..=4 {
+            t.add_neighbour(id(n));
+        }
+        let big = signed(id(2), 1, vec![id(1), id(3), id(4)]);
+        let r = t.offer(big, verify);
+        assert_eq!(
+            r,
+            Verdict::Rejected(Rejection::TooManyNeighbours { count: 3, max: 2 })
+        );
+        assert_eq!(
+            t.offer(signed(id(2), 1, vec![id(1)]), verify),
+            Verdict::Stored
+        );
+        assert_eq!(
+            t.offer(signed(id(3), 1, vec![id(1)]), verify),
+            Verdict::Stored
+        );
+        assert_eq!(
+            t.offer(signed(id(4), 1, vec![id(1)]), verify),
+            Verdict::Rejected(Rejection::TableFull { max: 2 })
+        );
+        assert_eq!(t.list_count(), 2);
+        // Updates of held origins still go in.
+        assert_eq!(t.offer(signed(id(3), 2, vec![]), verify), Verdict::Stored);
+        assert!(Rejection::BadSignature.is_misbehaviour(&id(2), &id(3)));
+        let big = Rejection::TooManyNeighbours { count: 3, max: 2 };
+        assert!(big.is_misbehaviour(&id(2), &id(2)) && !big.is_misbehaviour(&id(2), &id(3)));
+    }
+
+    #[test]
+    fn lists_of_nodes_nobody_reachable_confirms_are_not_stored() {
+        let mut t = RoutingTable::new(id(1), LIMITS);
+        t.add_neighbour(id(2));
+        t.offer(signed(id(2), 1, vec![id(1)]), verify);
+        t.recompute();
+        // 9 claims 2, which does not name 9.
+        assert_eq!(
+            t.offer(signed(id(9), 1, vec![id(2)]), verify),
+            Verdict::Rejected(Rejection::Unanchored)
+        );
+        // In one response 2's new list naming 3 anchors 3's list after it.
+        t.offer(signed(id(2), 2, vec![id(1), id(3)]), verify);
+        assert_eq!(
+            t.offer(signed(id(3), 1, vec![id(2), id(4)]), verify),
+            Verdict::Stored
+        );
+        assert_eq!(
+            t.offer(signed(id(4), 1, vec![id(3)]), verify),
+            Verdict::Stored
+        );
+        t.recompute();
+        assert_eq!(t.route(&id(4)).map(|r| r.distance), Some(3));
+    }
+
+    #[test]
+    fn lists_of_unreachable_origins_go_after_the_hold() {
+        let mut sim = Sim::new(3, &[(0, 1), (1, 2)]);
+        sim.converge();
+        sim.remove(id(2));
+        sim.converge();
+        let t = sim.tables.get_mut(&id(1)).unwrap();
+        assert!(t.routes().is_empty());
+        let hold = Duration::from_secs(30);
+        let t0 = Instant::now();
+        assert_eq!(t.collect(t0, hold).1, 0);
+        assert_eq!(t.collect(t0 + hold - Duration::from_secs(1), hold).1, 0);
+        assert_eq!(t.collect(t0 + hold, hold).1, 2);
+        assert_eq!(t.list_count(), 0);
+    }
+
+    #[test]
+    fn a_next_hop_that_keeps_failing_is_routed_around_until_the_hold_down_ends() {
+        // 1 reaches 4 through 2 or 3, 2 being the smaller ID.
+        let mut sim = Sim::new(4, &[(0, 1), (0, 2), (1, 3), (2, 3)]);
+        sim.converge();
+        let t = sim.tables.get_mut(&id(1)).unwrap();
+        assert_eq!(t.next_hop(&id(4)), Some(id(2)));
+        let t0 = Instant::now();
+        assert!(t.report_failure(id(4), id(2), t0).is_empty());
+        assert!(t.report_failure(id(4), id(2), t0).is_empty());
+        let ch = t.report_failure(id(4), id(2), t0);
+        assert_eq!(ch.len(), 1);
+        assert_eq!(t.next_hop(&id(4)), Some(id(3)));
+        // Other destinations keep their routes through 2.
+        assert_eq!(t.next_hop(&id(2)), Some(id(2)));
+        let hold = Duration::from_secs(30);
+        assert!(
+            t.collect(t0 + super::super::failures::HOLD_DOWN, hold)
+                .0
+                .len()
+                == 1
+        );
+        assert_eq!(t.next_hop(&id(4)), Some(id(2)));
+    }
+
+    #[test]
+    fn a_failing_only_path_stays_in_use() {
+        let mut sim = Sim::new(3, &[(0, 1), (1, 2)]);
+        sim.converge();
+        let t = sim.tables.get_mut(&id(1)).unwrap();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            t.report_failure(id(3), id(2), t0);
+        }
+        assert_eq!(t.next_hop(&id(3)), Some(id(2)));
+    }
+
+    /// Random graphs: a node count and links among them.
+    fn graph() -> impl Strategy<Value = (usize, Vec<(usize, usize)>)> {
+        (2usize..9).prop_flat_map(|n| (Just(n), prop::collection::vec((0..n, 0..n), 0..20)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever every node claims, a route exists exactly as far as the links both ends
+        /// name: the distances are those of the mutually attested graph.
+        #[test]
+        fn no_route_uses_a_link_one_end_denies(
+            n in 2usize..9,
+            claims in prop::collection::vec(prop::collection::vec(0usize..9, 0..9), 9),
+            local_links in prop::collection::vec(0usize..9, 0..9),
+        ) {
+            let local = id(1);
+            let mut t = RoutingTable::new(local, LIMITS);
+            let node = |i: usize| id((i % n) as u8 + 1);
+            for l in &local_links {
+                t.add_neighbour(node(*l));
+            }
+            let mut lists = Vec::new();
+            for (i, c) in claims.iter().enumerate().take(n).skip(1) {
+                lists.push(signed(node(i), 1, c.iter().map(|j| node(*j)).collect()));
+            }
+            // Offered repeatedly, so that order does not matter.
+            for _ in 0..n {
+                for l in &lists {
+                    t.offer(l.clone(), verify);
+                }
+                t.recompute();
+            }
+            let named = |a: NodeId, b: NodeId| lists.iter().any(|l| l.origin == a && l.names(&b));
+            let mut links: Vec<(NodeId, NodeId)> = t.neighbours().map(|nb| (local, *nb)).collect();
+            for a in 1..n {
+                for b in 1..n {
+                    if named(node(a), node(b)) && named(node(b), node(a)) {
+                        links.push((node(a), node(b)));
+                    }
+                }
+            }
+            let want = true_distances(local, &links);
+            let got: HashMap<NodeId, u8> = t.routes().into_iter().map(|(d, r)| (d, r.distance)).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// A node leaves: every other node ends with the routes a fresh network without it
+        /// computes, and on the way no route is longer than the final one (no counting up),
+        /// and the departed node, once unreachable somewhere, never comes back there.
+        #[test]
+        fn a_removal_converges_without_counting_up((n, links) in graph(), gone in 0usize..9) {
+            let gone_id = id((gone % n) as u8 + 1);
+            let mut sim = Sim::new(n, &links);
+            sim.converge();
+            let left: Vec<(usize, usize)> = links
+                .iter()
+                .copied()
+                .filter(|(a, b)| *a != gone % n && *b != gone % n)
+                .collect();
+            let left_ids = ids(&left);
+            let finals: BTreeMap<NodeId, HashMap<NodeId, u8>> = sim
+                .tables
+                .keys()
+                .filter(|k| **k != gone_id)
+                .map(|k| (*k, true_distances(*k, &left_ids)))
+                .collect();
+            sim.remove(gone_id);
+            let mut lost: HashSet<NodeId> = HashSet::new();
+            while let Some(at) = sim.step() {
+                let Some(t) = sim.tables.get(&at) else { continue };
+                for (dst, r) in t.routes() {
+                    if dst == gone_id {
+                        prop_assert!(!lost.contains(&at), "the departed node came back");
+                    } else if let Some(d) = finals[&at].get(&dst) {
+                        prop_assert!(r.distance <= *d, "distance counted up");
+                    }
+                }
+                if t.route(&gone_id).is_none() {
+                    lost.insert(at);
+                }
+            }
+            sim.converge();
+            let mut fresh = Sim::new(n, &left);
+            fresh.remove(gone_id);
+            fresh.converge();
+            prop_assert_eq!(sim.routes(), fresh.routes());
+        }
+
+        /// Lists that are unsigned, badly signed, oversized, or that claim links the other
+        /// end does not confirm never change anyone's routes, and never grow the table past
+        /// its cap.
+        #[test]
+        fn hostile_lists_never_change_the_routes(
+            (n, links) in graph(),
+            attacks in prop::collection::vec((0u8..4, any::<u8>(), prop::collection::vec(any::<u8>(), 0..20)), 1..20),
+        ) {
+            let mut sim = Sim::new(n, &links);
+            sim.converge();
+            let before = sim.routes();
+            let t = sim.tables.get_mut(&id(1)).unwrap();
+            for (kind, origin, claims) in attacks {
+                let origin = id(origin);
+                let claims: Vec<NodeId> = claims.into_iter().map(id).collect();
+                let mut l = signed(origin, u32::MAX, claims.clone());
+                match kind {
+                    0 => l.signature = [0; 64],
+                    1 => l.signature[3] ^= 0x40,
+                    2 => {
+                        l = signed(origin, u32::MAX, (0..=LIMITS.max_neighbours as u8 + 1).map(id).collect());
+                        l.signature = fake_sig(&l);
+                    }
+                    _ => {
+                        // Validly signed, by a node that keeps its real links and adds
+                        // invented ones nobody confirms.
+                        let held = t.lists.get(&origin).map(|s| s.list.neighbours.clone()).unwrap_or_default();
+                        let mut all = held;
+                        all.extend(claims.iter().filter(|c| !t.lists.get(*c).is_some_and(|s| s.list.names(&origin))));
+                        l = signed(origin, u32::MAX, all);
+                    }
+                }
+                t.offer(l, verify);
+                t.recompute();
+                prop_assert!(t.list_count() <= LIMITS.max_nodes);
+            }
+            prop_assert_eq!(sim.routes(), before);
+        }
     }
 }

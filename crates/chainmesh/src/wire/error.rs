@@ -185,21 +185,32 @@ pub enum WireError {
         /// The limit: the receiver's maximum packet size.
         max: usize,
     },
-    /// A RouterSeq payload is not exactly 4 bytes.
-    #[error("RouterSeq payload is {length} bytes, expected 4")]
+    /// A RouterSeq payload is not exactly the 36 bytes of a summary.
+    #[error("RouterSeq payload is {length} bytes, expected 36")]
     RouterSeqSize {
         /// Payload length as received.
         length: usize,
     },
-    /// A RouterResponse payload does not match its entry count.
-    #[error(
-        "RouterResponse payload is {length} bytes, but its entry count {count} needs {needed}"
-    )]
-    RouterTableSize {
-        /// The entry count as received (0 when the payload is too short to hold it).
-        count: u16,
-        /// Bytes the count needs: 6 + 65 × count.
+    /// A RouterResponse ends inside a neighbour list (or before its list count).
+    #[error("RouterResponse needs {needed} bytes for its next part, but only {available} remain")]
+    RouterListSize {
+        /// Bytes the next part needs.
         needed: usize,
+        /// Bytes left in the payload.
+        available: usize,
+    },
+    /// A neighbour list's neighbours are not strictly ascending, or name the origin.
+    #[error("neighbour list is not strictly ascending or names its own origin")]
+    RouterListOrder,
+    /// A RouterResponse has bytes after its last list.
+    #[error("RouterResponse has {extra} bytes after its last list")]
+    RouterTrailing {
+        /// The extra bytes.
+        extra: usize,
+    },
+    /// A RouterRequest has a payload; version 3's is empty.
+    #[error("RouterRequest payload is {length} bytes, expected none")]
+    RouterRequestSize {
         /// Payload length as received.
         length: usize,
     },

@@ -12,8 +12,8 @@
 //!   makes the copy a relay forwards;
 //! - [`DataFrame`] encodes a data packet from borrowed parts, compressing its payload with
 //!   zstd when that pays ([`compress_append`], [`decompress`]);
-//! - [`RouterTable`], [`encode_router_seq`] and [`split_topic`] handle the routing and
-//!   multicast payloads;
+//! - [`NeighbourList`], [`RouterSummary`], [`encode_lists`] and [`split_topic`] handle the
+//!   routing and multicast payloads;
 //! - [`inspect_view`] and [`inspect_json`] show a packet as `chainmesh inspect` prints it.
 //!
 //! The codec checks structure only. Per-type rules (one destination on a Unicast, an empty
@@ -42,8 +42,9 @@ pub use handshake::{
 };
 pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL};
 pub use router::{
-    decode_router_seq, encode_router_seq, encode_topic_prefix, split_topic, RouterEntry,
-    RouterTable, MAX_ROUTER_ENTRIES, ROUTER_ENTRY_LEN, ROUTER_TABLE_HEAD,
+    decode_lists, encode_lists, encode_topic_prefix, split_topic, ListVersion, NeighbourList,
+    RouterSummary, LIST_HEAD, LIST_SIGNATURE_LEN, LIST_SIGNING_CONTEXT, MAX_LIST_NEIGHBOURS,
+    ROUTER_SUMMARY_LEN,
 };
 pub use view::{flag_names, inspect_json, inspect_view, OptionsView, PacketView};
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::handshake::Handshake;
 use super::packet::{Ext, Options, Packet, PacketType};
-use super::router::{decode_router_seq, split_topic, RouterTable};
+use super::router::{decode_lists, split_topic, NeighbourList, RouterSummary};
 use crate::identity::NodeId;
 
 /// Everything `chainmesh inspect` shows about a packet, in the order it shows it.
@@ -48,12 +48,12 @@ pub struct PacketView {
     /// An error response's text (invalid UTF-8 replaced by U+FFFD).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_text: Option<String>,
-    /// A RouterSeq's table seq.
+    /// A RouterSeq's summary of the lists its sender holds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub router_seq: Option<u32>,
-    /// A RouterResponse's decoded table.
+    pub router_summary: Option<RouterSummary>,
+    /// A RouterResponse's signed neighbour lists.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub router_table: Option<RouterTable>,
+    pub neighbour_lists: Option<Vec<NeighbourList>>,
     /// An uncompressed Multicast's topic.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
@@ -122,12 +122,12 @@ pub fn inspect_view(p: &Packet) -> PacketView {
     let text = || String::from_utf8_lossy(&p.payload).into_owned();
     let mut payload_error = None;
     let mut fail = |e: super::WireError| payload_error = Some(e.to_string());
-    let router_seq = match p.packet_type {
-        PacketType::ROUTER_SEQ => decode_router_seq(&p.payload).map_err(&mut fail).ok(),
+    let router_summary = match p.packet_type {
+        PacketType::ROUTER_SEQ => RouterSummary::decode(&p.payload).map_err(&mut fail).ok(),
         _ => None,
     };
-    let router_table = match p.packet_type {
-        PacketType::ROUTER_RESPONSE => RouterTable::decode(&p.payload).map_err(&mut fail).ok(),
+    let neighbour_lists = match p.packet_type {
+        PacketType::ROUTER_RESPONSE => decode_lists(&p.payload).map_err(&mut fail).ok(),
         _ => None,
     };
     let topic = match p.packet_type {
@@ -153,8 +153,8 @@ pub fn inspect_view(p: &Packet) -> PacketView {
         handshake_error,
         goodbye_reason: (p.packet_type == PacketType::GOODBYE).then(text),
         error_text: p.ext.is_error().then(text),
-        router_seq,
-        router_table,
+        router_summary,
+        neighbour_lists,
         topic,
         payload_error,
     }

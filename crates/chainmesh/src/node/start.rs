@@ -51,6 +51,18 @@ fn initial_status(groups: &[String], config: &StatusConfig) -> Result<LocalStatu
     )
 }
 
+/// The status engine's settings: its interval and its `[limits]`.
+fn status_config(config: &Config) -> StatusConfig {
+    let l = &config.limits;
+    StatusConfig {
+        max_status_len: l.max_status_bytes,
+        max_nodes: l.max_tracked_nodes,
+        max_held_bytes: l.max_status_total_bytes,
+        requests_per_sec: l.status_requests_per_sec,
+        ..StatusConfig::with_interval(config.timers.status_interval)
+    }
+}
+
 fn peer_settings(config: &Config) -> PeerSettings {
     PeerSettings {
         timers: config.timers.clone(),
@@ -85,7 +97,7 @@ impl Node {
             .map_err(bind_error)?;
         let listen = listener.local_addr().map_err(bind_error)?;
         let id = identity.node_id;
-        let status_config = StatusConfig::with_interval(config.timers.status_interval);
+        let status_config = status_config(&config);
         let local_status = initial_status(&config.p2p.groups, &status_config)?;
         let stop = CancellationToken::new();
         let (pending, woken) = PendingTable::new();

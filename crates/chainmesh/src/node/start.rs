@@ -100,7 +100,7 @@ impl Node {
         let status_config = status_config(&config);
         let local_status = initial_status(&config.p2p.groups, &status_config)?;
         let stop = CancellationToken::new();
-        let (pending, woken) = PendingTable::new();
+        let (pending, woken) = PendingTable::new(config.limits.pending_requests_per_peer);
         // The status engine and the sessions reach the node through weak references to it,
         // so it is built around them.
         let inner = Arc::new_cyclic(|weak| {

@@ -385,8 +385,9 @@ mod tests {
     fn requests_to_one_destination_are_bounded_and_others_are_not_affected() {
         let (table, _woken) = PendingTable::new(3);
         let now = Instant::now();
-        let mut guards: Vec<PendingGuard<'_>> =
-            (1..=3).map(|seq| table.insert_ok(seq, request(2, now).0)).collect();
+        let mut guards: Vec<PendingGuard<'_>> = (1..=3)
+            .map(|seq| table.insert_ok(seq, request(2, now).0))
+            .collect();
         assert_eq!(
             table.insert(4, request(2, now).0).err(),
             Some(RequestError::TooManyPending {

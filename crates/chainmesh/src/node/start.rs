@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::builtin::{RouteExchange, StatusMembership, StatusSync, StatusTransportOver};
 use super::inbound::Dispatch;
+use super::inflate::Inflater;
 use super::pending::PendingTable;
 use super::protocol::{ProtocolContext, Protocols};
 use super::{Inner, Node, NodeError, NodeHandle, RequestError};
@@ -135,6 +136,7 @@ impl Node {
                 membership: RwLock::new(membership),
                 status,
                 protocols: Protocols::default(),
+                inflate: Inflater::new(&config.limits, config.p2p.max_packet_size),
                 ctx,
                 stop: stop.clone(),
             }

@@ -301,9 +301,12 @@ mod tests {
             decompress(&framed, 299_999),
             Err(WireError::DecompressedTooLarge { max: 299_999 })
         );
-        assert_eq!(decompress(&[], 10), Err(WireError::Decompress {
-            reason: "not a zstd frame".into()
-        }));
+        assert_eq!(
+            decompress(&[], 10),
+            Err(WireError::Decompress {
+                reason: "not a zstd frame".into()
+            })
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod view;
 mod tests;
 
 pub use compress::{
-    compress_append, decompress, declared_size, COMPRESSION_LEVEL, DEFAULT_COMPRESS_THRESHOLD,
+    compress_append, declared_size, decompress, COMPRESSION_LEVEL, DEFAULT_COMPRESS_THRESHOLD,
     MAX_WINDOW_LOG,
 };
 pub use decoder::Decoder;

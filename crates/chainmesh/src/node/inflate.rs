@@ -78,9 +78,10 @@ struct Budget {
 #[derive(Debug, PartialEq, Eq)]
 enum Charge {
     Granted,
-    /// Over budget; `close` once the link has been over too often.
+    /// Over budget, for the `strikes`th time in the current window: the first is logged,
+    /// and at [`STRIKES_TO_CLOSE`] the link is closed.
     Refused {
-        close: bool,
+        strikes: u32,
     },
 }
 
@@ -146,9 +147,7 @@ impl Inflater {
             b.strikes = 0;
         }
         b.strikes = b.strikes.saturating_add(1);
-        Charge::Refused {
-            close: b.strikes >= STRIKES_TO_CLOSE,
-        }
+        Charge::Refused { strikes: b.strikes }
     }
 
     /// Gives back to `peer` what was charged for output that was not produced.
@@ -240,10 +239,10 @@ impl NodeHandle {
         let peer = from.map(|s| s.peer);
         if let Some(link) = from {
             let live = |n: &NodeId| self.inner.peers.session(n).is_some();
-            if let Charge::Refused { close } =
+            if let Charge::Refused { strikes } =
                 inflater.charge(link.peer, charge, Instant::now(), live)
             {
-                self.over_budget(link, charge, close);
+                self.over_budget(link, charge, strikes);
                 return None;
             }
         }
@@ -297,21 +296,21 @@ impl NodeHandle {
         }))
     }
 
-    /// Counts and logs a payload dropped over `link`'s budget, and closes the link if it has
-    /// been over too often.
-    fn over_budget(&self, link: &SessionHandle, charge: u64, close: bool) {
+    /// Counts a payload dropped over `link`'s budget, logs the first of a window, and closes
+    /// the link at the window's [`STRIKES_TO_CLOSE`]th.
+    fn over_budget(&self, link: &SessionHandle, charge: u64, strikes: u32) {
         let c = &self.inner.inflate.counters;
         c.over_budget.fetch_add(1, Relaxed);
-        if close {
+        if strikes == STRIKES_TO_CLOSE {
             c.links_closed.fetch_add(1, Relaxed);
             warn!(peer = %link.peer.short(), conn = link.id,
                 "peer keeps exceeding limits.decompress_bytes_per_sec_per_peer; closing the link");
             link.close(CloseReason::Protocol(
                 "compressed traffic over limits.decompress_bytes_per_sec_per_peer".into(),
             ));
-        } else {
+        } else if strikes == 1 {
             warn!(peer = %link.peer.short(), conn = link.id, bytes = charge,
-                "compressed packet over the peer's decompression budget; dropped");
+                "compressed packets over the peer's decompression budget; dropping");
         }
     }
 }
@@ -348,23 +347,24 @@ mod tests {
         let live = |_: &NodeId| true;
         assert_eq!(inf.charge(id(1), 1 << 20, t0, live), Charge::Granted);
         assert_eq!(inf.charge(id(1), 1 << 20, t0, live), Charge::Granted);
-        for strike in 1..STRIKES_TO_CLOSE {
+        for strikes in 1..=STRIKES_TO_CLOSE {
             assert_eq!(
                 inf.charge(id(1), 1 << 20, t0, live),
-                Charge::Refused { close: false },
-                "strike {strike}"
+                Charge::Refused { strikes }
             );
         }
-        assert_eq!(
-            inf.charge(id(1), 1 << 20, t0, live),
-            Charge::Refused { close: true }
-        );
         // Another link has its own budget; a refund or half a second refills this one.
         assert_eq!(inf.charge(id(2), 1 << 20, t0, live), Charge::Granted);
         inf.refund(Some(id(1)), 1 << 20);
         assert_eq!(inf.charge(id(1), 1 << 20, t0, live), Charge::Granted);
         let later = t0 + Duration::from_millis(500);
         assert_eq!(inf.charge(id(1), 1 << 20, later, live), Charge::Granted);
+        // Past the window, the count of strikes starts again.
+        let next = later + STRIKE_WINDOW + Duration::from_millis(1);
+        assert_eq!(
+            inf.charge(id(1), 64 << 20, next, live),
+            Charge::Refused { strikes: 1 }
+        );
     }
 
     #[test]

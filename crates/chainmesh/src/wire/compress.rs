@@ -145,11 +145,13 @@ pub fn decompress(src: &[u8], limit: usize) -> Result<Bytes, WireError> {
             }
             let (before_in, before_out) = (input.pos(), out.len());
             let pos = out.len();
-            let mut output = zstd::zstd_safe::OutBuffer::around_pos(&mut out, pos);
+            // The output buffer sets `out`'s length to what zstd wrote.
             let left = dctx
-                .decompress_stream(&mut output, &mut input)
+                .decompress_stream(
+                    &mut zstd::zstd_safe::OutBuffer::around_pos(&mut out, pos),
+                    &mut input,
+                )
                 .map_err(failed)?;
-            drop(output);
             if out.len() > limit {
                 return Err(WireError::DecompressedTooLarge { max: limit });
             }

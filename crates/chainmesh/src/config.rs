@@ -194,11 +194,85 @@ pub struct LimitsConfig {
     /// Neighbours one node's list may name. A neighbour whose own list names more is
     /// disconnected; a node with more links lists the smallest IDs.
     pub max_neighbours_per_list: usize,
+
+    // ---- status synchronization, decompression and outstanding requests ----
+    /// Largest encoded status this node publishes or accepts from another node; a larger
+    /// StatusResponse is dropped before it is decoded.
+    pub max_status_bytes: usize,
+    /// Most other nodes whose status, announcements and queries are tracked at once.
+    pub max_tracked_nodes: usize,
+    /// Memory, in bytes, that all held statuses of other nodes may take together.
+    pub max_status_total_bytes: usize,
+    /// StatusRequests answered per second for one requester (also the burst).
+    pub status_requests_per_sec: u32,
+    /// Most bytes one compressed payload may decompress to (the packet size limit applies
+    /// too, whichever is smaller).
+    pub max_decompressed_bytes: usize,
+    /// Decompressed bytes per second one peer's link may cost this node.
+    pub decompress_bytes_per_sec_per_peer: usize,
+    /// Threads that decompress large payloads off the sessions' tasks.
+    pub decompress_workers: usize,
+    /// Large payloads waiting for a decompression thread; beyond it they are dropped.
+    pub decompress_queue: usize,
+    /// Requests this node may have outstanding to one destination at once.
+    pub pending_requests_per_peer: usize,
 }
 
 impl LimitsConfig {
     /// Smallest `session_queue_bytes`: room for a few ordinary packets.
     pub const MIN_SESSION_QUEUE_BYTES: usize = 64 * 1024;
+}
+
+impl LimitsConfig {
+    /// Checks the status, decompression and request limits with `in_range(key, value, min,
+    /// max)`.
+    fn validate_resource_limits(&self, c: &Check<'_>) -> Result<(), ConfigError> {
+        c.range(
+            "limits.max_status_bytes",
+            self.max_status_bytes,
+            1024,
+            16 << 20,
+        )?;
+        c.range(
+            "limits.max_tracked_nodes",
+            self.max_tracked_nodes,
+            1,
+            1 << 20,
+        )?;
+        // The total must hold at least one status of the largest size.
+        c.range(
+            "limits.max_status_total_bytes",
+            self.max_status_total_bytes,
+            self.max_status_bytes,
+            u32::MAX as usize,
+        )?;
+        c.range(
+            "limits.status_requests_per_sec",
+            self.status_requests_per_sec as usize,
+            1,
+            10_000,
+        )?;
+        c.range(
+            "limits.max_decompressed_bytes",
+            self.max_decompressed_bytes,
+            64 * 1024,
+            u32::MAX as usize,
+        )?;
+        c.range(
+            "limits.decompress_bytes_per_sec_per_peer",
+            self.decompress_bytes_per_sec_per_peer,
+            1 << 20,
+            u32::MAX as usize,
+        )?;
+        c.range("limits.decompress_workers", self.decompress_workers, 1, 64)?;
+        c.range("limits.decompress_queue", self.decompress_queue, 1, 4096)?;
+        c.range(
+            "limits.pending_requests_per_peer",
+            self.pending_requests_per_peer,
+            1,
+            1 << 20,
+        )
+    }
 }
 
 impl Default for LimitsConfig {
@@ -210,6 +284,16 @@ impl Default for LimitsConfig {
             inbound_handshakes: 256,
             max_routing_nodes: 4096,
             max_neighbours_per_list: 1024,
+
+            max_status_bytes: 64 * 1024,
+            max_tracked_nodes: 4096,
+            max_status_total_bytes: 64 * 1024 * 1024,
+            status_requests_per_sec: 20,
+            max_decompressed_bytes: DEFAULT_MAX_PACKET as usize,
+            decompress_bytes_per_sec_per_peer: 64 * 1024 * 1024,
+            decompress_workers: 2,
+            decompress_queue: 64,
+            pending_requests_per_peer: 4096,
         }
     }
 }
@@ -440,6 +524,7 @@ impl Config {
             1,
             1 << 16,
         )?;
+        l.validate_resource_limits(c)?;
         c.range("limits.relay_wait", l.relay_wait, ms(1), secs(60))
     }
 
@@ -693,6 +778,30 @@ listen = "127.0.0.1:31300"
                 "limits.max_neighbours_per_list",
             ),
             ("relay_wait = \"0s\"", "limits.relay_wait"),
+            ("max_status_bytes = 10", "limits.max_status_bytes"),
+            ("max_tracked_nodes = 0", "limits.max_tracked_nodes"),
+            (
+                "max_status_total_bytes = 1024",
+                "limits.max_status_total_bytes",
+            ),
+            (
+                "status_requests_per_sec = 0",
+                "limits.status_requests_per_sec",
+            ),
+            (
+                "max_decompressed_bytes = 1",
+                "limits.max_decompressed_bytes",
+            ),
+            (
+                "decompress_bytes_per_sec_per_peer = 5",
+                "limits.decompress_bytes_per_sec_per_peer",
+            ),
+            ("decompress_workers = 0", "limits.decompress_workers"),
+            ("decompress_queue = 100000", "limits.decompress_queue"),
+            (
+                "pending_requests_per_peer = 0",
+                "limits.pending_requests_per_peer",
+            ),
         ] {
             let text = format!("{GOOD}\n[limits]\n{line}\n");
             let e = Config::parse(&text, Path::new("n.toml"))

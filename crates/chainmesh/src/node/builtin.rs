@@ -73,6 +73,14 @@ impl StatusTransport for StatusTransportOver {
             .collect()
     }
 
+    fn is_reachable(&self, node: &NodeId) -> bool {
+        // Sorted by node ID.
+        self.0
+            .reachable_nodes()
+            .binary_search_by(|(n, _)| n.cmp(node))
+            .is_ok()
+    }
+
     fn send(
         &self,
         dst: NodeId,

@@ -13,7 +13,7 @@ use super::protocol::Origin;
 use super::{Message, MessageKind, NodeHandle, RequestError, Responder, ECHO_MODULE};
 use crate::identity::NodeId;
 use crate::session::{Pending, SessionHandle};
-use crate::wire::{decompress, split_topic, Ext, Packet, PacketType, WireError, DEFAULT_TTL};
+use crate::wire::{split_topic, Ext, Options, Packet, PacketType, WireError, DEFAULT_TTL};
 
 /// The short node ID of the link a packet came on, or "self" for a message to itself;
 /// formatted only when a log line is written.
@@ -72,17 +72,11 @@ fn fanout_delivery(
 }
 
 impl NodeHandle {
-    /// The payload as the application sees it: decompressed when COMPRESSED is set, bounded
-    /// by the packet size limit.
-    fn plain_payload(&self, packet: &Packet) -> Result<Bytes, WireError> {
-        if packet.ext.is_compressed() {
-            decompress(&packet.payload, self.inner.max_packet as usize)
-        } else {
-            Ok(packet.payload.clone())
-        }
-    }
-
     /// Handles a packet addressed to this node. `from` is `None` for a message to itself.
+    ///
+    /// A compressed payload is decompressed only once it is known to be wanted here (a
+    /// registered module or protocol, a waiting request, a group this node is in), and then
+    /// within the limits of [`inflate_then`](Self::inflate_then).
     pub(super) fn deliver_local(
         &self,
         from: Option<&SessionHandle>,
@@ -102,12 +96,9 @@ impl NodeHandle {
             return None;
         }
         match packet.packet_type {
-            PacketType::UNICAST if response => {
-                self.complete_request(&packet);
-                None
-            }
-            PacketType::UNICAST => self.on_unicast(peer, packet),
-            PacketType::BROADCAST | PacketType::MULTICAST => self.on_fanout(peer, packet),
+            PacketType::UNICAST if response => self.complete_request(from, packet),
+            PacketType::UNICAST => self.on_unicast(peer, from, packet),
+            PacketType::BROADCAST | PacketType::MULTICAST => self.on_fanout(peer, from, packet),
             _ => {
                 let link = from.map_or(self.inner.id, |s| s.peer);
                 self.to_protocol(peer, link, packet)
@@ -127,60 +118,118 @@ impl NodeHandle {
             debug!(peer = %peer, packet_type = packet.packet_type.0, "ignoring packet type");
             return None;
         };
-        let src = packet.options.as_ref().map_or(link, |o| o.src);
-        if packet.ext.is_compressed() {
-            match self.plain_payload(&packet) {
+        let origin = Origin {
+            src: packet.options.as_ref().map_or(link, |o| o.src),
+            link,
+        };
+        if !packet.ext.is_compressed() {
+            return protocol.on_packet(&self.inner.ctx, origin, packet);
+        }
+        // Compressed protocol packets are rare: the link's session is looked up only for them.
+        let session = (link != self.inner.id)
+            .then(|| self.inner.peers.session(&link))
+            .flatten();
+        let node = self.clone();
+        let payload = std::mem::take(&mut packet.payload);
+        self.inflate_then(
+            session.as_ref(),
+            payload,
+            Box::new(move |plain| match plain {
                 Ok(plain) => {
                     packet.payload = plain;
                     packet.ext = Ext(packet.ext.0 & !Ext::COMPRESSED.0);
+                    protocol.on_packet(&node.inner.ctx, origin, packet)
                 }
                 Err(e) => {
-                    debug!(peer = %peer, src = %src.short(), error = %e, "undecodable payload dropped");
-                    return None;
+                    debug!(peer = %peer, src = %origin.src.short(), error = %e,
+                        "undecodable payload dropped");
+                    None
                 }
-            }
-        }
-        protocol.on_packet(&self.inner.ctx, Origin { src, link }, packet)
+            }),
+        )
     }
 
-    /// Hands a response to the request waiting for it.
-    fn complete_request(&self, packet: &Packet) {
-        let Some(opts) = packet.options.as_ref() else {
-            return;
-        };
+    /// Hands a response to the request waiting for it; one that matches no request is
+    /// dropped before its payload is even decompressed.
+    fn complete_request(&self, from: Option<&SessionHandle>, packet: Packet) -> Option<Pending> {
+        let opts = packet.options.as_ref()?;
         let Some(p) = self.inner.pending.take_from(packet.seq, &opts.src) else {
             debug!(src = %opts.src.short(), seq = packet.seq, "response matches no request");
-            return;
+            return None;
         };
         self.inner.router.report_success(&opts.src);
-        let result = match self.plain_payload(packet) {
-            Ok(payload) if packet.ext.is_error() => Err(RequestError::Remote(
-                String::from_utf8_lossy(&payload).into_owned(),
-            )),
-            Ok(payload) => Ok(Reply {
-                payload,
-                hops: hops_from_ttl(packet.ext.ttl()),
-            }),
-            Err(e) => Err(RequestError::Remote(format!(
-                "the response cannot be read: {e}"
-            ))),
+        let is_error = packet.ext.is_error();
+        let hops = hops_from_ttl(packet.ext.ttl());
+        let finish = move |payload: Result<Bytes, WireError>| {
+            let result = match payload {
+                Ok(payload) if is_error => Err(RequestError::Remote(
+                    String::from_utf8_lossy(&payload).into_owned(),
+                )),
+                Ok(payload) => Ok(Reply { payload, hops }),
+                Err(e) => Err(RequestError::Remote(format!(
+                    "the response cannot be read: {e}"
+                ))),
+            };
+            let _ = p.reply.send(result);
+            None
         };
-        let _ = p.reply.send(result);
+        if packet.ext.is_compressed() {
+            self.inflate_then(from, packet.payload, Box::new(finish))
+        } else {
+            finish(Ok(packet.payload))
+        }
     }
 
-    fn on_unicast(&self, peer: PeerName, packet: Packet) -> Option<Pending> {
-        let payload = self.plain_payload(&packet);
+    fn on_unicast(
+        &self,
+        peer: PeerName,
+        from: Option<&SessionHandle>,
+        packet: Packet,
+    ) -> Option<Pending> {
         let Packet {
-            seq, ext, options, ..
+            seq,
+            ext,
+            options,
+            payload,
+            ..
         } = packet;
         let opts = options?;
         let responder = ext
             .contains(Ext::REQUEST)
             .then(|| Responder::new(self.clone(), opts.src, opts.module, seq));
+        if !ext.is_compressed() {
+            return self.unicast_plain(peer, opts, seq, ext, responder, Ok(payload));
+        }
+        // Known before any decompression: a payload for no handler costs nothing to drop.
+        let handled =
+            opts.module == ECHO_MODULE || self.inner.modules.read().contains_key(&opts.module);
+        if !handled {
+            return self.no_handler(peer, opts.module, responder);
+        }
+        let node = self.clone();
+        self.inflate_then(
+            from,
+            payload,
+            Box::new(move |plain| node.unicast_plain(peer, opts, seq, ext, responder, plain)),
+        )
+    }
+
+    /// Delivers a unicast whose payload is now plain (or could not be made so).
+    fn unicast_plain(
+        &self,
+        peer: PeerName,
+        opts: Options,
+        seq: u32,
+        ext: Ext,
+        responder: Option<Responder>,
+        payload: Result<Bytes, WireError>,
+    ) -> Option<Pending> {
         let payload = match payload {
             Ok(p) => p,
             Err(e) => {
-                warn!(peer = %peer, src = %opts.src.short(), error = %e, "undecodable payload dropped");
+                // Counted by the decompression stats; a line per packet would let a peer
+                // flood the log.
+                debug!(peer = %peer, src = %opts.src.short(), error = %e, "undecodable payload dropped");
                 if let Some(r) = responder {
                     let _ = r.fail(format!("cannot read the request: {e}"));
                 }
@@ -197,22 +246,60 @@ impl NodeHandle {
         self.to_module(peer, env, payload, responder)
     }
 
-    fn on_fanout(&self, peer: PeerName, packet: Packet) -> Option<Pending> {
-        let payload = match self.plain_payload(&packet) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(peer = %peer, error = %e, "undecodable payload dropped");
-                return None;
-            }
-        };
+    fn on_fanout(
+        &self,
+        peer: PeerName,
+        from: Option<&SessionHandle>,
+        packet: Packet,
+    ) -> Option<Pending> {
         let Packet {
             packet_type,
             seq,
             ext,
             options,
+            payload,
             ..
         } = packet;
         let opts = options?;
+        if !ext.is_compressed() {
+            return self.fanout_plain(peer, packet_type, seq, ext, opts, Ok(payload));
+        }
+        // What can be known before decompressing: the module, and a broadcast's group (a
+        // multicast's topic is inside the payload).
+        if !self.inner.modules.read().contains_key(&opts.module) {
+            debug!(peer = %peer, module = opts.module, "no handler for module");
+            return None;
+        }
+        if packet_type == PacketType::BROADCAST && !self.inner.status.local_in_group(&opts.group) {
+            log_not_for_us(peer, &opts.src, &opts.group, NotForUs::Group);
+            return None;
+        }
+        let node = self.clone();
+        self.inflate_then(
+            from,
+            payload,
+            Box::new(move |plain| node.fanout_plain(peer, packet_type, seq, ext, opts, plain)),
+        )
+    }
+
+    /// Delivers a broadcast or multicast whose payload is now plain (or could not be made
+    /// so), if this node is in its group or subscribes to its topic.
+    fn fanout_plain(
+        &self,
+        peer: PeerName,
+        packet_type: PacketType,
+        seq: u32,
+        ext: Ext,
+        opts: Options,
+        payload: Result<Bytes, WireError>,
+    ) -> Option<Pending> {
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(peer = %peer, error = %e, "undecodable payload dropped");
+                return None;
+            }
+        };
         let status = &self.inner.status;
         let delivery = fanout_delivery(
             packet_type,
@@ -232,6 +319,20 @@ impl NodeHandle {
         self.to_module(peer, env, payload, None)
     }
 
+    /// Answers a request for a module nobody handles with an error; drops anything else.
+    fn no_handler(
+        &self,
+        peer: PeerName,
+        module: u16,
+        responder: Option<Responder>,
+    ) -> Option<Pending> {
+        debug!(peer = %peer, module, "no handler for module");
+        if let Some(r) = responder {
+            let _ = r.fail(format!("no handler for module {module}"));
+        }
+        None
+    }
+
     /// Puts a message in its module's queue, or returns the wait for room.
     fn to_module(
         &self,
@@ -245,11 +346,7 @@ impl NodeHandle {
         let modules = self.inner.modules.read();
         let Some(tx) = modules.get(&env.module) else {
             drop(modules);
-            debug!(peer = %peer, module = env.module, "no handler for module");
-            if let Some(r) = responder {
-                let _ = r.fail(format!("no handler for module {}", env.module));
-            }
-            return None;
+            return self.no_handler(peer, env.module, responder);
         };
         match tx.try_send(Message::new(env, payload, responder)) {
             Ok(()) => None,

@@ -81,4 +81,13 @@ pub enum RequestError {
     /// This node is shutting down.
     #[error("the node is shutting down")]
     Stopped,
+    /// `limit` requests to the node are outstanding already (`limits.pending_requests_per_peer`);
+    /// nothing was sent.
+    #[error("{limit} requests to {} are outstanding already", .dst.short())]
+    TooManyPending {
+        /// The node asked.
+        dst: NodeId,
+        /// The limit.
+        limit: usize,
+    },
 }

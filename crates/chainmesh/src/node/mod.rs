@@ -34,6 +34,7 @@ mod deliver;
 mod error;
 mod fanout;
 mod inbound;
+mod inflate;
 mod message;
 mod pending;
 mod protocol;
@@ -63,6 +64,7 @@ use crate::wire::{Ext, Packet};
 
 pub use error::{NodeError, RequestError, SendError};
 pub use fanout::Fanout;
+pub use inflate::DecompressStats;
 pub use message::{Message, MessageKind, Responder};
 pub use protocol::{Origin, Protocol, ProtocolContext, ProtocolError};
 pub use runtime::PeerChangeError;
@@ -115,6 +117,8 @@ struct Inner {
     status: Arc<StatusService>,
     /// Who handles which packet types beyond the built-in messaging.
     protocols: Protocols,
+    /// Decompression of received payloads, within the `[limits]`.
+    inflate: inflate::Inflater,
     /// What protocols are handed: this node, held weakly.
     ctx: ProtocolContext,
     /// Cancelled by [`Node::shutdown`]; ends every task of the node.

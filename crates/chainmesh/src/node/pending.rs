@@ -51,9 +51,16 @@ type Shard = HashMap<u32, PendingRequest, foldhash::fast::RandomState>;
 #[repr(align(128))]
 struct PaddedShard(Mutex<Shard>);
 
-/// Outstanding requests by Seq, sharded by Seq.
+/// Requests outstanding per destination, in shards of their own (by the destination's
+/// first byte, random for a real node ID).
+type Counts = HashMap<NodeId, usize, foldhash::fast::RandomState>;
+
+/// Outstanding requests by Seq, sharded by Seq, with at most `per_dst` to one destination.
 pub(super) struct PendingTable {
     shards: [PaddedShard; SHARDS],
+    per_dst: [Mutex<Counts>; SHARDS],
+    /// `limits.pending_requests_per_peer`.
+    max_per_dst: usize,
     /// Entries in all shards, so the sweeper can sleep while there are none.
     count: AtomicUsize,
     /// Wakes the sweeper when the first request goes in; dropped with the node, which
@@ -62,11 +69,14 @@ pub(super) struct PendingTable {
 }
 
 impl PendingTable {
-    /// The table, and the receiver that hears when it stops being empty.
-    pub(super) fn new() -> (Self, mpsc::Receiver<()>) {
+    /// The table, allowing `max_per_dst` requests to one destination at once, and the
+    /// receiver that hears when it stops being empty.
+    pub(super) fn new(max_per_dst: usize) -> (Self, mpsc::Receiver<()>) {
         let (not_empty, woken) = mpsc::channel(1);
         let table = PendingTable {
             shards: std::array::from_fn(|_| PaddedShard(Mutex::new(HashMap::default()))),
+            per_dst: std::array::from_fn(|_| Mutex::new(HashMap::default())),
+            max_per_dst,
             count: AtomicUsize::new(0),
             not_empty,
         };
@@ -77,28 +87,77 @@ impl PendingTable {
         &self.shards[seq as usize % SHARDS].0
     }
 
+    fn counts(&self, dst: &NodeId) -> &Mutex<Counts> {
+        &self.per_dst[usize::from(dst.as_bytes()[0]) % SHARDS]
+    }
+
+    /// Counts one more request to `dst`, unless `max_per_dst` are outstanding already.
+    fn reserve(&self, dst: NodeId) -> Result<(), RequestError> {
+        let mut counts = self.counts(&dst).lock();
+        let n = counts.entry(dst).or_insert(0);
+        if *n >= self.max_per_dst {
+            return Err(RequestError::TooManyPending {
+                dst,
+                limit: self.max_per_dst,
+            });
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Counts one request to `dst` fewer; the destination is forgotten at none.
+    fn release(&self, dst: &NodeId) {
+        let mut counts = self.counts(dst).lock();
+        if let Some(n) = counts.get_mut(dst) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(dst);
+            }
+        }
+    }
+
     /// Adds request `seq`; [`PendingGuard`] removes it again however the request ends.
-    pub(super) fn insert(&self, seq: u32, p: PendingRequest) -> PendingGuard<'_> {
+    /// Fails with [`RequestError::TooManyPending`], adding nothing, when `max_per_dst`
+    /// requests to the same destination are outstanding.
+    pub(super) fn insert(
+        &self,
+        seq: u32,
+        p: PendingRequest,
+    ) -> Result<PendingGuard<'_>, RequestError> {
+        self.reserve(p.dst)?;
         if let Some(old) = self.shard(seq).lock().insert(seq, p) {
             // A Seq reused after 2^32 requests while one is still waiting: the old one can
             // no longer be told apart, so it ends now.
+            self.release(&old.dst);
             let _ = old.reply.send(Err(RequestError::Timeout(old.timeout)));
         } else if self.count.fetch_add(1, Ordering::AcqRel) == 0 {
             // Full means a wake-up is already waiting for the sweeper.
             let _ = self.not_empty.try_send(());
         }
-        PendingGuard { table: self, seq }
+        Ok(PendingGuard { table: self, seq })
     }
 
-    fn taken(&self, n: usize) {
+    /// Accounts for requests taken out of the shards.
+    fn taken<'a>(&self, gone: impl IntoIterator<Item = &'a PendingRequest>) {
+        let mut n = 0;
+        for p in gone {
+            self.release(&p.dst);
+            n += 1;
+        }
         if n > 0 {
             self.count.fetch_sub(n, Ordering::AcqRel);
         }
     }
 
     fn remove(&self, seq: u32) {
-        let gone = self.shard(seq).lock().remove(&seq).is_some();
-        self.taken(usize::from(gone));
+        let gone = self.shard(seq).lock().remove(&seq);
+        self.taken(gone.as_ref());
+    }
+
+    /// Requests outstanding to `dst`.
+    #[cfg(test)]
+    fn pending_to(&self, dst: &NodeId) -> usize {
+        self.counts(dst).lock().get(dst).copied().unwrap_or(0)
     }
 
     /// Takes request `seq` if it was sent to `from`: a Seq is only ours to match if the
@@ -110,7 +169,7 @@ impl PendingTable {
             _ => None,
         };
         drop(shard);
-        self.taken(usize::from(p.is_some()));
+        self.taken(p.as_ref());
         p
     }
 
@@ -140,7 +199,7 @@ impl PendingTable {
                 .collect();
             out.extend(seqs.into_iter().filter_map(|s| shard.remove(&s)));
         }
-        self.taken(out.len());
+        self.taken(&out);
         out
     }
 
@@ -230,6 +289,12 @@ mod tests {
 
     type Answer = oneshot::Receiver<Result<Reply, RequestError>>;
 
+    impl PendingTable {
+        fn insert_ok(&self, seq: u32, p: PendingRequest) -> PendingGuard<'_> {
+            self.insert(seq, p).unwrap()
+        }
+    }
+
     fn request(dst: u8, deadline: Instant) -> (PendingRequest, Answer) {
         let (reply, rx) = oneshot::channel();
         let p = PendingRequest {
@@ -243,9 +308,9 @@ mod tests {
 
     #[test]
     fn a_response_matches_only_from_the_node_asked() {
-        let (table, _woken) = PendingTable::new();
+        let (table, _woken) = PendingTable::new(16);
         let (p, _rx) = request(2, Instant::now());
-        let guard = table.insert(7, p);
+        let guard = table.insert_ok(7, p);
         assert!(table.take_from(7, &id(3)).is_none());
         assert!(table.take_from(8, &id(2)).is_none());
         assert!(!table.is_empty());
@@ -259,21 +324,21 @@ mod tests {
 
     #[test]
     fn a_dropped_guard_removes_its_request() {
-        let (table, _woken) = PendingTable::new();
+        let (table, _woken) = PendingTable::new(16);
         let (p, _rx) = request(2, Instant::now());
-        drop(table.insert(1, p));
+        drop(table.insert_ok(1, p));
         assert!(table.is_empty());
         assert!(table.take_from(1, &id(2)).is_none());
     }
 
     #[test]
     fn the_sweep_takes_expired_requests_only() {
-        let (table, _woken) = PendingTable::new();
+        let (table, _woken) = PendingTable::new(16);
         let now = Instant::now();
         let (early, _a) = request(2, now);
         let (late, _b) = request(3, now + Duration::from_secs(5));
-        let _g1 = table.insert(1, early);
-        let _g2 = table.insert(2, late);
+        let _g1 = table.insert_ok(1, early);
+        let _g2 = table.insert_ok(2, late);
         let expired = table.take_expired(now);
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].dst, id(2));
@@ -285,11 +350,11 @@ mod tests {
 
     #[test]
     fn requests_are_taken_by_destination_or_all_at_once() {
-        let (table, _woken) = PendingTable::new();
+        let (table, _woken) = PendingTable::new(16);
         let now = Instant::now();
         let mut guards = Vec::new();
         for (seq, dst) in [(1, 2), (2, 3), (3, 2), (40, 4)] {
-            guards.push(table.insert(seq, request(dst, now).0));
+            guards.push(table.insert_ok(seq, request(dst, now).0));
         }
         let to_2 = table.take_to(&id(2));
         assert_eq!(to_2.len(), 2);
@@ -303,12 +368,12 @@ mod tests {
 
     #[test]
     fn a_reused_seq_ends_the_request_it_replaces() {
-        let (table, _woken) = PendingTable::new();
+        let (table, _woken) = PendingTable::new(16);
         let now = Instant::now();
         let (first, mut first_rx) = request(2, now);
         let (second, _second_rx) = request(3, now);
-        let _g1 = table.insert(9, first);
-        let _g2 = table.insert(9, second);
+        let _g1 = table.insert_ok(9, first);
+        let _g2 = table.insert_ok(9, second);
         assert!(matches!(
             first_rx.try_recv(),
             Ok(Err(RequestError::Timeout(_)))
@@ -319,15 +384,49 @@ mod tests {
     }
 
     #[test]
-    fn the_first_request_wakes_the_sweeper_once() {
-        let (table, mut woken) = PendingTable::new();
+    fn requests_to_one_destination_are_bounded_and_others_are_not_affected() {
+        let (table, _woken) = PendingTable::new(3);
         let now = Instant::now();
-        let _g1 = table.insert(1, request(2, now).0);
-        let _g2 = table.insert(2, request(2, now).0);
+        let mut guards: Vec<PendingGuard<'_>> = (1..=3)
+            .map(|seq| table.insert_ok(seq, request(2, now).0))
+            .collect();
+        assert_eq!(
+            table.insert(4, request(2, now).0).err(),
+            Some(RequestError::TooManyPending {
+                dst: id(2),
+                limit: 3
+            })
+        );
+        assert_eq!(table.pending_to(&id(2)), 3);
+        // The refused request left nothing behind, and another destination has room.
+        assert!(table.take_from(4, &id(2)).is_none());
+        guards.push(table.insert_ok(5, request(3, now).0));
+        // Every way out gives the room back: a response, a dropped guard, a sweep.
+        assert!(table.take_from(1, &id(2)).is_some());
+        guards.push(table.insert_ok(6, request(2, now).0));
+        assert_eq!(table.pending_to(&id(2)), 3);
+        drop(guards);
+        assert_eq!(table.pending_to(&id(2)), 0);
+        assert_eq!(table.pending_to(&id(3)), 0);
+        let _g = table.insert_ok(7, request(2, now).0);
+        let _h = table.insert_ok(7, request(2, now).0);
+        // A reused Seq ended the request it replaced: one is outstanding, not two.
+        assert_eq!(table.pending_to(&id(2)), 1);
+        assert_eq!(table.take_expired(now).len(), 1);
+        assert_eq!(table.pending_to(&id(2)), 0);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn the_first_request_wakes_the_sweeper_once() {
+        let (table, mut woken) = PendingTable::new(16);
+        let now = Instant::now();
+        let _g1 = table.insert_ok(1, request(2, now).0);
+        let _g2 = table.insert_ok(2, request(2, now).0);
         assert!(woken.try_recv().is_ok());
         assert!(woken.try_recv().is_err());
         table.take_all();
-        let _g3 = table.insert(3, request(2, now).0);
+        let _g3 = table.insert_ok(3, request(2, now).0);
         assert!(woken.try_recv().is_ok());
     }
 }

@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::builtin::{RouteExchange, StatusMembership, StatusSync, StatusTransportOver};
 use super::inbound::Dispatch;
+use super::inflate::Inflater;
 use super::pending::PendingTable;
 use super::protocol::{ProtocolContext, Protocols};
 use super::{Inner, Node, NodeError, NodeHandle, RequestError};
@@ -51,6 +52,18 @@ fn initial_status(groups: &[String], config: &StatusConfig) -> Result<LocalStatu
     )
 }
 
+/// The status engine's settings: its interval and its `[limits]`.
+fn status_config(config: &Config) -> StatusConfig {
+    let l = &config.limits;
+    StatusConfig {
+        max_status_len: l.max_status_bytes,
+        max_nodes: l.max_tracked_nodes,
+        max_held_bytes: l.max_status_total_bytes,
+        requests_per_sec: l.status_requests_per_sec,
+        ..StatusConfig::with_interval(config.timers.status_interval)
+    }
+}
+
 fn peer_settings(config: &Config) -> PeerSettings {
     PeerSettings {
         timers: config.timers.clone(),
@@ -85,7 +98,7 @@ impl Node {
             .map_err(bind_error)?;
         let listen = listener.local_addr().map_err(bind_error)?;
         let id = identity.node_id;
-        let status_config = StatusConfig::with_interval(config.timers.status_interval);
+        let status_config = status_config(&config);
         let local_status = initial_status(&config.p2p.groups, &status_config)?;
         let router = Router::new(
             &identity,
@@ -95,7 +108,7 @@ impl Node {
             },
         )?;
         let stop = CancellationToken::new();
-        let (pending, woken) = PendingTable::new();
+        let (pending, woken) = PendingTable::new(config.limits.pending_requests_per_peer);
         // The status engine and the sessions reach the node through weak references to it,
         // so it is built around them.
         let inner = Arc::new_cyclic(|weak| {
@@ -130,6 +143,7 @@ impl Node {
                 membership: RwLock::new(membership),
                 status,
                 protocols: Protocols::default(),
+                inflate: Inflater::new(&config.limits, config.p2p.max_packet_size),
                 ctx,
                 stop: stop.clone(),
             }

@@ -331,7 +331,7 @@ impl NodeHandle {
             timeout,
         };
         // Removes the entry however this future ends, including when the caller drops it.
-        let _guard = self.inner.pending.insert(seq, pending);
+        let _guard = self.inner.pending.insert(seq, pending)?;
         let u = Unicast::new(dst, module, seq, Ext::REQUEST, payload);
         match self.unicast_attempt(&u)? {
             Attempt::Queued => {}

@@ -47,6 +47,25 @@ pub struct StatusStats {
     pub malformed: u64,
     /// Answers that matched no outstanding query (late, duplicated, or unsolicited).
     pub unmatched_answers: u64,
+    /// StatusResponses larger than `limits.max_status_bytes` allows, dropped undecoded.
+    pub oversized: u64,
+    /// Packets of, or exchanges with, nodes left untracked because `limits.max_tracked_nodes`
+    /// nodes were tracked already.
+    pub untracked: u64,
+    /// Statuses not stored because the held total would pass
+    /// `limits.max_status_total_bytes`.
+    pub over_total: u64,
+    /// StatusSeqs and StatusRequests ignored because their source is not reachable.
+    pub unreachable_sources: u64,
+    /// StatusRequests left unanswered because their requester was over
+    /// `limits.status_requests_per_sec`.
+    pub rate_limited: u64,
+    /// Nodes tracked now (a gauge, not a count).
+    pub tracked_nodes: u64,
+    /// Memory the held statuses take now, as [`NodeStatus::held_bytes`] counts it (a gauge).
+    ///
+    /// [`NodeStatus::held_bytes`]: super::NodeStatus::held_bytes
+    pub held_status_bytes: u64,
 }
 
 impl StatusStats {
@@ -76,4 +95,35 @@ pub(super) struct Counters {
     pub(super) send_failures: AtomicU64,
     pub(super) malformed: AtomicU64,
     pub(super) unmatched_answers: AtomicU64,
+    pub(super) oversized: AtomicU64,
+    pub(super) untracked: AtomicU64,
+    pub(super) over_total: AtomicU64,
+    pub(super) unreachable_sources: AtomicU64,
+    pub(super) rate_limited: AtomicU64,
+}
+
+/// Lets a kind of log line through once per engine interval, so a flood is logged as one
+/// line per interval with the counters telling how much was refused.
+pub(super) struct LogGate(AtomicU64);
+
+impl Default for LogGate {
+    fn default() -> Self {
+        LogGate(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl LogGate {
+    /// Whether to log now, in interval `tick`: true for the first call of each interval.
+    pub(super) fn open(&self, tick: u64) -> bool {
+        self.0.swap(tick, std::sync::atomic::Ordering::Relaxed) != tick
+    }
+}
+
+/// One gate per kind of refusal.
+#[derive(Default)]
+pub(super) struct LogGates {
+    pub(super) oversized: LogGate,
+    pub(super) untracked: LogGate,
+    pub(super) over_total: LogGate,
+    pub(super) rate_limited: LogGate,
 }

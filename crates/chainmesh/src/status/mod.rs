@@ -17,6 +17,7 @@
 pub mod codec;
 mod events;
 mod local;
+mod rate;
 mod service;
 mod sync;
 mod table;
@@ -34,6 +35,7 @@ use crate::wire::{PacketType, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION};
 
 pub use codec::CodecError;
 pub use local::LocalStatus;
+pub use rate::TokenBucket;
 pub use service::{
     random_epoch, StatusConfig, StatusEvent, StatusEventKind, StatusService, StatusStats,
     StatusTransport, TransportError, PACKET_OVERHEAD,
@@ -44,8 +46,9 @@ pub use table::{ApplyResult, PeerStatus, QueryNeeded, StatusTable};
 pub const MAX_NAME_LEN: usize = u16::MAX as usize;
 /// Most groups, topics or AMOP topics one status can list: the count travels as a `u16`.
 pub const MAX_LIST_LEN: usize = u16::MAX as usize;
-/// Default limit on an encoded [`NodeStatus`]; it must also fit in one packet.
-pub const DEFAULT_MAX_STATUS_LEN: usize = 1024 * 1024;
+/// Default limit on an encoded [`NodeStatus`], published or received
+/// (`limits.max_status_bytes`); it must also fit in one packet.
+pub const DEFAULT_MAX_STATUS_LEN: usize = 64 * 1024;
 
 /// What a node tells the network about itself.
 ///
@@ -149,6 +152,23 @@ impl NodeStatus {
             return Err(StatusError::TooLarge { len, max: max_len });
         }
         Ok(())
+    }
+
+    /// Memory a held copy of the status takes, roughly: each name with its `String` header,
+    /// the lists' headers, and the application status. What the table's total is capped by
+    /// (`limits.max_status_total_bytes`): a status of many short names takes several times
+    /// its encoded size.
+    pub fn held_bytes(&self) -> usize {
+        let list = |l: &[String]| {
+            l.iter()
+                .map(|s| std::mem::size_of::<String>().saturating_add(s.len()))
+                .fold(0usize, usize::saturating_add)
+        };
+        std::mem::size_of::<NodeStatus>()
+            .saturating_add(list(&self.groups))
+            .saturating_add(list(&self.topics))
+            .saturating_add(list(&self.amop_topics))
+            .saturating_add(self.app.len())
     }
 
     /// Sorts every list and drops duplicates, so equal content means equal statuses.

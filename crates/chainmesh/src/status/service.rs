@@ -8,6 +8,7 @@
 //! handler computes its packets under the lock and sends them after releasing it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +19,13 @@ use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::codec::{SeqAnnounce, StatusAnswer, StatusQuery};
-use super::events::Counters;
+use super::codec::{SeqAnnounce, StatusAnswer, StatusQuery, STATUS_ANSWER_HEAD_LEN};
+use super::events::{Counters, LogGates};
 pub use super::events::{StatusEvent, StatusEventKind, StatusStats};
 use super::local::LocalStatus;
+use super::rate::TokenBucket;
 use super::sync::{Outgoing, State};
 use super::table::{ApplyResult, PeerStatus, StatusTable};
 pub use super::transport::{StatusTransport, TransportError, PACKET_OVERHEAD};
@@ -48,11 +50,19 @@ pub struct StatusConfig {
     /// Shortest time between two announcements caused by local changes: a burst of changes
     /// is announced once, at its start and then at most this often (default 50 ms).
     pub min_change_gap: Duration,
-    /// Largest encoded status this node accepts to publish (default 1 MiB).
+    /// Largest encoded status this node publishes, and accepts from others: a larger
+    /// StatusResponse is dropped before it is decoded (`limits.max_status_bytes`, default
+    /// 64 KiB).
     pub max_status_len: usize,
     /// Most nodes tracked at once; packets from further unknown nodes are ignored
-    /// (default 4096).
+    /// (`limits.max_tracked_nodes`, default 4096).
     pub max_nodes: usize,
+    /// Memory all held statuses may take together, as [`NodeStatus::held_bytes`] counts it
+    /// (`limits.max_status_total_bytes`, default 64 MiB).
+    pub max_held_bytes: usize,
+    /// StatusRequests answered per second per requester, which is also the burst
+    /// (`limits.status_requests_per_sec`, default 20).
+    pub requests_per_sec: u32,
 }
 
 impl StatusConfig {
@@ -67,6 +77,8 @@ impl StatusConfig {
             min_change_gap: Duration::from_millis(50),
             max_status_len: DEFAULT_MAX_STATUS_LEN,
             max_nodes: 4096,
+            max_held_bytes: 64 * 1024 * 1024,
+            requests_per_sec: 20,
         }
     }
 }
@@ -97,6 +109,9 @@ pub struct StatusService {
     events: broadcast::Sender<StatusEvent>,
     changed: Arc<Notify>,
     counters: Counters,
+    gates: LogGates,
+    /// The interval the engine is in, for [`LogGates`]; read without the lock.
+    tick_no: AtomicU64,
 }
 
 /// A fresh epoch for a node starting now: random and never 0.
@@ -161,21 +176,21 @@ impl StatusService {
         Arc::new(StatusService {
             local_id: local,
             short: local.short(),
-            config,
             transport,
             local_view: RwLock::new(initial.status().clone()),
             state: Mutex::new(State {
                 local: initial,
                 table: StatusTable::new(),
                 sync: HashMap::new(),
-                // Random so that a late answer to a query of a previous run of this node
-                // cannot match a query of this one.
-                next_query_id: rand::random(),
+                untracked_answers: Self::answer_bucket(&config, now()),
                 ticks: 0,
             }),
+            config,
             events,
             changed: Arc::new(Notify::new()),
             counters: Counters::default(),
+            gates: LogGates::default(),
+            tick_no: AtomicU64::new(0),
         })
     }
 
@@ -401,10 +416,21 @@ impl StatusService {
         self.events.subscribe()
     }
 
-    /// Counters of what the engine sent and refused.
+    /// Counters of what the engine sent and refused, and what it holds now.
     pub fn stats(&self) -> StatusStats {
+        let (tracked, held) = {
+            let st = self.state.lock();
+            (st.tracked(), st.table.held_bytes())
+        };
         let c = &self.counters;
         StatusStats {
+            oversized: c.oversized.load(Relaxed),
+            untracked: c.untracked.load(Relaxed),
+            over_total: c.over_total.load(Relaxed),
+            unreachable_sources: c.unreachable_sources.load(Relaxed),
+            rate_limited: c.rate_limited.load(Relaxed),
+            tracked_nodes: tracked as u64,
+            held_status_bytes: held as u64,
             seq_packets: c.seq_packets.load(Relaxed),
             seq_bytes: c.seq_bytes.load(Relaxed),
             request_packets: c.request_packets.load(Relaxed),
@@ -419,9 +445,17 @@ impl StatusService {
 
     // ---- inputs from the node ----
 
-    /// Handles a status packet that `src` (the packet's source node, not the relay) sent to
-    /// this node. Packets with the RESPONSE or ERROR flag are not status packets and must not
-    /// be passed here.
+    /// Handles a status packet that `src` sent to this node. `src` must be the packet's
+    /// proven source, not merely what its options claim: the node passes the source only of
+    /// packets that came on `src`'s own link or carry `src`'s authentication, so an answer,
+    /// which goes to `src` and nowhere else, cannot be reflected onto a third node. Packets
+    /// with the RESPONSE or ERROR flag are not status packets and must not be passed here.
+    ///
+    /// StatusSeqs and StatusRequests from a node the transport does not reach are ignored;
+    /// a StatusResponse larger than `max_status_len` allows is dropped before it is decoded
+    /// (its query counts as failed); StatusRequests beyond `requests_per_sec` per requester
+    /// are left unanswered. Each is counted in [`stats`](Self::stats) and logged once per
+    /// interval.
     ///
     /// A malformed payload is an error, for the caller to log with the link it came on; the
     /// engine's state is unchanged by it.
@@ -442,6 +476,18 @@ impl StatusService {
                 source,
             }
         };
+        let asks = matches!(
+            packet_type,
+            PacketType::STATUS_SEQ | PacketType::STATUS_REQUEST
+        );
+        if asks && !self.transport.is_reachable(&src) {
+            // Answering or querying it would send to a node with no route: at best wasted,
+            // at worst traffic towards whoever the source claims to be.
+            self.counters.unreachable_sources.fetch_add(1, Relaxed);
+            debug!(node = %self.short, src = %src.short(), packet_type = %packet_type,
+                "status packet from an unreachable node ignored");
+            return Ok(());
+        }
         match packet_type {
             PacketType::STATUS_SEQ => {
                 let a = SeqAnnounce::decode(&payload).map_err(malformed)?;
@@ -452,6 +498,11 @@ impl StatusService {
                 self.on_query(src, q);
             }
             PacketType::STATUS_RESPONSE => {
+                let max = STATUS_ANSWER_HEAD_LEN.saturating_add(self.config.max_status_len);
+                if payload.len() > max {
+                    self.on_oversized(src, &payload, max);
+                    return Ok(());
+                }
                 let a = StatusAnswer::decode(&payload).map_err(malformed)?;
                 self.on_answer(src, a);
             }
@@ -487,6 +538,9 @@ impl StatusService {
         let mut out = Vec::new();
         {
             let mut st = self.state.lock();
+            if !self.admit(&st, &node) {
+                return;
+            }
             let current = st.local.version();
             let ps = st.sync.entry(node).or_default();
             let unacked = ps.acked != Some(current);
@@ -524,6 +578,7 @@ impl StatusService {
         {
             let mut st = self.state.lock();
             st.ticks = st.ticks.wrapping_add(1);
+            self.tick_no.store(st.ticks, Relaxed);
             let refresh = self.config.refresh_every != 0
                 && st.ticks % u64::from(self.config.refresh_every) == 0;
             let gone: BTreeSet<NodeId> = st
@@ -540,6 +595,9 @@ impl StatusService {
             }
             let current = st.local.version();
             for &node in &reachable {
+                if !self.admit(&st, &node) {
+                    continue;
+                }
                 let ps = st.sync.entry(node).or_default();
                 let acked = ps.acked == Some(current);
                 let query_due = match ps.query {
@@ -602,8 +660,7 @@ impl StatusService {
         let mut out = Vec::new();
         {
             let mut st = self.state.lock();
-            if !st.knows(&src) && st.sync.len().max(st.table.len()) >= self.config.max_nodes {
-                debug!(node = %self.short, peer = %src.short(), "status table full, ignoring announcement");
+            if !self.admit(&st, &src) {
                 return;
             }
             let current = st.local.version();
@@ -633,13 +690,75 @@ impl StatusService {
     }
 
     fn on_query(&self, src: NodeId, q: StatusQuery) {
+        let now = now();
         let out = {
             let mut st = self.state.lock();
-            // Answer everyone, but only track nodes there is room for.
-            let track = st.knows(&src) || st.sync.len() < self.config.max_nodes;
+            // Answer every reachable requester, but only track nodes there is room for;
+            // the others share one bucket.
+            let track = self.admit(&st, &src);
+            let allowed = if track {
+                st.sync
+                    .entry(src)
+                    .or_default()
+                    .answers
+                    .get_or_insert_with(|| Self::answer_bucket(&self.config, now))
+                    .try_take(1, now)
+            } else {
+                st.untracked_answers.try_take(1, now)
+            };
+            if !allowed {
+                self.counters.rate_limited.fetch_add(1, Relaxed);
+                if self.gates.rate_limited.open(st.ticks) {
+                    warn!(node = %self.short, src = %src.short(),
+                        limit = self.config.requests_per_sec,
+                        "status requests over the per-requester rate; not answered");
+                }
+                return;
+            }
             st.answer(src, q.query_id, track)
         };
         self.flush(vec![out]);
+    }
+
+    /// A requester's bucket: `requests_per_sec` answers a second, as many at once.
+    fn answer_bucket(config: &StatusConfig, now: Instant) -> TokenBucket {
+        let rate = f64::from(config.requests_per_sec.max(1));
+        TokenBucket::new(rate, rate, now)
+    }
+
+    /// Whether `node` is tracked, or there is room to track it; a refusal is counted and
+    /// logged once per interval.
+    fn admit(&self, st: &State, node: &NodeId) -> bool {
+        if st.knows(node) || st.tracked() < self.config.max_nodes {
+            return true;
+        }
+        self.counters.untracked.fetch_add(1, Relaxed);
+        if self.gates.untracked.open(st.ticks) {
+            warn!(node = %self.short, peer = %node.short(), max = self.config.max_nodes,
+                "status table full: node not tracked");
+        }
+        false
+    }
+
+    /// A StatusResponse too large to accept: dropped undecoded, and if it claims to answer
+    /// our outstanding query to `src` (its first 4 bytes), that query has failed; the next
+    /// interval asks again.
+    fn on_oversized(&self, src: NodeId, payload: &[u8], max: usize) {
+        self.counters.oversized.fetch_add(1, Relaxed);
+        let claimed = payload
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes);
+        let mut st = self.state.lock();
+        if let Some(ps) = st.sync.get_mut(&src) {
+            if ps.query.is_some_and(|q| Some(q.id) == claimed) {
+                ps.query = None;
+            }
+        }
+        if self.gates.oversized.open(st.ticks) {
+            warn!(node = %self.short, src = %src.short(), len = payload.len(), max,
+                "status answer larger than limits.max_status_bytes; dropped");
+        }
     }
 
     fn on_answer(&self, src: NodeId, a: StatusAnswer) {
@@ -664,7 +783,26 @@ impl StatusService {
             if let Some(ps) = st.sync.get_mut(&src) {
                 ps.query = None;
             }
-            match st.table.apply_response(src, a.version, a.status, now) {
+            let mut status = a.status;
+            let held_now = st.table.get(&src).map_or(0, |c| c.status.held_bytes());
+            let total = st
+                .table
+                .held_bytes()
+                .saturating_sub(held_now)
+                .saturating_add(status.held_bytes());
+            if total > self.config.max_held_bytes {
+                self.counters.over_total.fetch_add(1, Relaxed);
+                if self.gates.over_total.open(st.ticks) {
+                    warn!(node = %self.short, src = %src.short(), total,
+                        max = self.config.max_held_bytes,
+                        "held statuses would pass limits.max_status_total_bytes; not stored");
+                }
+                return;
+            }
+            // The decoded application status is a slice of the received buffer, which may be
+            // far larger than it: held on its own, the memory counted is the memory kept.
+            status.app = Bytes::copy_from_slice(&status.app);
+            match st.table.apply_response(src, a.version, status, now) {
                 ApplyResult::Applied { previous } => {
                     debug!(node = %self.short, peer = %src.short(), version = %a.version,
                         previous = ?previous.map(|p| p.to_string()), "status updated");

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::codec::{SeqAnnounce, StatusAnswer, StatusQuery};
 use super::local::LocalStatus;
+use super::rate::TokenBucket;
 use super::table::{PeerStatus, StatusTable};
 use super::StatusVersion;
 use crate::identity::NodeId;
@@ -32,6 +33,8 @@ pub(super) struct PeerSync {
     /// The ID of the node's latest query whose answer the transport refused: sent as soon as
     /// the node is reachable, so the node need not wait out its query timeout.
     pub(super) owed_answer: Option<u32>,
+    /// The node's StatusRequests this node may still answer: made at its first request.
+    pub(super) answers: Option<TokenBucket>,
 }
 
 pub(super) struct Outgoing {
@@ -46,13 +49,31 @@ pub(super) struct State {
     pub(super) local: LocalStatus,
     pub(super) table: StatusTable,
     pub(super) sync: HashMap<NodeId, PeerSync>,
-    pub(super) next_query_id: u32,
+    /// Answers to requesters there was no room to track, all sharing one bucket.
+    pub(super) untracked_answers: TokenBucket,
     pub(super) ticks: u64,
+}
+
+/// A query ID the last one, `previous`, is not: drawn afresh for every query, so an
+/// attacker that sees one query cannot predict the next one to forge its answer, and a late
+/// answer to a query of a previous run of this node is unlikely to match.
+fn fresh_query_id(previous: Option<u32>) -> u32 {
+    loop {
+        let id = rand::random::<u32>();
+        if Some(id) != previous {
+            return id;
+        }
+    }
 }
 
 impl State {
     pub(super) fn knows(&self, node: &NodeId) -> bool {
         self.sync.contains_key(node) || self.table.contains(node)
+    }
+
+    /// Nodes tracked: every node with a status, announcement or exchange held.
+    pub(super) fn tracked(&self) -> usize {
+        self.sync.len().max(self.table.len())
     }
 
     pub(super) fn announce(&self, dst: NodeId, reply_wanted: bool) -> Outgoing {
@@ -95,9 +116,9 @@ impl State {
     /// Sends a new query to `dst`, superseding any outstanding one: only the newest query's
     /// answer will be accepted.
     pub(super) fn start_query(&mut self, dst: NodeId, deadline: Instant) -> Outgoing {
-        let id = self.next_query_id;
-        self.next_query_id = id.wrapping_add(1);
-        self.sync.entry(dst).or_default().query = Some(InFlight { id, deadline });
+        let ps = self.sync.entry(dst).or_default();
+        let id = fresh_query_id(ps.query.map(|q| q.id));
+        ps.query = Some(InFlight { id, deadline });
         Outgoing {
             dst,
             packet_type: PacketType::STATUS_REQUEST,

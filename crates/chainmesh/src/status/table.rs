@@ -80,6 +80,8 @@ impl Entry {
 #[derive(Debug, Clone, Default)]
 pub struct StatusTable {
     entries: HashMap<NodeId, Entry>,
+    /// [`NodeStatus::held_bytes`] of every copy, summed.
+    held: usize,
 }
 
 impl StatusTable {
@@ -140,12 +142,17 @@ impl StatusTable {
                 return ApplyResult::Stale { held };
             }
         }
-        entry.copy = Some(PeerStatus {
-            node,
-            version,
-            status,
-            received_at: now,
-        });
+        let added = status.held_bytes();
+        let old = entry
+            .copy
+            .replace(PeerStatus {
+                node,
+                version,
+                status,
+                received_at: now,
+            })
+            .map_or(0, |c| c.status.held_bytes());
+        self.held = self.held.saturating_sub(old).saturating_add(added);
         ApplyResult::Applied { previous }
     }
 
@@ -161,7 +168,14 @@ impl StatusTable {
 
     /// Forgets `node`; returns its copy if there was one.
     pub fn remove(&mut self, node: &NodeId) -> Option<PeerStatus> {
-        self.entries.remove(node).and_then(|e| e.copy)
+        let copy = self.entries.remove(node).and_then(|e| e.copy)?;
+        self.held = self.held.saturating_sub(copy.status.held_bytes());
+        Some(copy)
+    }
+
+    /// Memory the held copies take, as [`NodeStatus::held_bytes`] counts it.
+    pub fn held_bytes(&self) -> usize {
+        self.held
     }
 
     /// `node`'s status, if held.
@@ -287,6 +301,8 @@ mod tests {
             ApplyResult::Stale { held: v(5, 4) }
         );
         assert_eq!(t.get(&id(1)).unwrap().status, st("b"));
+        // A replaced copy no longer counts.
+        assert_eq!(t.held_bytes(), st("b").held_bytes());
     }
 
     #[test]
@@ -355,7 +371,9 @@ mod tests {
         t.apply_response(id(1), v(5, 1), st("a"), now);
         t.observe_seq(id(2), v(6, 1));
         assert_eq!(t.len(), 2);
+        assert_eq!(t.held_bytes(), st("a").held_bytes());
         assert_eq!(t.remove(&id(1)).unwrap().version, v(5, 1));
+        assert_eq!(t.held_bytes(), 0);
         // A node that only announced has no copy to return but is forgotten too.
         assert_eq!(t.remove(&id(2)), None);
         assert!(t.is_empty());

@@ -420,15 +420,27 @@ async fn steady_state_traffic_is_a_fraction_of_fiscos() {
     }
 }
 
-/// A transport that records what it is asked to send and reaches one fixed peer.
+/// A transport that records what it is asked to send and reaches one fixed peer, and any
+/// others a test adds.
 struct Recorder {
     peer: NodeId,
+    others: Mutex<Vec<NodeId>>,
     sent: Mutex<Vec<(NodeId, PacketType, Bytes)>>,
+}
+
+fn recorder(peer: NodeId) -> Arc<Recorder> {
+    Arc::new(Recorder {
+        peer,
+        others: Mutex::new(Vec::new()),
+        sent: Mutex::new(Vec::new()),
+    })
 }
 
 impl StatusTransport for Recorder {
     fn reachable(&self) -> Vec<NodeId> {
-        vec![self.peer]
+        let mut v = vec![self.peer];
+        v.extend(self.others.lock().iter().copied());
+        v
     }
 
     fn send(&self, dst: NodeId, t: PacketType, payload: Bytes) -> Result<(), TransportError> {
@@ -483,10 +495,7 @@ fn answer(query_id: u32, epoch: u64, seq: u32, app: &str) -> Bytes {
 #[tokio::test(start_paused = true)]
 async fn duplicate_reordered_and_stale_answers_never_roll_back() {
     let peer = id(9);
-    let rec = Arc::new(Recorder {
-        peer,
-        sent: Mutex::new(Vec::new()),
-    });
+    let rec = recorder(peer);
     let svc = StatusService::new(id(0), INTERVAL, NodeStatus::default(), rec.clone()).unwrap();
     let mut events = svc.subscribe();
     let feed = |t: PacketType, p: Bytes| svc.on_packet(peer, t, p).unwrap();
@@ -544,10 +553,7 @@ async fn duplicate_reordered_and_stale_answers_never_roll_back() {
 #[tokio::test(start_paused = true)]
 async fn announcements_stop_once_acknowledged_and_queries_are_answered() {
     let peer = id(9);
-    let rec = Arc::new(Recorder {
-        peer,
-        sent: Mutex::new(Vec::new()),
-    });
+    let rec = recorder(peer);
     let svc = StatusService::new(id(0), INTERVAL, with_app("x"), rec.clone()).unwrap();
     let me = svc.local_version();
     svc.tick();
@@ -605,10 +611,7 @@ async fn announcements_stop_once_acknowledged_and_queries_are_answered() {
 #[tokio::test(start_paused = true)]
 async fn malformed_packets_are_errors_and_change_nothing() {
     let peer = id(9);
-    let rec = Arc::new(Recorder {
-        peer,
-        sent: Mutex::new(Vec::new()),
-    });
+    let rec = recorder(peer);
     let svc = StatusService::new(id(0), INTERVAL, NodeStatus::default(), rec.clone()).unwrap();
     for (t, p) in [
         (PacketType::STATUS_SEQ, Bytes::from_static(&[1, 2, 3])),
@@ -633,12 +636,15 @@ async fn malformed_packets_are_errors_and_change_nothing() {
     assert!(rec.take().is_empty());
 }
 
+/// Requests, announcements and reachability from `n` nodes, 1..=n, all reachable.
+fn reach_many(rec: &Recorder, n: u8) {
+    rec.others.lock().extend((1..=n).map(id));
+}
+
 #[tokio::test(start_paused = true)]
-async fn the_table_is_bounded() {
-    let rec = Arc::new(Recorder {
-        peer: id(9),
-        sent: Mutex::new(Vec::new()),
-    });
+async fn the_table_is_bounded_whatever_asks_to_be_tracked() {
+    let rec = recorder(id(9));
+    reach_many(&rec, 8);
     let config = StatusConfig {
         max_nodes: 2,
         ..StatusConfig::with_interval(INTERVAL)
@@ -657,14 +663,191 @@ async fn the_table_is_bounded() {
         .map(|(d, _, _)| *d)
         .collect();
     assert_eq!(queried.len(), 2);
+    // Queries from, reachability of, and the periodic work over more nodes track none of
+    // them: the table stays at its bound.
+    for i in 6..=8 {
+        svc.on_packet(
+            id(i),
+            PacketType::STATUS_REQUEST,
+            StatusQuery { query_id: 1 }.encode(),
+        )
+        .unwrap();
+        svc.on_reachable(id(i));
+    }
+    svc.tick();
+    let stats = svc.stats();
+    assert_eq!(stats.tracked_nodes, 2);
+    assert!(stats.untracked >= 3 + 3 + 3, "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversized_answer_is_dropped_undecoded_and_its_query_fails() {
+    let peer = id(9);
+    let rec = recorder(peer);
+    let config = StatusConfig {
+        max_status_len: 1024,
+        ..StatusConfig::with_interval(INTERVAL)
+    };
+    let svc =
+        StatusService::with_config(id(0), config, NodeStatus::default(), rec.clone()).unwrap();
+    svc.on_packet(peer, PacketType::STATUS_SEQ, announce(5, 1))
+        .unwrap();
+    let q = rec.query_id();
+    let big = StatusAnswer {
+        query_id: q,
+        version: StatusVersion::new(5, 1),
+        status: with_app(&"x".repeat(2000)),
+    }
+    .encode();
+    svc.on_packet(peer, PacketType::STATUS_RESPONSE, big)
+        .unwrap();
+    assert!(svc.get(&peer).is_none());
+    let stats = svc.stats();
+    assert_eq!((stats.oversized, stats.malformed), (1, 0));
+    assert_eq!(stats.held_status_bytes, 0);
+    // The query failed rather than waiting out its timeout: the next interval asks again,
+    // and a status within the limit is taken.
+    svc.tick();
+    let q2 = rec.query_id();
+    assert_ne!(q2, q);
+    svc.on_packet(peer, PacketType::STATUS_RESPONSE, answer(q2, 5, 1, "fits"))
+        .unwrap();
+    assert_eq!(svc.get(&peer).unwrap().status.app, "fits");
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_statuses_stay_within_their_total() {
+    let rec = recorder(id(9));
+    reach_many(&rec, 20);
+    let one = with_app(&"s".repeat(3000)).held_bytes();
+    let config = StatusConfig {
+        max_held_bytes: 5 * one,
+        ..StatusConfig::with_interval(INTERVAL)
+    };
+    let svc =
+        StatusService::with_config(id(0), config, NodeStatus::default(), rec.clone()).unwrap();
+    for i in 1..=20u8 {
+        svc.on_packet(id(i), PacketType::STATUS_SEQ, announce(7, 1))
+            .unwrap();
+        let q = rec.query_id();
+        svc.on_packet(
+            id(i),
+            PacketType::STATUS_RESPONSE,
+            answer(q, 7, 1, &"s".repeat(3000)),
+        )
+        .unwrap();
+    }
+    let stats = svc.stats();
+    assert_eq!(svc.all().len(), 5);
+    assert_eq!(stats.held_status_bytes, 5 * one as u64);
+    assert_eq!(stats.over_total, 15);
+    // A node already held may still replace its copy with one of the same size.
+    svc.on_packet(id(1), PacketType::STATUS_SEQ, announce(7, 2))
+        .unwrap();
+    let q = rec.query_id();
+    svc.on_packet(
+        id(1),
+        PacketType::STATUS_RESPONSE,
+        answer(q, 7, 2, &"t".repeat(3000)),
+    )
+    .unwrap();
+    assert_eq!(svc.get(&id(1)).unwrap().version, StatusVersion::new(7, 2));
+    assert_eq!(svc.stats().held_status_bytes, 5 * one as u64);
+}
+
+#[tokio::test(start_paused = true)]
+async fn announcements_and_queries_from_unreachable_nodes_are_ignored() {
+    let rec = recorder(id(9));
+    let svc = StatusService::new(id(0), INTERVAL, NodeStatus::default(), rec.clone()).unwrap();
+    let stranger = id(66);
+    svc.on_packet(stranger, PacketType::STATUS_SEQ, announce(1, 1))
+        .unwrap();
+    svc.on_packet(
+        stranger,
+        PacketType::STATUS_REQUEST,
+        StatusQuery { query_id: 3 }.encode(),
+    )
+    .unwrap();
+    assert!(
+        rec.take().is_empty(),
+        "nothing sent towards an unreachable node"
+    );
+    let stats = svc.stats();
+    assert_eq!(stats.unreachable_sources, 2);
+    assert_eq!(stats.tracked_nodes, 0);
+    // Reachable, the same packets are handled.
+    rec.others.lock().push(stranger);
+    svc.on_packet(
+        stranger,
+        PacketType::STATUS_REQUEST,
+        StatusQuery { query_id: 3 }.encode(),
+    )
+    .unwrap();
+    let sent = rec.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, PacketType::STATUS_RESPONSE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn query_ids_are_drawn_afresh_for_every_query() {
+    let peer = id(9);
+    let rec = recorder(peer);
+    let svc = StatusService::new(id(0), INTERVAL, NodeStatus::default(), rec.clone()).unwrap();
+    let mut ids = Vec::new();
+    for epoch in 1..=64u64 {
+        // Every new epoch supersedes the outstanding query with a new one.
+        svc.on_packet(peer, PacketType::STATUS_SEQ, announce(epoch, 1))
+            .unwrap();
+        ids.push(rec.query_id());
+    }
+    let distinct: HashSet<u32> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len());
+    // A counter would make each the last plus one; 64 random draws in a row never are.
+    let steps = ids
+        .windows(2)
+        .filter(|w| w[1] == w[0].wrapping_add(1))
+        .count();
+    assert!(steps < 2, "{ids:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_per_requester_are_rate_limited() {
+    let peer = id(9);
+    let rec = recorder(peer);
+    reach_many(&rec, 1);
+    let config = StatusConfig {
+        requests_per_sec: 20,
+        ..StatusConfig::with_interval(INTERVAL)
+    };
+    let svc = StatusService::with_config(id(0), config, with_app("x"), rec.clone()).unwrap();
+    let flood = |from: NodeId, n: u32| {
+        for q in 0..n {
+            svc.on_packet(
+                from,
+                PacketType::STATUS_REQUEST,
+                StatusQuery { query_id: q }.encode(),
+            )
+            .unwrap();
+        }
+        rec.take()
+            .iter()
+            .filter(|(t, _)| *t == PacketType::STATUS_RESPONSE)
+            .count()
+    };
+    assert_eq!(flood(peer, 1000), 20, "the burst, then nothing");
+    assert_eq!(svc.stats().rate_limited, 980);
+    // Another requester has a bucket of its own.
+    assert_eq!(flood(id(1), 5), 5);
+    // Half a second refills half the bucket.
+    tokio::time::advance(INTERVAL / 2).await;
+    assert_eq!(flood(peer, 1000), 10);
+    let stats = svc.stats();
+    assert_eq!(stats.response_packets, 35);
 }
 
 #[test]
 fn local_updates_are_validated() {
-    let rec = Arc::new(Recorder {
-        peer: id(9),
-        sent: Mutex::new(Vec::new()),
-    });
+    let rec = recorder(id(9));
     let config = StatusConfig {
         max_status_len: 64,
         ..StatusConfig::default()
@@ -691,10 +874,7 @@ fn local_updates_are_validated() {
 
 #[test]
 fn local_groups_and_topics_follow_every_accepted_change_only() {
-    let rec = Arc::new(Recorder {
-        peer: id(9),
-        sent: Mutex::new(Vec::new()),
-    });
+    let rec = recorder(id(9));
     let initial = LocalStatus::new(7, NodeStatus::with_groups(["g2", "g1"]), 1024).unwrap();
     let config = StatusConfig {
         max_status_len: 1024,

@@ -13,10 +13,22 @@ pub const PACKET_OVERHEAD: usize = HEADER_LEN + Options::FIXED_LEN + crate::iden
 /// How the engine sends: implemented by the node on top of its router, which fills in the
 /// options (source = this node, one destination, empty GroupID, ModuleID 0), the header Seq
 /// and the TTL, and relays to nodes that are not neighbours.
+///
+/// The engine sends every answer to the source it was given with the request
+/// ([`StatusService::on_packet`]), so a transport never needs a reply address of its own:
+/// whoever feeds the engine vouches for that source.
+///
+/// [`StatusService::on_packet`]: super::StatusService::on_packet
 pub trait StatusTransport: Send + Sync + 'static {
     /// Every node this node can currently reach, directly or through relays. The local node
     /// may be included; it is ignored.
     fn reachable(&self) -> Vec<NodeId>;
+    /// Whether `node` is among [`reachable`](Self::reachable): the engine ignores
+    /// announcements and queries from any other node. Override it when the transport can
+    /// answer without listing every node.
+    fn is_reachable(&self, node: &NodeId) -> bool {
+        self.reachable().contains(node)
+    }
     /// Queues a packet of `packet_type` with `payload` for `dst` without waiting. A failure
     /// is not retried by the transport: the engine's own timers take care of that.
     fn send(

@@ -1,11 +1,12 @@
 //! Payload compression: zstd level 1, as FISCO BCOS 3.x uses, applied only when it shrinks the
-//! payload, and decompression that never produces more than the packet size limit.
+//! payload, and decompression that never produces more than the limit it is given, checked
+//! while it runs.
 //!
 //! Compression contexts are kept per thread: creating a zstd context costs far more than
 //! compressing a few kilobytes with one, and a thread-local needs no lock.
 
 use std::cell::RefCell;
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 
 use bytes::Bytes;
 
@@ -20,8 +21,8 @@ pub const DEFAULT_COMPRESS_THRESHOLD: usize = 1024;
 thread_local! {
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
         RefCell::new(zstd::bulk::Compressor::new(COMPRESSION_LEVEL).ok());
-    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        RefCell::new(zstd::bulk::Decompressor::new().ok());
+    static DECOMPRESSOR: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        RefCell::new(zstd::zstd_safe::DCtx::try_create());
 }
 
 /// Appends `src` compressed to `out` if the result is strictly smaller than `src`, and
@@ -86,58 +87,100 @@ fn looks_incompressible(src: &[u8]) -> bool {
     equal * 256 < 2 * total
 }
 
-/// Decompresses a COMPRESSED payload, refusing to produce more than `limit` bytes.
+/// Largest window a received frame may ask the decoder to keep: 8 MiB, what zstd's levels
+/// up to 19 use (level 1, ours and FISCO BCOS's, uses at most 512 KiB). A frame asking for
+/// more is refused rather than making the decoder allocate up to zstd's default of 128 MiB.
+pub const MAX_WINDOW_LOG: u32 = 23;
+
+/// Output room added at a time: the output grows with what the frame actually produces.
+const OUT_STEP: usize = 64 * 1024;
+
+/// The size a COMPRESSED payload's zstd frame header records, if it records one; an error
+/// if the payload does not start with a zstd frame. Only a claim: [`decompress`] never
+/// trusts it.
+pub fn declared_size(src: &[u8]) -> Result<Option<u64>, WireError> {
+    zstd::zstd_safe::get_frame_content_size(src).map_err(|_| WireError::Decompress {
+        reason: "not a zstd frame".into(),
+    })
+}
+
+/// Decompresses a COMPRESSED payload (one zstd frame), refusing to produce more than
+/// `limit` bytes.
 ///
-/// A frame that records its size (as ours always do) is checked against `limit` before
-/// anything is allocated, and gets exactly that much room; zstd fails rather than write
-/// past it if the record lies. A frame without a recorded size is streamed and cut off at
-/// `limit`. Either way a small packet cannot make the node allocate more than `limit`.
+/// The limit holds while decompressing: the output buffer grows by steps as the frame
+/// produces bytes and never past `limit`, whatever the frame header records, and a frame
+/// whose window exceeds [`MAX_WINDOW_LOG`] is refused before the decoder allocates it. A
+/// recorded size above `limit` is refused before any work. So a small packet can make the
+/// node spend at most `limit` bytes of output and one bounded window on it. Bytes after the
+/// frame are an error: the format is a single frame.
 pub fn decompress(src: &[u8], limit: usize) -> Result<Bytes, WireError> {
-    let recorded =
-        zstd::zstd_safe::get_frame_content_size(src).map_err(|_| WireError::Decompress {
-            reason: "not a zstd frame".into(),
+    let declared = declared_size(src)?;
+    if declared.is_some_and(|size| size > limit as u64) {
+        return Err(WireError::DecompressedTooLarge { max: limit });
+    }
+    let failed = |code: usize| WireError::Decompress {
+        reason: zstd::zstd_safe::get_error_name(code).to_owned(),
+    };
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        let dctx = d.as_mut().ok_or_else(|| WireError::Decompress {
+            reason: "no zstd context".into(),
         })?;
-    match recorded {
-        Some(size) if size > limit as u64 => Err(WireError::DecompressedTooLarge { max: limit }),
-        Some(size) => {
-            let size = size as usize;
-            let mut out = Vec::with_capacity(size);
-            let result = DECOMPRESSOR.with(|d| {
-                let mut d = d.borrow_mut();
-                match d.as_mut() {
-                    Some(d) => d.decompress_to_buffer(src, &mut out),
-                    None => Err(std::io::Error::other("no zstd context")),
+        dctx.reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+            .map_err(failed)?;
+        dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(MAX_WINDOW_LOG))
+            .map_err(failed)?;
+        // One byte of room past the limit tells "exactly the limit" from "more".
+        let room = limit.saturating_add(1);
+        let first = declared.map_or(OUT_STEP, |s| (s as usize).saturating_add(1).min(OUT_STEP));
+        let mut out: Vec<u8> = Vec::with_capacity(first.min(room));
+        let mut input = zstd::zstd_safe::InBuffer::around(src);
+        loop {
+            if out.len() == out.capacity() {
+                if out.len() >= room {
+                    return Err(WireError::DecompressedTooLarge { max: limit });
                 }
-            });
-            match result {
-                Ok(n) if n == size => Ok(Bytes::from(out)),
-                Ok(n) => Err(WireError::Decompress {
-                    reason: format!("frame records {size} bytes but holds {n}"),
-                }),
-                Err(e) => Err(WireError::Decompress {
-                    reason: e.to_string(),
-                }),
+                let step = out.len().clamp(OUT_STEP, 4 * 1024 * 1024);
+                out.reserve_exact(step.min(room - out.len()));
             }
-        }
-        None => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(src).map_err(|e| {
-                WireError::Decompress {
-                    reason: e.to_string(),
-                }
-            })?;
-            let mut out = Vec::new();
-            decoder
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| WireError::Decompress {
-                    reason: e.to_string(),
-                })?;
+            let (before_in, before_out) = (input.pos(), out.len());
+            let pos = out.len();
+            // The output buffer sets `out`'s length to what zstd wrote.
+            let left = dctx
+                .decompress_stream(
+                    &mut zstd::zstd_safe::OutBuffer::around_pos(&mut out, pos),
+                    &mut input,
+                )
+                .map_err(failed)?;
             if out.len() > limit {
                 return Err(WireError::DecompressedTooLarge { max: limit });
             }
-            Ok(Bytes::from(out))
+            if left == 0 {
+                break;
+            }
+            let stuck = input.pos() == before_in && out.len() == before_out;
+            if stuck && input.pos() == src.len() {
+                return Err(WireError::Decompress {
+                    reason: "the frame is truncated".into(),
+                });
+            }
         }
-    }
+        if input.pos() != src.len() {
+            return Err(WireError::Decompress {
+                reason: format!("{} bytes after the frame", src.len() - input.pos()),
+            });
+        }
+        if declared.is_some_and(|size| size != out.len() as u64) {
+            return Err(WireError::Decompress {
+                reason: format!(
+                    "frame records {} bytes but holds {}",
+                    declared.unwrap_or_default(),
+                    out.len()
+                ),
+            });
+        }
+        Ok(Bytes::from(out))
+    })
 }
 
 #[cfg(test)]
@@ -215,6 +258,57 @@ mod tests {
         assert!(!looks_incompressible(text.as_bytes()));
         let hexed = hex::encode(incompressible(2048));
         assert!(!looks_incompressible(hexed.as_bytes()));
+    }
+
+    #[test]
+    fn a_large_frame_stops_at_the_limit_and_a_payload_is_one_frame_only() {
+        let big = vec![3u8; 1 << 20];
+        let framed = zstd::bulk::compress(&big, 1).unwrap();
+        assert_eq!(declared_size(&framed).unwrap(), Some(1 << 20));
+        assert_eq!(
+            decompress(&framed, 4096),
+            Err(WireError::DecompressedTooLarge { max: 4096 })
+        );
+        // A frame followed by more bytes (a second frame) is not one frame.
+        let small = zstd::bulk::compress(&big[..100], 1).unwrap();
+        let mut two = small.clone();
+        two.extend_from_slice(&small);
+        assert!(matches!(
+            decompress(&two, 1 << 20),
+            Err(WireError::Decompress { .. })
+        ));
+        assert_eq!(decompress(&small, 100).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn a_frame_asking_for_a_huge_window_is_refused() {
+        let data = compressible(1 << 16);
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        enc.window_log(MAX_WINDOW_LOG + 4).unwrap();
+        enc.long_distance_matching(true).unwrap();
+        std::io::Write::write_all(&mut enc, &data).unwrap();
+        let framed = enc.finish().unwrap();
+        assert!(matches!(
+            decompress(&framed, 1 << 20),
+            Err(WireError::Decompress { .. })
+        ));
+    }
+
+    #[test]
+    fn the_output_is_exactly_the_limit_when_the_frame_is() {
+        let data = compressible(300_000);
+        let framed = zstd::bulk::compress(&data, 1).unwrap();
+        assert_eq!(decompress(&framed, 300_000).unwrap().as_ref(), &data[..]);
+        assert_eq!(
+            decompress(&framed, 299_999),
+            Err(WireError::DecompressedTooLarge { max: 299_999 })
+        );
+        assert_eq!(
+            decompress(&[], 10),
+            Err(WireError::Decompress {
+                reason: "not a zstd frame".into()
+            })
+        );
     }
 
     #[test]

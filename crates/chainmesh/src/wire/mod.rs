@@ -32,7 +32,10 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-pub use compress::{compress_append, decompress, COMPRESSION_LEVEL, DEFAULT_COMPRESS_THRESHOLD};
+pub use compress::{
+    compress_append, declared_size, decompress, COMPRESSION_LEVEL, DEFAULT_COMPRESS_THRESHOLD,
+    MAX_WINDOW_LOG,
+};
 pub use decoder::Decoder;
 pub use error::{VersionRanges, WireError};
 pub use frame::{ext_of, for_link, relay_copy, set_version_in_place, DataFrame};

@@ -24,7 +24,8 @@
 //! (one message to one node, requests and responses), `pending` (outstanding requests and
 //! their sweeper), `fanout` and `copies` (broadcast and multicast, and the copies shared with
 //! relaying), `inbound` (what sessions hand over: relay or deliver), `deliver` (delivery to
-//! modules, waiting requests and protocols), `protocol` (the plug-in point), `builtin`
+//! modules, waiting requests and protocols), `inflate` (decompressing what is delivered,
+//! within its limits), `protocol` (the plug-in point), `builtin`
 //! (status synchronization and the routing exchange as protocols), `watch` (reachability
 //! changes) and `runtime` (peer changes and config reloads).
 

@@ -169,6 +169,17 @@ pub struct LimitsConfig {
     /// Inbound TLS and protocol handshakes under way at once; further connections wait in
     /// the kernel's accept backlog.
     pub inbound_handshakes: usize,
+    // Connection limits per remote address and per identity, and the session's read budget.
+    /// Inbound handshakes under way at once from one IP address; more are refused.
+    pub handshakes_per_ip: usize,
+    /// Inbound connections at once from one IP address, handshakes included; more are
+    /// refused.
+    pub connections_per_ip: usize,
+    /// Protocol handshakes under way at once for one node ID (after TLS names it), in either
+    /// direction; more are refused.
+    pub handshakes_per_identity: usize,
+    /// Bytes a link's session reads per wake before it lets other links run.
+    pub read_budget_bytes: usize,
 }
 
 impl LimitsConfig {
@@ -183,6 +194,10 @@ impl Default for LimitsConfig {
             dedup_sources: 16 * 1024,
             relay_wait: Duration::from_secs(2),
             inbound_handshakes: 256,
+            handshakes_per_ip: 64,
+            connections_per_ip: 1024,
+            handshakes_per_identity: 4,
+            read_budget_bytes: 256 * 1024,
         }
     }
 }
@@ -345,6 +360,25 @@ impl Config {
             l.inbound_handshakes,
             1,
             1 << 16,
+        )?;
+        in_range("limits.handshakes_per_ip", l.handshakes_per_ip, 1, 1 << 16)?;
+        in_range(
+            "limits.connections_per_ip",
+            l.connections_per_ip,
+            1,
+            1 << 20,
+        )?;
+        in_range(
+            "limits.handshakes_per_identity",
+            l.handshakes_per_identity,
+            1,
+            1024,
+        )?;
+        in_range(
+            "limits.read_budget_bytes",
+            l.read_budget_bytes,
+            16 * 1024,
+            64 * 1024 * 1024,
         )?;
         if l.relay_wait.is_zero() || l.relay_wait > Duration::from_secs(60) {
             return Err(bad(

@@ -541,6 +541,78 @@ mod tests {
     }
 
     #[test]
+    fn another_incarnation_is_refused_while_the_live_session_is_heard() {
+        let r = Registry::new(id(1), STALE);
+        let real = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
+        assert!(registered(&r, &real));
+        let mut events = r.subscribe();
+        let copy = handle(2, id(2), "127.0.0.1:40000", 0, Direction::Inbound);
+        match r.register(&copy, NonZeroU64::new(2)) {
+            Registration::Refused(reason) => {
+                let text = reason.to_string();
+                assert!(
+                    text.contains("already connected from 127.0.0.1:30302")
+                        && text.contains("127.0.0.1:40000"),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!real.is_closed());
+        assert_eq!(r.session(&id(2)).map(|s| s.id), Some(1));
+        // The copy's end does not disconnect the real one.
+        r.unregister(id(2), 2, &CloseReason::ClosedByPeer);
+        assert!(r.is_connected(&id(2)));
+        assert_eq!(drain(&mut events), []);
+    }
+
+    #[test]
+    fn another_incarnation_replaces_a_silent_session_at_once() {
+        let r = Registry::new(id(1), Duration::ZERO);
+        let old = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
+        assert!(registered(&r, &old));
+        let mut events = r.subscribe();
+        let new = handle(2, id(2), "127.0.0.1:40000", 30302, Direction::Inbound);
+        assert!(matches!(
+            r.register(&new, NonZeroU64::new(2)),
+            Registration::Registered
+        ));
+        assert!(old.is_closed());
+        assert_eq!(r.session(&id(2)).map(|s| s.id), Some(2));
+        assert_eq!(
+            drain(&mut events),
+            [
+                PeerEvent::Disconnected {
+                    peer: id(2),
+                    reason: CloseReason::Restarted
+                },
+                PeerEvent::Connected {
+                    peer: id(2),
+                    addr: new.addr,
+                    direction: Direction::Inbound
+                }
+            ]
+        );
+        // The old one ending later changes nothing.
+        r.unregister(id(2), 1, &CloseReason::Restarted);
+        assert!(r.is_connected(&id(2)));
+    }
+
+    #[test]
+    fn at_most_one_retired_duplicate_drains_per_peer() {
+        let r = Registry::new(id(1), STALE);
+        let first = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
+        assert!(registered(&r, &first));
+        let second = handle(2, id(2), "127.0.0.2:30302", 30302, Direction::Outbound);
+        assert!(matches!(r.register(&second, INC), Registration::Retired));
+        let third = handle(3, id(2), "127.0.0.3:30302", 30302, Direction::Outbound);
+        assert!(matches!(r.register(&third, INC), Registration::Retired));
+        assert!(second.is_closed() && third.is_closed() && !first.is_closed());
+        assert!(third.closes_at_once() && !second.closes_at_once());
+        assert_eq!(r.refusal_counts().get("too-many-duplicates"), Some(&1));
+    }
+
+    #[test]
     fn a_target_is_added_once() {
         let r = Registry::new(id(1), STALE);
         assert!(r.add_target("127.0.0.1:30302", CancellationToken::new()));

@@ -545,6 +545,12 @@ impl<F: Framing> SessionHandle<F> {
         self.outbox.lock().closed || self.shared.close.lock().is_some()
     }
 
+    /// Whether [`close_now`](Self::close_now) was asked for.
+    #[cfg(test)]
+    pub(crate) fn closes_at_once(&self) -> bool {
+        self.shared.abort.load(Ordering::Acquire)
+    }
+
     /// Whether the session's task has stopped (a close that is still draining is not).
     pub fn is_finished(&self) -> bool {
         self.outbox.lock().closed

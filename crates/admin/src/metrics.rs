@@ -93,6 +93,14 @@ pub fn render(node: &NodeHandle) -> String {
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP chainmesh_refusals_total Connections refused, by kind of reason."
+    );
+    let _ = writeln!(out, "# TYPE chainmesh_refusals_total counter");
+    for (kind, n) in peers.refusal_counts() {
+        let _ = writeln!(out, "chainmesh_refusals_total{{reason=\"{kind}\"}} {n}");
+    }
     out
 }
 

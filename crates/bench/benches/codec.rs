@@ -86,7 +86,7 @@ fn decode(c: &mut Criterion) {
 
 fn link_control(c: &mut Criterion) {
     let mut g = c.benchmark_group("link_control");
-    let hs = Handshake::ours(30300, 32 << 20);
+    let hs = Handshake::ours(30300, 32 << 20, std::num::NonZeroU64::MIN);
     let encoded = hs.encode();
     g.bench_function("handshake_encode", |b| b.iter(|| black_box(&hs).encode()));
     g.bench_function("handshake_decode", |b| {

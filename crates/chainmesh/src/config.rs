@@ -216,6 +216,18 @@ pub struct LimitsConfig {
     pub decompress_queue: usize,
     /// Requests this node may have outstanding to one destination at once.
     pub pending_requests_per_peer: usize,
+
+    // Connection limits per remote address and per identity, and the session's read budget.
+    /// Inbound handshakes under way at once from one IP address; more are refused.
+    pub handshakes_per_ip: usize,
+    /// Inbound connections at once from one IP address, handshakes included; more are
+    /// refused.
+    pub connections_per_ip: usize,
+    /// Protocol handshakes under way at once for one node ID (after TLS names it), in either
+    /// direction; more are refused.
+    pub handshakes_per_identity: usize,
+    /// Bytes a link's session reads per wake before it lets other links run.
+    pub read_budget_bytes: usize,
 }
 
 impl LimitsConfig {
@@ -294,6 +306,11 @@ impl Default for LimitsConfig {
             decompress_workers: 2,
             decompress_queue: 64,
             pending_requests_per_peer: 4096,
+
+            handshakes_per_ip: 64,
+            connections_per_ip: 1024,
+            handshakes_per_identity: 4,
+            read_budget_bytes: 256 * 1024,
         }
     }
 }
@@ -525,6 +542,25 @@ impl Config {
             1 << 16,
         )?;
         l.validate_resource_limits(c)?;
+        c.range("limits.handshakes_per_ip", l.handshakes_per_ip, 1, 1 << 16)?;
+        c.range(
+            "limits.connections_per_ip",
+            l.connections_per_ip,
+            1,
+            1 << 20,
+        )?;
+        c.range(
+            "limits.handshakes_per_identity",
+            l.handshakes_per_identity,
+            1,
+            1024,
+        )?;
+        c.range(
+            "limits.read_budget_bytes",
+            l.read_budget_bytes,
+            16 * 1024,
+            64 * 1024 * 1024,
+        )?;
         c.range("limits.relay_wait", l.relay_wait, ms(1), secs(60))
     }
 

@@ -33,7 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
 
 use crate::admission::{Admission, Refusal};
-use crate::identity::{node_id_of_cert, subject_of, Identity, NodeId};
+use crate::identity::{check_leaf, node_id_of_cert, subject_of, Identity, NodeId};
 
 /// Key exchange groups offered, most preferred first. X25519 and P-256 for speed and
 /// interoperability; secp256k1 so that TLS 1.2 servers may use secp256k1 certificates.
@@ -81,6 +81,15 @@ pub enum TlsError {
     /// The peer's certificate key cannot give a node ID (e.g. an RSA certificate).
     #[error("peer certificate unusable: {0}")]
     PeerKey(String),
+    /// The peer's certificate chains to the CA but is not a node certificate
+    /// ([`check_leaf`]).
+    #[error("peer certificate `{subject}` is not a node certificate: {problem}")]
+    NotALeaf {
+        /// The certificate's subject.
+        subject: String,
+        /// What makes it no leaf.
+        problem: String,
+    },
     /// The peer is refused by the admission policy.
     #[error("peer refused: {refusal} {}", id.short())]
     Refused {
@@ -109,6 +118,7 @@ impl TlsError {
             TlsError::Verify { .. }
                 | TlsError::NoPeerCertificate
                 | TlsError::PeerKey(_)
+                | TlsError::NotALeaf { .. }
                 | TlsError::Refused { .. }
         )
     }
@@ -145,6 +155,10 @@ enum Rejection {
         subject: String,
     },
     Key(String),
+    NotALeaf {
+        subject: String,
+        problem: String,
+    },
     Refused(NodeId, Refusal),
 }
 
@@ -369,6 +383,16 @@ fn verify_peer(
             return false;
         }
     };
+    // Chained through the CA is not enough: a CA certificate (or one that does not say it
+    // is none) issued under the chain must not act as a node.
+    if let Err(problem) = check_leaf(cert) {
+        record(Rejection::NotALeaf {
+            subject: subject_of(cert),
+            problem: problem.to_string(),
+        });
+        x509.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
+        return false;
+    }
     match admission.read().check(&id) {
         Ok(()) => true,
         Err(refusal) => {
@@ -394,6 +418,9 @@ fn classify(e: openssl::ssl::Error, ssl: &SslRef, rejection: Option<Rejection>) 
             }
         }
         Some(Rejection::Key(problem)) => return TlsError::PeerKey(problem),
+        Some(Rejection::NotALeaf { subject, problem }) => {
+            return TlsError::NotALeaf { subject, problem }
+        }
         Some(Rejection::Refused(id, refusal)) => return TlsError::Refused { id, refusal },
         None => {}
     }

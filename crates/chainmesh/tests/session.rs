@@ -35,6 +35,7 @@ fn cfg() -> SessionConfig {
         max_packet: 1 << 20,
         version: 1,
         linger: Duration::from_millis(500),
+        read_budget_bytes: 256 * 1024,
     }
 }
 

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
-use chainmesh::peers::{handshake, PeerEvent, RefusalReason};
+use chainmesh::peers::{PeerEvent, RefusalReason};
 use chainmesh::session::CloseReason;
 use chainmesh::wire::{Handshake, VersionRanges};
 use chainmesh::{Node, NodeHandle, NodeId};
+use chainmesh_testkit::raw::RawPeer;
 use chainmesh_testkit::{config_for, connected_peers, wait_until};
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
 use common::NodeProcess;
@@ -366,14 +367,15 @@ async fn a_leaving_node_is_dropped_at_once_not_after_the_idle_timeout() {
 async fn disjoint_protocol_versions_are_refused_with_a_clear_reason() {
     let net = LocalNet::start(LocalNetOptions::new(2)).await.unwrap();
     let mut events = net.handle(0).events();
-    let (mut stream, _) = common::dial_as(&net, 1, 0).await;
+    let mut raw = RawPeer::dial_as(&net, 1, 0).await.unwrap();
     let future = Handshake {
         min_version: 7,
         max_version: 9,
         listen_port: 0,
         max_packet_size: 1 << 20,
+        incarnation: None,
     };
-    let r = handshake::exchange(&mut stream, &future, 1 << 20, Duration::from_secs(5)).await;
+    let r = raw.handshake_with(&future).await;
     assert!(r.is_err(), "we cannot agree either");
     let reason = chainmesh_testkit::next_refusal(&mut events).await;
     assert!(

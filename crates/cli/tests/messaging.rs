@@ -740,6 +740,7 @@ mod version_one_peer {
             max_version,
             listen_port: 0,
             max_packet_size: 1 << 20,
+            incarnation: None,
         };
         let agreed = handshake::exchange(&mut stream, &ours, 1 << 20, WAIT)
             .await

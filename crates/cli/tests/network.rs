@@ -10,13 +10,12 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use chainmesh::config::Config;
 use chainmesh::identity::{generate_node_files, Curve};
-use chainmesh::peers::{handshake, ConnectError, PeerEvent, RefusalReason, TargetError};
+use chainmesh::peers::{ConnectError, PeerEvent, RefusalReason, TargetError};
 use chainmesh::session::CloseReason;
-use chainmesh::wire::Handshake;
 use chainmesh::{Node, RequestError};
+use chainmesh_testkit::raw::RawPeer;
 use chainmesh_testkit::{config_for, connected_peers, wait_until};
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const MODULE: u16 = 7;
@@ -283,18 +282,14 @@ async fn malformed_packet_closes_only_that_connection() {
     let mut events = net.handle(0).events();
 
     // Act as a second, hand-written node with a valid certificate of this chain.
-    let (mut stream, peer) = common::dial_as(&net, 2, 0).await;
-    assert_eq!(peer, net.handle(0).node_id());
-    let ours = Handshake::ours(0, 1 << 20);
-    handshake::exchange(&mut stream, &ours, 1 << 20, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let mut raw = RawPeer::dial_as(&net, 2, 0).await.unwrap();
+    assert_eq!(raw.peer, net.handle(0).node_id());
+    raw.handshake().await.unwrap();
     // Length 5: smaller than the 14-byte header.
     let mut bad = BytesMut::new();
     bad.put_u32(5);
     bad.put_slice(&[0; 10]);
-    stream.write_all(&bad).await.unwrap();
-    stream.flush().await.unwrap();
+    raw.send_raw(&bad).await.unwrap();
 
     let reason = tokio::time::timeout(Duration::from_secs(5), async {
         loop {

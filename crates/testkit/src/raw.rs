@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use chainmesh::admission::Admission;
 use chainmesh::identity::{Identity, IdentityError};
 use chainmesh::peers::handshake::{self, Agreed, HandshakeError};
+use chainmesh::peers::random_incarnation;
 use chainmesh::tls::{TlsContext, TlsError};
 use chainmesh::wire::{Decoder, Handshake, Packet, WireError, DEFAULT_MAX_PACKET};
 use chainmesh::NodeId;
@@ -96,10 +97,15 @@ impl RawPeer {
         Ok(agreed)
     }
 
-    /// Runs the protocol handshake as an ordinary node of this version would.
+    /// Runs the protocol handshake as an ordinary node of this version would, as a process
+    /// of its own (a fresh incarnation).
     pub async fn handshake(&mut self) -> Result<Agreed, RawError> {
-        self.handshake_with(&Handshake::ours(0, DEFAULT_MAX_PACKET))
-            .await
+        self.handshake_with(&Handshake::ours(
+            0,
+            DEFAULT_MAX_PACKET,
+            random_incarnation(),
+        ))
+        .await
     }
 
     /// Writes `bytes` as they are and flushes them.

@@ -656,4 +656,83 @@ mod tests {
         assert!(ca.issue_node("").is_err());
         assert!(ca.issue_node(&"x".repeat(65)).is_err());
     }
+
+    #[test]
+    fn issued_node_certificates_are_leaves_and_the_cas_are_not() {
+        use crate::identity::{check_leaf, LeafProblem};
+        for curve in [Curve::Secp256k1, Curve::Prime256v1] {
+            let ca = NetworkCa::generate(curve).unwrap();
+            let node = ca.issue_node("n").unwrap();
+            let leaf = X509::stack_from_pem(&node.cert_pem).unwrap().remove(0);
+            assert_eq!(check_leaf(&leaf), Ok(()));
+            assert_eq!(check_leaf(ca.ca_cert()), Err(LeafProblem::Ca));
+            assert_eq!(check_leaf(ca.agency_cert()), Err(LeafProblem::Ca));
+        }
+    }
+
+    #[test]
+    fn leaves_without_the_extensions_are_refused_at_load_naming_the_file() {
+        use crate::identity::{check_leaf, LeafProblem};
+        let ca = NetworkCa::generate(Curve::Secp256k1).unwrap();
+        let key = new_key(Curve::Secp256k1).unwrap();
+        let subject = Subject {
+            cn: "odd",
+            ou: None,
+        };
+        let issuer = Some((&*ca.agency_cert, &*ca.agency_key));
+        // A node certificate built as a CA, and one with every extension but the two.
+        let as_ca = build_cert(&subject, &key, issuer, Role::AgencyCa).unwrap();
+        assert_eq!(check_leaf(&as_ca), Err(LeafProblem::Ca));
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(as_ca.subject_name()).unwrap();
+        b.set_issuer_name(ca.agency_cert.subject_name()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(as_ca.not_before()).unwrap();
+        b.set_not_after(as_ca.not_after()).unwrap();
+        b.sign(&ca.agency_key, MessageDigest::sha256()).unwrap();
+        let bare = b.build();
+        assert_eq!(check_leaf(&bare), Err(LeafProblem::NoBasicConstraints));
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(as_ca.subject_name()).unwrap();
+        b.set_issuer_name(ca.agency_cert.subject_name()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(as_ca.not_before()).unwrap();
+        b.set_not_after(as_ca.not_after()).unwrap();
+        b.append_extension(BasicConstraints::new().build().unwrap())
+            .unwrap();
+        b.append_extension(KeyUsage::new().key_encipherment().build().unwrap())
+            .unwrap();
+        b.sign(&ca.agency_key, MessageDigest::sha256()).unwrap();
+        assert_eq!(check_leaf(&b.build()), Err(LeafProblem::NoDigitalSignature));
+
+        let key_pem = key.private_key_to_pem_pkcs8().unwrap();
+        let ca_pem = ca.ca_pem().unwrap();
+        for cert in [as_ca, bare] {
+            let mut pem = cert.to_pem().unwrap();
+            pem.extend(ca.agency_cert.to_pem().unwrap());
+            let e = Identity::from_sources(
+                Source {
+                    name: Path::new("ca.crt"),
+                    data: &ca_pem,
+                },
+                Source {
+                    name: Path::new("odd-node.crt"),
+                    data: &pem,
+                },
+                Source {
+                    name: Path::new("node.key"),
+                    data: &key_pem,
+                },
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+            assert!(
+                e.contains("odd-node.crt") && e.contains("not a node certificate"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ use openssl::nid::Nid;
 use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private};
 use openssl::stack::Stack;
 use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::{X509Ref, X509StoreContext, X509VerifyResult, X509};
+use openssl::x509::{X509KeyUsage, X509Ref, X509StoreContext, X509VerifyResult, X509};
 
 use super::{NodeId, NODE_ID_LEN};
 
@@ -114,6 +114,16 @@ pub enum IdentityError {
         /// OpenSSL's verification result, e.g. "unable to get local issuer certificate".
         reason: String,
     },
+    /// The node certificate is not a leaf (node) certificate.
+    #[error("{cert_file}: certificate `{subject}` is not a node certificate: {problem}")]
+    NotALeaf {
+        /// The node certificate file.
+        cert_file: PathBuf,
+        /// The leaf's subject.
+        subject: String,
+        /// What makes it no leaf.
+        problem: LeafProblem,
+    },
     /// OpenSSL failed while generating or encoding keys or certificates.
     #[error("{what}: {source}")]
     OpenSsl {
@@ -141,6 +151,141 @@ pub enum IdentityError {
     /// A caller asked for something that cannot be made, e.g. zero nodes.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Why a certificate is not acceptable as a node (leaf) certificate.
+///
+/// A node certificate must say it is no CA (basicConstraints present with CA:FALSE; a
+/// certificate without the extension is not taken for a leaf, since without it old
+/// verifiers treat a certificate as a possible CA), and must carry keyUsage with
+/// digitalSignature (the node signs its TLS handshakes). FISCO BCOS and `chainmesh init`
+/// write both extensions on node certificates.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeafProblem {
+    /// The certificate has no basicConstraints extension (or no extensions at all).
+    #[error("it has no basicConstraints extension; node certificates must say CA:FALSE")]
+    NoBasicConstraints,
+    /// basicConstraints says CA:TRUE.
+    #[error("basicConstraints says CA:TRUE; a CA certificate cannot be a node certificate")]
+    Ca,
+    /// The certificate has no keyUsage extension.
+    #[error("it has no keyUsage extension; node certificates must allow digitalSignature")]
+    NoKeyUsage,
+    /// keyUsage does not allow digitalSignature.
+    #[error("its keyUsage does not allow digitalSignature")]
+    NoDigitalSignature,
+    /// The certificate's DER could not be read far enough to find its extensions.
+    #[error("its extensions cannot be read: {0}")]
+    Unreadable(&'static str),
+}
+
+/// Checks that `cert` is a node (leaf) certificate: see [`LeafProblem`].
+pub fn check_leaf(cert: &X509Ref) -> Result<(), LeafProblem> {
+    let der = cert
+        .to_der()
+        .map_err(|_| LeafProblem::Unreadable("the certificate does not encode"))?;
+    match basic_constraints_ca(&der)? {
+        None => return Err(LeafProblem::NoBasicConstraints),
+        Some(true) => return Err(LeafProblem::Ca),
+        Some(false) => {}
+    }
+    match cert.key_usage() {
+        None => Err(LeafProblem::NoKeyUsage),
+        Some(ku) if ku.contains(X509KeyUsage::DIGITAL_SIGNATURE) => Ok(()),
+        Some(_) => Err(LeafProblem::NoDigitalSignature),
+    }
+}
+
+/// One DER element: its tag, its contents, and what follows it.
+fn der_element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), LeafProblem> {
+    let bad = LeafProblem::Unreadable;
+    let (&tag, rest) = input.split_first().ok_or(bad("truncated element"))?;
+    if tag & 0x1f == 0x1f {
+        return Err(bad("multi-byte tag"));
+    }
+    let (&first, rest) = rest.split_first().ok_or(bad("truncated length"))?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return Err(bad("unsupported length"));
+        }
+        let (bytes, rest) = rest.split_at(n);
+        let len = bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, rest)
+    };
+    if rest.len() < len {
+        return Err(bad("element runs past its parent"));
+    }
+    let (contents, after) = rest.split_at(len);
+    Ok((tag, contents, after))
+}
+
+/// The cA flag of the certificate's basicConstraints, `None` when the extension is absent.
+fn basic_constraints_ca(der: &[u8]) -> Result<Option<bool>, LeafProblem> {
+    const SEQUENCE: u8 = 0x30;
+    const EXTENSIONS: u8 = 0xa3;
+    const OID: u8 = 0x06;
+    const BOOLEAN: u8 = 0x01;
+    const OCTET_STRING: u8 = 0x04;
+    /// 2.5.29.19, id-ce-basicConstraints.
+    const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+    let bad = LeafProblem::Unreadable;
+    let (tag, cert, _) = der_element(der)?;
+    let (tbs_tag, mut tbs, _) = der_element(cert)?;
+    if tag != SEQUENCE || tbs_tag != SEQUENCE {
+        return Err(bad("not a certificate"));
+    }
+    // Extensions are the tbsCertificate's last field, tagged [3]; earlier fields are skipped.
+    let mut exts = None;
+    while !tbs.is_empty() {
+        let (tag, contents, rest) = der_element(tbs)?;
+        if tag == EXTENSIONS {
+            exts = Some(contents);
+        }
+        tbs = rest;
+    }
+    let Some(exts) = exts else {
+        return Ok(None);
+    };
+    let (tag, mut list, _) = der_element(exts)?;
+    if tag != SEQUENCE {
+        return Err(bad("extensions are not a sequence"));
+    }
+    while !list.is_empty() {
+        let (tag, ext, rest) = der_element(list)?;
+        list = rest;
+        if tag != SEQUENCE {
+            return Err(bad("an extension is not a sequence"));
+        }
+        let (tag, oid, mut fields) = der_element(ext)?;
+        if tag != OID || oid != BASIC_CONSTRAINTS {
+            continue;
+        }
+        let (mut tag, mut value, rest) = der_element(fields)?;
+        if tag == BOOLEAN {
+            // The critical flag.
+            fields = rest;
+            (tag, value, _) = der_element(fields)?;
+        }
+        if tag != OCTET_STRING {
+            return Err(bad("basicConstraints has no value"));
+        }
+        let (tag, constraints, _) = der_element(value)?;
+        if tag != SEQUENCE {
+            return Err(bad("basicConstraints is not a sequence"));
+        }
+        // cA is an optional BOOLEAN, FALSE when left out (DER leaves defaults out).
+        let ca = match der_element(constraints) {
+            Ok((BOOLEAN, flag, _)) => flag.iter().any(|&b| b != 0),
+            _ => false,
+        };
+        return Ok(Some(ca));
+    }
+    Ok(None)
 }
 
 /// A node's loaded and checked identity: its key, its certificate chain and the CA it trusts.
@@ -261,6 +406,11 @@ impl Identity {
             ca_file: ca.name.to_owned(),
             subject: subject_of(leaf),
             reason,
+        })?;
+        check_leaf(leaf).map_err(|problem| IdentityError::NotALeaf {
+            cert_file: cert.name.to_owned(),
+            subject: subject_of(leaf),
+            problem,
         })?;
         Ok(Identity {
             node_id,

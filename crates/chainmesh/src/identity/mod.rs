@@ -14,7 +14,7 @@ pub use certgen::{
     generate_node_files, Curve, GeneratedNode, NetworkCa, NodeCredentials, UnknownCurve,
 };
 pub use certs::{
-    node_id_of_cert, node_id_of_file, node_id_of_key, subject_of, Identity, IdentityError,
-    KeyProblem,
+    check_leaf, node_id_of_cert, node_id_of_file, node_id_of_key, subject_of, Identity,
+    IdentityError, KeyProblem, LeafProblem,
 };
 pub use node_id::{NodeId, NodeIdError, NodeIdHashBuilder, NodeIdHasher, PeerMap, NODE_ID_LEN};

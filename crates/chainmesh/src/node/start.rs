@@ -70,6 +70,10 @@ fn peer_settings(config: &Config) -> PeerSettings {
         max_packet: config.p2p.max_packet_size,
         queue_bytes: config.limits.session_queue_bytes,
         inbound_handshakes: config.limits.inbound_handshakes,
+        handshakes_per_ip: config.limits.handshakes_per_ip,
+        connections_per_ip: config.limits.connections_per_ip,
+        handshakes_per_identity: config.limits.handshakes_per_identity,
+        read_budget_bytes: config.limits.read_budget_bytes,
     }
 }
 

@@ -95,6 +95,9 @@ impl Peers {
                 }
                 Some(Err(e)) => {
                     debug!(reason = %e, "dial failed");
+                    if let ConnectError::Refused(reason) = &e {
+                        self.inner.registry.count_refusal(reason);
+                    }
                     // A peer silent during TLS is as unreachable as one silent to TCP; only
                     // a peer that answered and then failed the handshakes is worth a warning.
                     match &e {

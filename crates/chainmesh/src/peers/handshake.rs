@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::wire::{Decoder, Handshake, Packet, PacketType, WireError};
+use crate::wire::{Decoder, Handshake, Packet, PacketType, WireError, MAX_HANDSHAKE_PACKET};
 
 /// Why the protocol handshake failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,10 @@ pub struct Agreed {
 }
 
 /// Sends our handshake, reads the peer's, and agrees on a version, all within `timeout`.
+///
+/// The peer's first packet may announce at most [`MAX_HANDSHAKE_PACKET`] bytes (or
+/// `max_packet`, if smaller): a larger Length fails at once as malformed, before any of it is
+/// buffered.
 pub async fn exchange<S>(
     stream: &mut S,
     ours: &Handshake,
@@ -50,7 +54,7 @@ where
         let frame = Packet::handshake(ours).to_bytes();
         stream.write_all(&frame).await?;
         stream.flush().await?;
-        let mut decoder = Decoder::new(max_packet);
+        let mut decoder = Decoder::new(max_packet.min(MAX_HANDSHAKE_PACKET));
         let mut buf = BytesMut::with_capacity(4096);
         let packet = loop {
             if let Some(p) = decoder.decode(&mut buf)? {
@@ -86,6 +90,7 @@ mod tests {
             max_version: max,
             listen_port: 30300,
             max_packet_size: 1 << 20,
+            incarnation: std::num::NonZeroU64::new(9),
         }
     }
 
@@ -103,6 +108,28 @@ mod tests {
         );
         assert_eq!(ra.unwrap().version, 1);
         assert_eq!(rb.unwrap().peer.max_version, 2);
+    }
+
+    #[tokio::test]
+    async fn a_big_first_packet_is_malformed_before_its_body_arrives() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        // Only the header of a 1 MiB packet: the exchange must not wait for the rest.
+        let mut header = (1u32 << 20).to_be_bytes().to_vec();
+        header.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 0, 0, 0]);
+        b.write_all(&header).await.unwrap();
+        let e = exchange(&mut a, &hs(1, 1), 1 << 20, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                HandshakeError::Wire(WireError::LengthTooLarge {
+                    max: MAX_HANDSHAKE_PACKET,
+                    ..
+                })
+            ),
+            "{e}"
+        );
     }
 
     #[tokio::test]

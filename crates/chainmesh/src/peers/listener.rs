@@ -1,7 +1,7 @@
 //! The listener: accepts connections and runs each in a task of its own, with a bound on the
 //! inbound handshakes under way at once.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
+use super::limits::Slot;
+use super::refusal::RefusalReason;
 use super::setup::SetupError;
 use super::Peers;
 use crate::session::Direction;
@@ -38,10 +40,15 @@ impl Peers {
                 };
                 match accepted {
                     (Ok(permit), Ok((tcp, addr))) => {
+                        // Counted per address before anything is spent on the connection; a
+                        // refused one is dropped at once, which closes it.
+                        let Some(slots) = me.address_slots(addr) else {
+                            continue;
+                        };
                         let me2 = me.clone();
-                        me.inner
-                            .tasks
-                            .spawn(async move { me2.serve_inbound(tcp, addr, permit).await });
+                        me.inner.tasks.spawn(async move {
+                            me2.serve_inbound(tcp, addr, permit, slots).await
+                        });
                     }
                     // The semaphore is never closed.
                     (Err(_), _) => return,
@@ -55,9 +62,44 @@ impl Peers {
         });
     }
 
+    /// Takes a connection slot and a handshake slot of `addr`'s IP, or refuses the
+    /// connection (logged, counted, reported) when either is used up.
+    fn address_slots(&self, addr: SocketAddr) -> Option<AddressSlots> {
+        let ip = addr.ip();
+        let inner = &*self.inner;
+        let refuse = |reason: RefusalReason| {
+            warn!(%addr, %reason, "refused inbound connection");
+            inner.registry.refused(addr, reason);
+        };
+        let Some(connection) = inner.connections_per_ip.take(ip) else {
+            refuse(RefusalReason::TooManyConnectionsFromIp {
+                ip,
+                limit: inner.connections_per_ip.limit(),
+            });
+            return None;
+        };
+        let Some(handshake) = inner.handshakes_per_ip.take(ip) else {
+            refuse(RefusalReason::TooManyHandshakesFromIp {
+                ip,
+                limit: inner.handshakes_per_ip.limit(),
+            });
+            return None;
+        };
+        Some(AddressSlots {
+            connection,
+            handshake,
+        })
+    }
+
     /// Sets up one accepted connection, holding a handshake slot until it is past both
     /// handshakes, then runs its session.
-    async fn serve_inbound(&self, tcp: TcpStream, addr: SocketAddr, slot: OwnedSemaphorePermit) {
+    async fn serve_inbound(
+        &self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        slot: OwnedSemaphorePermit,
+        slots: AddressSlots,
+    ) {
         // Bound out of a temporary, not a named result: this task lives as long as the
         // session, and a named result would keep its storage (~300 B) beside it.
         let est = match self.establish(tcp, addr, Direction::Inbound).await {
@@ -73,6 +115,20 @@ impl Peers {
             }
         };
         drop(slot);
+        let AddressSlots {
+            connection,
+            handshake,
+        } = slots;
+        drop(handshake);
         self.run_session(est).await;
+        drop(connection);
     }
+}
+
+/// What an inbound connection holds of its IP address's allowance.
+struct AddressSlots {
+    /// For the connection's whole life.
+    connection: Slot<IpAddr>,
+    /// Until it is past both handshakes.
+    handshake: Slot<IpAddr>,
 }

@@ -14,12 +14,16 @@ pub mod backoff;
 mod dialer;
 mod duplicate;
 pub mod handshake;
+mod limits;
 mod listener;
 mod refusal;
 mod registry;
 mod setup;
 mod target;
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU16, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +44,7 @@ use crate::wire::Packet;
 
 pub use addr::{Host, PeerAddr, PeerAddrError};
 pub use dialer::ConnectError;
-pub use refusal::RefusalReason;
+pub use refusal::{RefusalReason, ALREADY_CONNECTED};
 pub use registry::PeerEvent;
 pub use target::{TargetError, TargetInfo, TargetState};
 
@@ -55,6 +59,16 @@ pub struct PeerSettings {
     pub queue_bytes: usize,
     /// Inbound TLS and protocol handshakes under way at once (`limits.inbound_handshakes`).
     pub inbound_handshakes: usize,
+    /// Inbound handshakes under way at once from one IP address (`limits.handshakes_per_ip`).
+    pub handshakes_per_ip: usize,
+    /// Inbound connections at once from one IP address, handshakes included
+    /// (`limits.connections_per_ip`).
+    pub connections_per_ip: usize,
+    /// Protocol handshakes under way at once for one node ID, either direction
+    /// (`limits.handshakes_per_identity`).
+    pub handshakes_per_identity: usize,
+    /// Bytes a session reads per wake before it yields (`limits.read_budget_bytes`).
+    pub read_budget_bytes: usize,
 }
 
 /// The peer set. Cloning gives another handle to the same set.
@@ -71,6 +85,12 @@ struct Inner {
     inbound: Arc<dyn Inbound>,
     registry: registry::Registry,
     conn_ids: AtomicU64,
+    /// Drawn at start, sent in every handshake: tells this process from another holding the
+    /// same certificate.
+    incarnation: NonZeroU64,
+    handshakes_per_ip: Arc<limits::PerKey<IpAddr>>,
+    connections_per_ip: Arc<limits::PerKey<IpAddr>>,
+    handshakes_per_identity: Arc<limits::PerKey<NodeId>>,
     listen_port: AtomicU16,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -85,15 +105,23 @@ impl Peers {
         settings: PeerSettings,
         inbound: Arc<dyn Inbound>,
     ) -> Self {
+        // A live session silent this long has missed a heartbeat by half an interval: its
+        // peer's process is gone, and a new incarnation may take its place. A healthy quiet
+        // link hears something every interval.
+        let stale_after = settings.timers.heartbeat_interval.saturating_mul(3) / 2;
         Peers {
             inner: Arc::new(Inner {
                 local,
                 tls,
                 admission,
+                registry: registry::Registry::new(local, stale_after),
+                conn_ids: AtomicU64::new(1),
+                incarnation: random_incarnation(),
+                handshakes_per_ip: limits::PerKey::new(settings.handshakes_per_ip),
+                connections_per_ip: limits::PerKey::new(settings.connections_per_ip),
+                handshakes_per_identity: limits::PerKey::new(settings.handshakes_per_identity),
                 settings,
                 inbound,
-                registry: registry::Registry::new(local),
-                conn_ids: AtomicU64::new(1),
                 listen_port: AtomicU16::new(0),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -104,6 +132,17 @@ impl Peers {
     /// This node's ID.
     pub fn local_id(&self) -> NodeId {
         self.inner.local
+    }
+
+    /// This process's incarnation, as sent in its handshakes.
+    pub fn incarnation(&self) -> NonZeroU64 {
+        self.inner.incarnation
+    }
+
+    /// Connections refused so far, in either direction, counted by
+    /// [`RefusalReason::kind`].
+    pub fn refusal_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.inner.registry.refusal_counts()
     }
 
     /// Accepts connections on `listener` until shutdown.
@@ -188,6 +227,15 @@ impl Peers {
         match self.session(peer) {
             Some(s) => s.try_send(frame),
             None => Err(session::QueueError::Closed),
+        }
+    }
+}
+
+/// A random incarnation for a process's handshakes; 0 means "none" and is never drawn.
+pub fn random_incarnation() -> NonZeroU64 {
+    loop {
+        if let Some(i) = NonZeroU64::new(rand::random()) {
+            return i;
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Why a connection did not get past TLS or the protocol handshake, as data.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
@@ -66,9 +67,95 @@ pub enum RefusalReason {
     /// The protocol handshake did not finish within the handshake timeout.
     #[error("handshake timed out after {0:?}")]
     HandshakeTimedOut(Duration),
+    /// The peer's certificate chained to the CA but is not a node (leaf) certificate.
+    #[error("peer certificate `{subject}` is not a node certificate: {problem}")]
+    NotALeaf {
+        /// The certificate's subject.
+        subject: String,
+        /// What makes it no leaf, e.g. "basicConstraints says CA:TRUE".
+        problem: String,
+    },
+    /// The node is connected already, from another process holding its certificate (a copy,
+    /// or a restart whose old connection is still alive): the live session is kept.
+    #[error(
+        "node {} is {ALREADY_CONNECTED} from {existing}; refusing a second connection from \
+         {new} (another incarnation)",
+        .peer.short()
+    )]
+    AlreadyConnected {
+        /// The node.
+        peer: NodeId,
+        /// The address of its live session.
+        existing: SocketAddr,
+        /// The address of the refused connection.
+        new: SocketAddr,
+    },
+    /// A duplicate connection arrived while another duplicate of the same peer was still
+    /// draining; it is closed at once instead of draining too.
+    #[error("node {} has a duplicate connection draining already; closing another one at once", .0.short())]
+    TooManyDuplicates(NodeId),
+    /// The address has `limit` handshakes under way already (`limits.handshakes_per_ip`).
+    #[error("{ip} has {limit} handshakes under way already (limits.handshakes_per_ip)")]
+    TooManyHandshakesFromIp {
+        /// The remote IP address.
+        ip: IpAddr,
+        /// The limit.
+        limit: usize,
+    },
+    /// The address has `limit` connections already (`limits.connections_per_ip`).
+    #[error("{ip} has {limit} connections already (limits.connections_per_ip)")]
+    TooManyConnectionsFromIp {
+        /// The remote IP address.
+        ip: IpAddr,
+        /// The limit.
+        limit: usize,
+    },
+    /// The node has `limit` handshakes under way already (`limits.handshakes_per_identity`).
+    #[error(
+        "node {} has {limit} handshakes under way already (limits.handshakes_per_identity)",
+        .peer.short()
+    )]
+    TooManyHandshakesForIdentity {
+        /// The node.
+        peer: NodeId,
+        /// The limit.
+        limit: usize,
+    },
 }
 
+/// The words every "already connected" refusal contains, also in the Goodbye that tells the
+/// refused process, so that it can recognise and log it.
+pub const ALREADY_CONNECTED: &str = "already connected";
+
 impl RefusalReason {
+    /// A short stable name for the kind of refusal, the key it is counted under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RefusalReason::CertificateNotVerified { .. } => "certificate-not-verified",
+            RefusalReason::NoCertificate => "no-certificate",
+            RefusalReason::UnusableCertificate(_) => "unusable-certificate",
+            RefusalReason::Blacklisted(_) => "blacklisted",
+            RefusalReason::NotWhitelisted(_) => "not-whitelisted",
+            RefusalReason::PeerAlert(_) => "peer-alert",
+            RefusalReason::TlsFailed(_) => "tls-failed",
+            RefusalReason::TlsSetup(_) => "tls-setup",
+            RefusalReason::TlsTimedOut(_) => "tls-timed-out",
+            RefusalReason::NoCommonVersion(_) => "no-common-version",
+            RefusalReason::NotAHandshake(_) => "not-a-handshake",
+            RefusalReason::MalformedHandshake(_) => "malformed-handshake",
+            RefusalReason::HandshakeIo(_) => "handshake-io",
+            RefusalReason::HandshakeTimedOut(_) => "handshake-timed-out",
+            RefusalReason::NotALeaf { .. } => "not-a-leaf",
+            RefusalReason::AlreadyConnected { .. } => "already-connected",
+            RefusalReason::TooManyDuplicates(_) => "too-many-duplicates",
+            RefusalReason::TooManyHandshakesFromIp { .. } => "too-many-handshakes-from-ip",
+            RefusalReason::TooManyConnectionsFromIp { .. } => "too-many-connections-from-ip",
+            RefusalReason::TooManyHandshakesForIdentity { .. } => {
+                "too-many-handshakes-for-identity"
+            }
+        }
+    }
+
     /// The reason for a peer the admission policy excludes.
     pub fn excluded(peer: NodeId, refusal: Refusal) -> Self {
         match refusal {
@@ -92,6 +179,7 @@ impl From<TlsError> for RefusalReason {
             },
             TlsError::NoPeerCertificate => RefusalReason::NoCertificate,
             TlsError::PeerKey(problem) => RefusalReason::UnusableCertificate(problem),
+            TlsError::NotALeaf { subject, problem } => RefusalReason::NotALeaf { subject, problem },
             TlsError::Refused { id, refusal } => RefusalReason::excluded(id, refusal),
             TlsError::PeerAlert { alert } => RefusalReason::PeerAlert(alert),
             TlsError::Handshake(what) => RefusalReason::TlsFailed(what),

@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::addr::PeerAddr;
 use super::duplicate::{self, Existing, Verdict};
@@ -59,56 +61,123 @@ struct Target {
     cancel: CancellationToken,
 }
 
+/// A peer's live session, with what the one-session-per-identity rule needs to know.
+struct Live {
+    handle: SessionHandle,
+    /// The incarnation the peer's process named in its handshake.
+    incarnation: Option<NonZeroU64>,
+    /// A duplicate connection of the peer that is draining (at most one at a time).
+    retired: Option<SessionHandle>,
+}
+
+/// What [`Registry::register`] made of a new connection.
+#[derive(Debug)]
+pub(super) enum Registration {
+    /// The connection is the peer's session now.
+    Registered,
+    /// The connection lost to another of the same process under the one-connection-per-pair
+    /// rule: it is closing (draining, or at once if another duplicate drains already).
+    Retired,
+    /// The connection is refused and never becomes a session: the peer is connected
+    /// already from another process.
+    Refused(RefusalReason),
+}
+
 /// The shared tables of a peer set. Lock order, where two are taken: sessions, then targets.
 pub(super) struct Registry {
     local: NodeId,
+    /// A live session from which nothing has been read for this long gives way to a new
+    /// incarnation of its peer.
+    stale_after: Duration,
     /// Keyed by certificate-derived IDs only, so the cheap hasher is safe here.
-    sessions: RwLock<PeerMap<SessionHandle>>,
+    sessions: RwLock<PeerMap<Live>>,
     /// Keyed by the address as configured.
     targets: Mutex<BTreeMap<String, Target>>,
     last_reason: Mutex<HashMap<NodeId, CloseReason>>,
+    /// Refusals counted by [`RefusalReason::kind`].
+    refusals: Mutex<BTreeMap<&'static str, u64>>,
     events: broadcast::Sender<PeerEvent>,
 }
 
 impl Registry {
-    /// Empty tables for node `local`.
-    pub(super) fn new(local: NodeId) -> Self {
+    /// Empty tables for node `local`; a live session silent for `stale_after` gives way to a
+    /// new incarnation of its peer.
+    pub(super) fn new(local: NodeId, stale_after: Duration) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Registry {
             local,
+            stale_after,
             sessions: RwLock::new(PeerMap::default()),
             targets: Mutex::new(BTreeMap::new()),
             last_reason: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(BTreeMap::new()),
             events,
         }
     }
 
-    /// Adds a live session, applying the one-connection-per-pair rule
-    /// ([`duplicate::decide`]). Returns false when the new connection lost to an existing
-    /// one; it is closed as a duplicate.
-    pub(super) fn register(&self, new: &SessionHandle) -> bool {
+    /// Adds a live session of a peer whose process named `incarnation`.
+    ///
+    /// One live session per identity: a connection from another incarnation than the live
+    /// session's is refused, unless the live session has been silent for `stale_after` (the
+    /// peer restarted and its old connection is dead): then the new one replaces it at once.
+    /// Connections of the same incarnation follow the one-connection-per-pair rule
+    /// ([`duplicate::decide`]); the loser is retired, and at most one retired connection per
+    /// peer drains at a time.
+    pub(super) fn register(
+        &self,
+        new: &SessionHandle,
+        incarnation: Option<NonZeroU64>,
+    ) -> Registration {
         let mut sessions = self.sessions.write();
         let existing = match sessions.get(&new.peer) {
             None => Existing::None,
-            Some(old) if old.is_closed() => Existing::Closed,
-            Some(old) => Existing::Live(old.direction),
+            Some(old) if old.handle.is_closed() => Existing::Closed,
+            Some(old) if old.incarnation != incarnation => {
+                if old.handle.silent_for() < self.stale_after {
+                    let reason = RefusalReason::AlreadyConnected {
+                        peer: new.peer,
+                        existing: old.handle.addr,
+                        new: new.addr,
+                    };
+                    return Registration::Refused(reason);
+                }
+                Existing::Closed
+            }
+            Some(old) => Existing::Live(old.handle.direction),
         };
         let verdict = duplicate::decide(&self.local, &new.peer, existing, new.direction);
-        if verdict == Verdict::KeepExisting {
-            drop(sessions);
-            debug!(peer = %new.peer.short(), conn = new.id, "duplicate connection, keeping the existing one");
-            new.close(CloseReason::Duplicate);
-            return false;
-        }
-        let replaced = sessions.insert(new.peer, new.clone());
-        drop(sessions);
-        match (verdict, replaced) {
-            (Verdict::Replace, Some(old)) => {
-                debug!(peer = %new.peer.short(), old = old.id, new = new.id,
-                    "duplicate connection, keeping the one the smaller node ID dialed");
-                old.close(CloseReason::Duplicate);
+        let mut outcome = Registration::Registered;
+        match (verdict, sessions.get_mut(&new.peer)) {
+            (Verdict::KeepExisting, Some(live)) => {
+                debug!(peer = %new.peer.short(), conn = new.id, "duplicate connection, keeping the existing one");
+                outcome = self.retire(live, new.clone());
             }
-            _ => {
+            (Verdict::Replace, Some(live)) => {
+                debug!(peer = %new.peer.short(), old = live.handle.id, new = new.id,
+                    "duplicate connection, keeping the one the smaller node ID dialed");
+                let old = std::mem::replace(&mut live.handle, new.clone());
+                live.incarnation = incarnation;
+                // The old one drains; whatever drained before may have to stop at once.
+                let _ = self.retire(live, old);
+            }
+            (_, previous) => {
+                let retired = previous.and_then(|p| p.retired.take());
+                let replaced = sessions.insert(
+                    new.peer,
+                    Live {
+                        handle: new.clone(),
+                        incarnation,
+                        retired,
+                    },
+                );
+                if let Some(old) = replaced.filter(|old| !old.handle.is_closed()) {
+                    // A live session of another incarnation, silent for too long.
+                    info!(peer = %new.peer.short(), old = %old.handle.addr, new = %new.addr,
+                        silent = ?old.handle.silent_for(),
+                        "peer restarted: its new connection replaces the silent old one");
+                    old.handle.close(CloseReason::Restarted);
+                    self.disconnected(new.peer, &CloseReason::Restarted);
+                }
                 info!(peer = %new.peer.short(), addr = %new.addr, direction = ?new.direction, "peer connected");
                 let _ = self.events.send(PeerEvent::Connected {
                     peer: new.peer,
@@ -117,21 +186,33 @@ impl Registry {
                 });
             }
         }
-        for t in self.targets.lock().values_mut() {
-            t.status.session_up(new.peer);
+        drop(sessions);
+        if let Registration::Registered = outcome {
+            for t in self.targets.lock().values_mut() {
+                t.status.session_up(new.peer);
+            }
         }
-        true
+        outcome
     }
 
-    /// Removes connection `conn` to `peer`, unless a preferred duplicate has replaced it
-    /// already (the peer is then still connected).
-    pub(super) fn unregister(&self, peer: NodeId, conn: u64, reason: &CloseReason) {
-        let mut sessions = self.sessions.write();
-        if sessions.get(&peer).map(|s| s.id) != Some(conn) {
-            return;
+    /// Retires `conn`, a duplicate of `live`'s peer: it drains, unless another duplicate
+    /// still drains, in which case it closes at once (a peer cannot pile up connections by
+    /// redialing).
+    fn retire(&self, live: &mut Live, conn: SessionHandle) -> Registration {
+        if live.retired.as_ref().is_some_and(|r| !r.is_finished()) {
+            let reason = RefusalReason::TooManyDuplicates(conn.peer);
+            warn!(peer = %conn.peer.short(), addr = %conn.addr, %reason, "closing a duplicate connection");
+            self.count_refusal(&reason);
+            conn.close_now(CloseReason::Duplicate);
+            return Registration::Retired;
         }
-        sessions.remove(&peer);
-        drop(sessions);
+        conn.close(CloseReason::Duplicate);
+        live.retired = Some(conn);
+        Registration::Retired
+    }
+
+    /// Records that `peer` is no longer connected, with `reason`.
+    fn disconnected(&self, peer: NodeId, reason: &CloseReason) {
         info!(peer = %peer.short(), %reason, "peer disconnected");
         self.last_reason.lock().insert(peer, reason.clone());
         let _ = self.events.send(PeerEvent::Disconnected {
@@ -140,14 +221,45 @@ impl Registry {
         });
     }
 
-    /// Reports an inbound connection refused during set-up.
+    /// Removes connection `conn` to `peer`, unless it is not the peer's session (a retired
+    /// duplicate, or one a new connection replaced: the peer is then still connected).
+    pub(super) fn unregister(&self, peer: NodeId, conn: u64, reason: &CloseReason) {
+        let mut sessions = self.sessions.write();
+        let Some(live) = sessions.get_mut(&peer) else {
+            return;
+        };
+        if live.retired.as_ref().is_some_and(|r| r.id == conn) {
+            live.retired = None;
+        }
+        if live.handle.id != conn {
+            return;
+        }
+        sessions.remove(&peer);
+        drop(sessions);
+        self.disconnected(peer, reason);
+    }
+
+    /// Reports an inbound connection refused during set-up, and counts it.
     pub(super) fn refused(&self, addr: SocketAddr, reason: RefusalReason) {
+        self.count_refusal(&reason);
         let _ = self.events.send(PeerEvent::Refused { addr, reason });
+    }
+
+    /// Counts a refusal under its kind.
+    pub(super) fn count_refusal(&self, reason: &RefusalReason) {
+        let mut counts = self.refusals.lock();
+        let n = counts.entry(reason.kind()).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    /// Refusals so far, by [`RefusalReason::kind`].
+    pub(super) fn refusal_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.refusals.lock().clone()
     }
 
     /// The session to `peer`, if connected.
     pub(super) fn session(&self, peer: &NodeId) -> Option<SessionHandle> {
-        self.sessions.read().get(peer).cloned()
+        self.sessions.read().get(peer).map(|l| l.handle.clone())
     }
 
     /// Whether there is a live session to `peer`.
@@ -157,14 +269,18 @@ impl Registry {
 
     /// Every live session.
     pub(super) fn sessions(&self) -> Vec<SessionHandle> {
-        self.sessions.read().values().cloned().collect()
+        self.sessions
+            .read()
+            .values()
+            .map(|l| l.handle.clone())
+            .collect()
     }
 
     /// Closes every live session `why` gives a reason for.
     pub(super) fn close_where(&self, why: impl Fn(&SessionHandle) -> Option<CloseReason>) {
-        for s in self.sessions.read().values() {
-            if let Some(reason) = why(s) {
-                s.close(reason);
+        for l in self.sessions.read().values() {
+            if let Some(reason) = why(&l.handle) {
+                l.handle.close(reason);
             }
         }
     }
@@ -273,6 +389,14 @@ mod tests {
         NodeId::from_bytes([b; 64])
     }
 
+    const STALE: Duration = Duration::from_secs(3600);
+    const INC: Option<NonZeroU64> = NonZeroU64::new(1);
+
+    /// Registers `s` as incarnation [`INC`]; whether it became the peer's session.
+    fn registered(r: &Registry, s: &SessionHandle) -> bool {
+        matches!(r.register(s, INC), Registration::Registered)
+    }
+
     fn handle(
         conn: u64,
         peer: NodeId,
@@ -301,12 +425,12 @@ mod tests {
 
     #[test]
     fn a_first_session_connects_the_peer_and_its_target() {
-        let r = Registry::new(id(1));
+        let r = Registry::new(id(1), STALE);
         let mut events = r.subscribe();
         assert!(r.add_target("127.0.0.1:30302", CancellationToken::new()));
         r.update_target("127.0.0.1:30302", |t| t.dialed(id(2), false));
         let s = handle(1, id(2), "127.0.0.1:40000", 30302, Direction::Inbound);
-        assert!(r.register(&s));
+        assert!(registered(&r, &s));
         assert!(r.is_connected(&id(2)));
         assert_eq!(r.targets()[0].state, TargetState::Connected);
         assert_eq!(
@@ -322,12 +446,12 @@ mod tests {
     #[test]
     fn a_winning_duplicate_replaces_the_live_session_without_events() {
         // We (1) are smaller: our dial wins over the peer's.
-        let r = Registry::new(id(1));
+        let r = Registry::new(id(1), STALE);
         let theirs = handle(1, id(2), "127.0.0.1:40000", 30302, Direction::Inbound);
-        assert!(r.register(&theirs));
+        assert!(registered(&r, &theirs));
         let mut events = r.subscribe();
         let ours = handle(2, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
-        assert!(r.register(&ours));
+        assert!(registered(&r, &ours));
         assert!(theirs.is_closed() && !ours.is_closed());
         assert_eq!(r.session(&id(2)).map(|s| s.id), Some(2));
         // The retired one ending does not disconnect the peer.
@@ -339,12 +463,12 @@ mod tests {
 
     #[test]
     fn a_losing_duplicate_is_closed_and_not_registered() {
-        let r = Registry::new(id(1));
+        let r = Registry::new(id(1), STALE);
         let first = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
-        assert!(r.register(&first));
+        assert!(registered(&r, &first));
         let mut events = r.subscribe();
         let second = handle(2, id(2), "127.0.0.2:30302", 30302, Direction::Outbound);
-        assert!(!r.register(&second));
+        assert!(!registered(&r, &second));
         assert!(second.is_closed() && !first.is_closed());
         assert_eq!(r.session(&id(2)).map(|s| s.id), Some(1));
         assert_eq!(drain(&mut events), []);
@@ -352,14 +476,11 @@ mod tests {
 
     #[test]
     fn the_current_session_ending_disconnects_with_its_reason() {
-        let r = Registry::new(id(1));
-        assert!(r.register(&handle(
-            1,
-            id(2),
-            "127.0.0.1:30302",
-            30302,
-            Direction::Outbound
-        )));
+        let r = Registry::new(id(1), STALE);
+        assert!(registered(
+            &r,
+            &handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound)
+        ));
         let mut events = r.subscribe();
         r.unregister(id(2), 1, &CloseReason::IdleTimeout);
         assert!(!r.is_connected(&id(2)));
@@ -375,7 +496,7 @@ mod tests {
 
     #[test]
     fn removing_a_target_closes_the_session_at_its_address() {
-        let r = Registry::new(id(1));
+        let r = Registry::new(id(1), STALE);
         let cancel = CancellationToken::new();
         assert!(r.add_target("127.0.0.1:30302", cancel.clone()));
         // Node 2 dialed us from its IPv4-mapped address before our dial learned its ID.
@@ -387,7 +508,7 @@ mod tests {
             Direction::Inbound,
         );
         let elsewhere = handle(2, id(3), "127.0.0.1:30303", 30303, Direction::Outbound);
-        assert!(r.register(&at_target) && r.register(&elsewhere));
+        assert!(registered(&r, &at_target) && registered(&r, &elsewhere));
         assert!(r.remove_target("127.0.0.1:30302"));
         assert!(cancel.is_cancelled());
         assert!(at_target.is_closed());
@@ -398,30 +519,102 @@ mod tests {
 
     #[test]
     fn removing_a_named_target_closes_sessions_from_what_it_resolved_to() {
-        let r = Registry::new(id(1));
+        let r = Registry::new(id(1), STALE);
         assert!(r.add_target("node2.example:30302", CancellationToken::new()));
         r.set_resolved("node2.example:30302", &["10.0.0.2:30302".parse().unwrap()]);
         let s = handle(1, id(2), "10.0.0.2:30302", 30302, Direction::Outbound);
         let other = handle(2, id(3), "10.0.0.3:30302", 30302, Direction::Outbound);
-        assert!(r.register(&s) && r.register(&other));
+        assert!(registered(&r, &s) && registered(&r, &other));
         assert!(r.remove_target("node2.example:30302"));
         assert!(s.is_closed() && !other.is_closed());
     }
 
     #[test]
     fn removing_a_target_closes_the_node_found_there_at_any_address() {
-        let r = Registry::new(id(1));
+        let r = Registry::new(id(1), STALE);
         assert!(r.add_target("127.0.0.1:30302", CancellationToken::new()));
         r.update_target("127.0.0.1:30302", |t| t.dialed(id(2), false));
         let s = handle(1, id(2), "10.9.9.9:51000", 0, Direction::Inbound);
-        assert!(r.register(&s));
+        assert!(registered(&r, &s));
         assert!(r.remove_target("127.0.0.1:30302"));
         assert!(s.is_closed());
     }
 
     #[test]
+    fn another_incarnation_is_refused_while_the_live_session_is_heard() {
+        let r = Registry::new(id(1), STALE);
+        let real = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
+        assert!(registered(&r, &real));
+        let mut events = r.subscribe();
+        let copy = handle(2, id(2), "127.0.0.1:40000", 0, Direction::Inbound);
+        match r.register(&copy, NonZeroU64::new(2)) {
+            Registration::Refused(reason) => {
+                let text = reason.to_string();
+                assert!(
+                    text.contains("already connected from 127.0.0.1:30302")
+                        && text.contains("127.0.0.1:40000"),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!real.is_closed());
+        assert_eq!(r.session(&id(2)).map(|s| s.id), Some(1));
+        // The copy's end does not disconnect the real one.
+        r.unregister(id(2), 2, &CloseReason::ClosedByPeer);
+        assert!(r.is_connected(&id(2)));
+        assert_eq!(drain(&mut events), []);
+    }
+
+    #[test]
+    fn another_incarnation_replaces_a_silent_session_at_once() {
+        let r = Registry::new(id(1), Duration::ZERO);
+        let old = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
+        assert!(registered(&r, &old));
+        let mut events = r.subscribe();
+        let new = handle(2, id(2), "127.0.0.1:40000", 30302, Direction::Inbound);
+        assert!(matches!(
+            r.register(&new, NonZeroU64::new(2)),
+            Registration::Registered
+        ));
+        assert!(old.is_closed());
+        assert_eq!(r.session(&id(2)).map(|s| s.id), Some(2));
+        assert_eq!(
+            drain(&mut events),
+            [
+                PeerEvent::Disconnected {
+                    peer: id(2),
+                    reason: CloseReason::Restarted
+                },
+                PeerEvent::Connected {
+                    peer: id(2),
+                    addr: new.addr,
+                    direction: Direction::Inbound
+                }
+            ]
+        );
+        // The old one ending later changes nothing.
+        r.unregister(id(2), 1, &CloseReason::Restarted);
+        assert!(r.is_connected(&id(2)));
+    }
+
+    #[test]
+    fn at_most_one_retired_duplicate_drains_per_peer() {
+        let r = Registry::new(id(1), STALE);
+        let first = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
+        assert!(registered(&r, &first));
+        let second = handle(2, id(2), "127.0.0.2:30302", 30302, Direction::Outbound);
+        assert!(matches!(r.register(&second, INC), Registration::Retired));
+        let third = handle(3, id(2), "127.0.0.3:30302", 30302, Direction::Outbound);
+        assert!(matches!(r.register(&third, INC), Registration::Retired));
+        assert!(second.is_closed() && third.is_closed() && !first.is_closed());
+        assert!(third.closes_at_once() && !second.closes_at_once());
+        assert_eq!(r.refusal_counts().get("too-many-duplicates"), Some(&1));
+    }
+
+    #[test]
     fn a_target_is_added_once() {
-        let r = Registry::new(id(1));
+        let r = Registry::new(id(1), STALE);
         assert!(r.add_target("127.0.0.1:30302", CancellationToken::new()));
         assert!(!r.add_target("127.0.0.1:30302", CancellationToken::new()));
         assert_eq!(r.targets().len(), 1);

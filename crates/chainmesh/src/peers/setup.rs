@@ -6,15 +6,17 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use futures_util::FutureExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::Instrument;
+use tracing::{warn, Instrument};
 
 use super::handshake;
-use super::refusal::RefusalReason;
+use super::refusal::{RefusalReason, ALREADY_CONNECTED};
+use super::registry::Registration;
 use super::Peers;
 use crate::config::TimersConfig;
 use crate::session::{self, CloseReason, Direction, SessionConfig, SessionHandle, SessionInfo};
-use crate::wire::Handshake;
+use crate::wire::{Handshake, Packet};
 
 /// The stream under a session: TLS straight over the TCP socket. No read buffer sits in
 /// between: the TLS context reads ahead into OpenSSL's own record buffer (`crate::tls`), so a
@@ -67,8 +69,17 @@ impl Peers {
             .map_err(|_| RefusalReason::TlsTimedOut(timeout))?
             .map_err(RefusalReason::from)?;
         if peer == inner.local {
+            // Before the protocol handshake, so that a process holding this node's
+            // certificate never learns this process's incarnation.
             return Err(SetupError::Itself);
         }
+        // Held until the connection is registered or refused.
+        let _handshake_slot = inner.handshakes_per_identity.take(peer).ok_or(
+            RefusalReason::TooManyHandshakesForIdentity {
+                peer,
+                limit: inner.handshakes_per_identity.limit(),
+            },
+        )?;
         // Also checked inside TLS; repeated here because a reload may have changed the lists
         // while this handshake was in flight.
         inner
@@ -79,6 +90,7 @@ impl Peers {
         let ours = Handshake::ours(
             inner.listen_port.load(Ordering::Relaxed),
             inner.settings.max_packet,
+            inner.incarnation,
         );
         let agreed = handshake::exchange(&mut stream, &ours, inner.settings.max_packet, timeout)
             .await
@@ -97,7 +109,20 @@ impl Peers {
             },
             inner.settings.queue_bytes,
         );
-        let registered = inner.registry.register(&handle);
+        let registered = match inner.registry.register(&handle, agreed.peer.incarnation) {
+            Registration::Registered => true,
+            Registration::Retired => false,
+            Registration::Refused(reason) => {
+                // Told in a Goodbye, so the refused process can say why it was turned away.
+                let goodbye = Packet::goodbye(agreed.version, &reason.to_string()).to_bytes();
+                let _ = tokio::time::timeout(timeout, async {
+                    stream.write_all(&goodbye).await?;
+                    stream.shutdown().await
+                })
+                .await;
+                return Err(reason.into());
+            }
+        };
         Ok(Established {
             stream,
             handle,
@@ -121,7 +146,7 @@ impl Peers {
             stream,
             handle,
             leftover,
-            registered,
+            registered: _,
         } = est;
         let (peer, conn) = (handle.peer, handle.id);
         let t = &self.inner.settings.timers;
@@ -133,14 +158,21 @@ impl Peers {
             max_packet: self.inner.settings.max_packet,
             version: handle.version,
             linger: t.handshake_timeout.min(TimersConfig::MAX_TIMER),
+            read_budget_bytes: self.inner.settings.read_budget_bytes,
         };
         let span = tracing::info_span!("session", peer = %peer.short(), conn);
         let session = session::run(stream, handle, self.inner.inbound.clone(), cfg, leftover)
             .instrument(span);
         session.map(move |reason| {
-            if registered {
-                self.inner.registry.unregister(peer, conn, &reason);
+            if let CloseReason::PeerLeft(why) = &reason {
+                if why.contains(ALREADY_CONNECTED) {
+                    warn!(peer = %peer.short(), conn, "the peer refused this connection: {why}; \
+                        another process holding this node's certificate is connected to it");
+                }
             }
+            // A no-op for a connection that is not the peer's session (a retired duplicate):
+            // its end never disconnects the peer.
+            self.inner.registry.unregister(peer, conn, &reason);
             reason
         })
     }

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use super::{
     CloseReason, FrameKind, Framing, Handler, Inbound, P2pFraming, Pending, SessionConfig,
-    SessionHandle, SessionStats, Taken,
+    SessionHandle, SessionStats, Taken, READ_BUDGET_PACKETS,
 };
 
 /// Room made in the read buffer before each read: one whole TLS record (OpenSSL hands out at
@@ -27,9 +27,6 @@ const READ_CHUNK: usize = 17 * 1024;
 /// instead of kept for the next batch: idle connections hold no write buffer, busy ones keep
 /// theirs.
 const LIGHT_BATCH: usize = 16 * 1024;
-/// Packets handled per wake before yielding, so one busy peer cannot starve the others
-/// sharing this worker thread.
-const BUDGET: usize = 256;
 
 /// Runs a P2P session until it ends and returns why. `initial` holds bytes already read from
 /// the stream (after the handshake packet) that belong to this session.
@@ -142,6 +139,16 @@ impl<F: Framing> State<F> {
         // Registered before the outbox and the close slot are looked at, so a frame queued
         // or a close asked for after the look still wakes us.
         self.session.shared.waker.register(cx.waker());
+        if self
+            .session
+            .shared
+            .abort
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            if let Some(reason) = self.close_requested() {
+                return Poll::Ready(reason);
+            }
+        }
         if self.closing.is_none() {
             if let Some(reason) = self.close_requested() {
                 self.begin_close(reason);
@@ -287,6 +294,7 @@ impl<F: Framing> State<F> {
         handler: &H,
     ) -> Result<bool, CloseReason> {
         let mut handled = 0usize;
+        let mut read = 0usize;
         loop {
             if let Some(p) = self.pending.as_mut() {
                 match p.as_mut().poll(cx) {
@@ -296,8 +304,15 @@ impl<F: Framing> State<F> {
             }
             // Finish the bytes already read before reading more.
             loop {
-                if handled >= BUDGET {
+                if handled >= READ_BUDGET_PACKETS {
                     return Ok(true);
+                }
+                if let Some((_, deadline)) = &self.closing {
+                    // A closing connection (a retired duplicate) delivers until its drain
+                    // deadline and not after: `poll_timers` ends it then.
+                    if Instant::now() >= *deadline {
+                        return Ok(false);
+                    }
                 }
                 let frame = match self.framing.decode(&mut self.rbuf) {
                     Ok(Some(f)) => f,
@@ -330,7 +345,13 @@ impl<F: Framing> State<F> {
                 Poll::Ready(Ok(0)) => return Err(CloseReason::ClosedByPeer),
                 Poll::Ready(Ok(n)) => {
                     self.last_read = Instant::now();
+                    self.session.heard(self.last_read);
                     SessionStats::add(&self.session.stats.bytes_in, n as u64);
+                    read = read.saturating_add(n);
+                    if read >= self.cfg.read_budget_bytes {
+                        // Decode what is in on the next wake; yield the worker now.
+                        return Ok(true);
+                    }
                 }
                 Poll::Ready(Err(e)) => return Err(CloseReason::Io(e.to_string())),
                 Poll::Pending => {
@@ -351,7 +372,7 @@ impl<F: Framing> State<F> {
     /// frames are all gone may grow the allocation in place, copying the consumed front
     /// along (16 KiB a read at small frames); a fresh buffer with only the partial frame
     /// copied costs one allocation instead. A partial frame larger than a read chunk has
-    /// its whole length reserved by the decoder already, so it reads into that room.
+    /// room reserved by the decoder (one step of the rest at most), so it reads into that.
     fn make_read_room(&mut self) {
         let spare = self.rbuf.capacity() - self.rbuf.len();
         if spare >= READ_CHUNK || self.rbuf.try_reclaim(READ_CHUNK) {
@@ -381,6 +402,7 @@ impl<F: Framing> State<F> {
                 // says nothing about the peer: restart the idle clock instead of dropping it.
                 if self.pending.is_some() {
                     self.last_read = now;
+                    self.session.heard(now);
                 }
                 let idle_at = self.last_read + self.cfg.idle_timeout;
                 if now >= idle_at {

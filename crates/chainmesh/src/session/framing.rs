@@ -86,7 +86,42 @@ impl<T: Inbound + ?Sized> Handler<P2pFraming> for T {
     }
 }
 
+/// Why bytes on a P2P link are not acceptable: they do not decode, or they decode to a packet
+/// the protocol forbids once the handshake is done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// The bytes are not a packet.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A packet carries another Version than the one agreed in the handshake.
+    #[error(
+        "packet type {packet_type} carries Version {got}, but the link agreed version {expected}"
+    )]
+    WrongVersion {
+        /// The agreed version.
+        expected: u16,
+        /// The packet's Version field.
+        got: u16,
+        /// The packet's type.
+        packet_type: u16,
+    },
+    /// A Handshake after the handshake.
+    #[error("a second Handshake on a link that agreed version {version}")]
+    SecondHandshake {
+        /// The agreed version.
+        version: u16,
+    },
+    /// A Heartbeat with a payload.
+    #[error("a Heartbeat with a {len}-byte payload; heartbeats are empty")]
+    HeartbeatPayload {
+        /// The payload's length.
+        len: usize,
+    },
+}
+
 /// The P2P framing of `docs/protocol.md`: packets back to back, which may share a write.
+/// Besides cutting packets, it applies the link rules the codec leaves to it: every packet
+/// carries the agreed Version, no second Handshake, no Heartbeat payload.
 #[derive(Debug, Clone)]
 pub struct P2pFraming {
     decoder: Decoder,
@@ -109,13 +144,33 @@ impl P2pFraming {
 impl Framing for P2pFraming {
     /// The packet, and the whole packet as received (see [`Decoder::decode_frame`]).
     type Frame = (Packet, Bytes);
-    type Error = WireError;
+    type Error = LinkError;
 
     const COALESCE: bool = true;
 
     #[inline]
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, WireError> {
-        self.decoder.decode_frame(buf)
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, LinkError> {
+        let Some((packet, frame)) = self.decoder.decode_frame(buf)? else {
+            return Ok(None);
+        };
+        if packet.version != self.version {
+            return Err(LinkError::WrongVersion {
+                expected: self.version,
+                got: packet.version,
+                packet_type: packet.packet_type.0,
+            });
+        }
+        match packet.packet_type {
+            PacketType::HANDSHAKE => Err(LinkError::SecondHandshake {
+                version: self.version,
+            }),
+            PacketType::HEARTBEAT if !packet.payload.is_empty() => {
+                Err(LinkError::HeartbeatPayload {
+                    len: packet.payload.len(),
+                })
+            }
+            _ => Ok(Some((packet, frame))),
+        }
     }
 
     #[inline]

@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -38,11 +38,12 @@ use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{Semaphore, TryAcquireError};
+use tokio::time::Instant;
 
 use crate::identity::NodeId;
 
 pub use driver::{run, run_framed};
-pub use framing::{FrameKind, Framing, Handler, Inbound, P2pFraming, Pending};
+pub use framing::{FrameKind, Framing, Handler, Inbound, LinkError, P2pFraming, Pending};
 
 /// Timers and limits of one session.
 #[derive(Debug, Clone)]
@@ -58,7 +59,15 @@ pub struct SessionConfig {
     /// How long a closing session may spend flushing its queue and reading the peer's last
     /// packets before it drops the connection.
     pub linger: Duration,
+    /// Bytes read from the stream per wake before the task yields, beside the packet count
+    /// ([`READ_BUDGET_PACKETS`]): a peer sending big packets gets no more of the worker than
+    /// one sending small ones.
+    pub read_budget_bytes: usize,
 }
+
+/// Packets handled per wake before the session's task yields, so one busy peer cannot starve
+/// the others sharing its worker thread.
+pub const READ_BUDGET_PACKETS: usize = 256;
 
 /// Which side opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,6 +103,9 @@ pub enum CloseReason {
     Blacklisted,
     /// A whitelist is set and the peer is no longer on it.
     NotWhitelisted,
+    /// The peer connected again as a new incarnation (it restarted) while this connection
+    /// had gone silent: the new connection replaced it.
+    Restarted,
 }
 
 impl fmt::Display for CloseReason {
@@ -109,6 +121,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Removed => f.write_str("removed"),
             CloseReason::Blacklisted => f.write_str("blacklisted"),
             CloseReason::NotWhitelisted => f.write_str("not-whitelisted"),
+            CloseReason::Restarted => f.write_str("restarted"),
         }
     }
 }
@@ -138,6 +151,8 @@ impl SessionStats {
 #[derive(Debug, Default)]
 struct Shared {
     close: Mutex<Option<CloseReason>>,
+    /// The close is to happen at once: nothing more is written, read or delivered.
+    abort: AtomicBool,
     /// Wakes the session's task: a close request, or frames in an outbox that was empty.
     waker: AtomicWaker,
 }
@@ -243,6 +258,10 @@ pub struct Session<F = P2pFraming> {
     pub peer_max_packet: u32,
     /// Traffic counters.
     pub stats: SessionStats,
+    /// When the session was created, on the clock the session's task keeps time by.
+    created: Instant,
+    /// Milliseconds after `created` when the task last read from the peer.
+    heard_ms: AtomicU64,
     // Bounded in bytes by `budget`: nothing goes in without first taking its length in
     // permits.
     outbox: Mutex<Outbox>,
@@ -327,6 +346,8 @@ pub fn new_framed_session<F: Framing>(
         peer_listen_port: info.peer_listen_port,
         peer_max_packet: info.peer_max_packet,
         stats: SessionStats::default(),
+        created: Instant::now(),
+        heard_ms: AtomicU64::new(0),
         outbox: Mutex::new(Outbox::default()),
         budget: Semaphore::new(capacity),
         capacity,
@@ -512,8 +533,39 @@ impl<F: Framing> SessionHandle<F> {
         self.shared.waker.wake();
     }
 
+    /// Ends the session at once: unlike [`close`](Self::close) nothing queued is flushed and
+    /// nothing more is read or delivered. The first reason given wins.
+    pub fn close_now(&self, reason: CloseReason) {
+        self.shared.abort.store(true, Ordering::Release);
+        self.close(reason);
+    }
+
     /// Whether the session's task has stopped or been asked to stop.
     pub fn is_closed(&self) -> bool {
         self.outbox.lock().closed || self.shared.close.lock().is_some()
+    }
+
+    /// Whether [`close_now`](Self::close_now) was asked for.
+    #[cfg(test)]
+    pub(crate) fn closes_at_once(&self) -> bool {
+        self.shared.abort.load(Ordering::Acquire)
+    }
+
+    /// Whether the session's task has stopped (a close that is still draining is not).
+    pub fn is_finished(&self) -> bool {
+        self.outbox.lock().closed
+    }
+
+    /// How long nothing has been read from the peer.
+    pub fn silent_for(&self) -> Duration {
+        let heard = self.created + Duration::from_millis(self.heard_ms.load(Ordering::Relaxed));
+        Instant::now().saturating_duration_since(heard)
+    }
+
+    /// Records a read from the peer at `now`, for [`silent_for`](Self::silent_for).
+    pub(crate) fn heard(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.created).as_millis();
+        self.heard_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 }

@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::wire::{Ext, Packet, PacketType, WireError};
+use crate::wire::{Ext, Handshake, Packet, PacketType, WireError};
 
 const PEER: NodeId = NodeId::from_bytes([7; 64]);
 
@@ -77,10 +77,50 @@ fn p2p_decode_refuses_a_length_over_the_limit_before_the_body_arrives() {
     let mut buf = BytesMut::from(&[0u8, 0, 1, 0][..]);
     assert_eq!(
         f.decode(&mut buf).unwrap_err(),
-        WireError::LengthTooLarge {
+        LinkError::Wire(WireError::LengthTooLarge {
             length: 256,
             max: 100
+        })
+    );
+}
+
+#[test]
+fn p2p_decode_refuses_what_the_link_rules_forbid() {
+    let mut f = P2pFraming::on_link(1 << 20, 2, PEER);
+    let mut other_version = Packet::heartbeat(1).to_bytes();
+    let mut buf = BytesMut::from(&other_version[..]);
+    let e = f.decode(&mut buf).unwrap_err();
+    assert_eq!(
+        e,
+        LinkError::WrongVersion {
+            expected: 2,
+            got: 1,
+            packet_type: 1
         }
+    );
+    assert!(e.to_string().contains("Version 1") && e.to_string().contains("version 2"));
+
+    let hs = Handshake::ours(0, 1 << 20, std::num::NonZeroU64::MIN);
+    let mut second = Packet::handshake(&hs);
+    second.version = 2;
+    let mut buf = BytesMut::from(&second.to_bytes()[..]);
+    assert_eq!(
+        f.decode(&mut buf).unwrap_err(),
+        LinkError::SecondHandshake { version: 2 }
+    );
+
+    let mut beat = Packet::heartbeat(2);
+    beat.payload = Bytes::from_static(b"hi");
+    other_version = beat.to_bytes();
+    let mut buf = BytesMut::from(&other_version[..]);
+    assert_eq!(
+        f.decode(&mut buf).unwrap_err(),
+        LinkError::HeartbeatPayload { len: 2 }
+    );
+    let mut buf = BytesMut::from(&Packet::heartbeat(2).to_bytes()[..]);
+    assert!(
+        f.decode(&mut buf).unwrap().is_some(),
+        "an empty one is fine"
     );
 }
 
@@ -89,11 +129,11 @@ struct OneByOne(P2pFraming);
 
 impl Framing for OneByOne {
     type Frame = (Packet, Bytes);
-    type Error = WireError;
+    type Error = LinkError;
 
     const COALESCE: bool = false;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, WireError> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, LinkError> {
         self.0.decode(buf)
     }
 

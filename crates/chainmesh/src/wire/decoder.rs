@@ -6,6 +6,11 @@ use super::error::WireError;
 use super::packet::{check_length, parse_frame, peek_length, Packet};
 use crate::identity::NodeId;
 
+/// Most room reserved for the rest of a partial packet beyond what has arrived. A peer can
+/// announce a Length up to the limit and then send nothing more; the buffer grows with the
+/// bytes that actually come, never with the announcement.
+pub const RESERVE_STEP: usize = 64 * 1024;
+
 /// Cuts packets out of a receive buffer, one per call.
 ///
 /// The caller appends whatever the transport delivered to a [`BytesMut`] and calls
@@ -68,9 +73,10 @@ impl Decoder {
         check_length(length, self.max_len)?;
         let length = length as usize;
         if buf.len() < length {
-            // Room for the rest now saves the reader from growing the buffer step by step;
-            // the length was bounded by the limit above.
-            buf.reserve(length - buf.len());
+            // Room for the next stretch of the packet, not for all of it: the Length is only
+            // the peer's word. Each call reserves at most one step beyond what is in, and
+            // `BytesMut` grows geometrically, so a big packet still costs few reallocations.
+            buf.reserve((length - buf.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         let frame = buf.split_to(length).freeze();
@@ -79,5 +85,58 @@ impl Decoder {
         // even so.
         packet.payload = frame.slice(payload_at.min(frame.len())..);
         Ok(Some((packet, frame)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Packet, DEFAULT_MAX_PACKET};
+
+    /// A header announcing `length` bytes, and nothing else.
+    fn announce(length: u32) -> BytesMut {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&length.to_be_bytes());
+        buf.extend_from_slice(&[0, 1, 0, 5, 0, 0, 0, 1, 0, 0]);
+        buf
+    }
+
+    #[test]
+    fn a_huge_announced_length_reserves_one_step_not_the_whole_packet() {
+        let mut d = Decoder::new(DEFAULT_MAX_PACKET);
+        let mut buf = announce(DEFAULT_MAX_PACKET);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        assert!(
+            buf.capacity() <= buf.len() + RESERVE_STEP,
+            "capacity {} for {} bytes in",
+            buf.capacity(),
+            buf.len()
+        );
+        // Feeding the packet slowly: growing geometrically, the buffer stays within twice
+        // what arrived plus a step.
+        let chunk = vec![0u8; 1000];
+        for _ in 0..500 {
+            buf.extend_from_slice(&chunk);
+            assert_eq!(d.decode(&mut buf), Ok(None));
+            assert!(buf.capacity() <= 2 * (buf.len() + RESERVE_STEP));
+        }
+    }
+
+    #[test]
+    fn a_big_packet_arriving_in_pieces_still_decodes() {
+        let mut d = Decoder::new(DEFAULT_MAX_PACKET);
+        let mut p = Packet::heartbeat(1);
+        p.payload = bytes::Bytes::from(vec![7u8; 300_000]);
+        let bytes = p.to_bytes();
+        let mut buf = BytesMut::new();
+        let mut got = None;
+        for piece in bytes.chunks(16 * 1024) {
+            buf.extend_from_slice(piece);
+            if let Some(packet) = d.decode(&mut buf).unwrap() {
+                got = Some(packet);
+            }
+        }
+        assert_eq!(got, Some(p));
+        assert!(buf.is_empty());
     }
 }

@@ -106,14 +106,17 @@ pub enum WireError {
         /// Where the first invalid byte is.
         bad_offset: usize,
     },
-    /// A Handshake payload is not exactly 10 bytes.
-    #[error("handshake payload is {length} bytes, expected {expected}")]
+    /// A Handshake payload is neither 18 bytes nor the older form's 10.
+    #[error("handshake payload is {length} bytes, expected {expected} (or 10 in the older form)")]
     HandshakeSize {
         /// Payload length as received.
         length: usize,
-        /// The only valid length, [`Handshake::LEN`](super::Handshake::LEN).
+        /// The length of the current form, [`Handshake::LEN`](super::Handshake::LEN).
         expected: usize,
     },
+    /// A Handshake names incarnation 0, which is never drawn.
+    #[error("handshake incarnation is 0; a node's incarnation is never 0")]
+    HandshakeIncarnationZero,
     /// A Handshake's version range is empty.
     #[error("handshake version range is empty: min_version {min} > max_version {max}")]
     HandshakeVersionRange {

@@ -1,5 +1,7 @@
 //! Payloads of the link-control packets: Handshake (type 0x02) and Goodbye (type 0x0f).
 
+use std::num::NonZeroU64;
+
 use bytes::Bytes;
 
 use super::error::{VersionRanges, WireError};
@@ -11,6 +13,12 @@ pub const MIN_PROTOCOL_VERSION: u16 = 1;
 pub const MAX_PROTOCOL_VERSION: u16 = 2;
 /// First protocol version with the direct form of options ([`Ext::DIRECT`](super::Ext::DIRECT)).
 pub const DIRECT_FORM_VERSION: u16 = 2;
+
+/// Largest Length a packet may announce before the protocol handshake is done. The Handshake
+/// itself takes 32 bytes (or 24 in the older form); a peer announcing more has nothing to say
+/// that the protocol allows, so it cannot make a node buffer anything before it agreed a
+/// version.
+pub const MAX_HANDSHAKE_PACKET: u32 = 64;
 
 /// The payload of a Handshake packet: what a node supports, sent first thing on every link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -24,45 +32,70 @@ pub struct Handshake {
     pub listen_port: u16,
     /// Largest packet the sender accepts; the receiver must not send it anything larger.
     pub max_packet_size: u32,
+    /// The sender's incarnation: drawn at random, never 0, when its node starts, so two
+    /// processes holding the same certificate (a restarted node, or a copy) can be told
+    /// apart. `None` for the older 10-byte form, which has no such field.
+    pub incarnation: Option<NonZeroU64>,
 }
 
 impl Handshake {
     /// Encoded size of the payload.
-    pub const LEN: usize = 10;
+    pub const LEN: usize = 18;
+    /// Encoded size of the older payload, without the incarnation.
+    pub const LEGACY_LEN: usize = 10;
 
-    /// Our handshake: the versions this build speaks, with the given port and limit.
-    pub fn ours(listen_port: u16, max_packet_size: u32) -> Handshake {
+    /// Our handshake: the versions this build speaks, with the given port, limit and
+    /// incarnation.
+    pub fn ours(listen_port: u16, max_packet_size: u32, incarnation: NonZeroU64) -> Handshake {
         Handshake {
             min_version: MIN_PROTOCOL_VERSION,
             max_version: MAX_PROTOCOL_VERSION,
             listen_port,
             max_packet_size,
+            incarnation: Some(incarnation),
         }
     }
 
-    /// The 10-byte payload.
-    pub fn encode(&self) -> [u8; Handshake::LEN] {
-        let [a0, a1] = self.min_version.to_be_bytes();
-        let [b0, b1] = self.max_version.to_be_bytes();
-        let [p0, p1] = self.listen_port.to_be_bytes();
-        let [m0, m1, m2, m3] = self.max_packet_size.to_be_bytes();
-        [a0, a1, b0, b1, p0, p1, m0, m1, m2, m3]
+    /// The payload: 18 bytes, or the older 10 when there is no incarnation.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Handshake::LEN);
+        out.extend_from_slice(&self.min_version.to_be_bytes());
+        out.extend_from_slice(&self.max_version.to_be_bytes());
+        out.extend_from_slice(&self.listen_port.to_be_bytes());
+        out.extend_from_slice(&self.max_packet_size.to_be_bytes());
+        if let Some(i) = self.incarnation {
+            out.extend_from_slice(&i.get().to_be_bytes());
+        }
+        out
     }
 
-    /// Parses a Handshake payload, refusing a wrong size, an empty version range, or a packet
-    /// limit too small for a header.
+    /// Parses a Handshake payload, refusing a wrong size, an empty version range, a packet
+    /// limit too small for a header, or an incarnation of 0. The older 10-byte form is read
+    /// with no incarnation, so that version negotiation can still name both ranges.
     pub fn decode(payload: &[u8]) -> Result<Handshake, WireError> {
-        let b: &[u8; Handshake::LEN] =
-            payload.try_into().map_err(|_| WireError::HandshakeSize {
-                length: payload.len(),
-                expected: Handshake::LEN,
-            })?;
+        let size_error = || WireError::HandshakeSize {
+            length: payload.len(),
+            expected: Handshake::LEN,
+        };
+        let (fixed, rest) = match payload.len() {
+            Handshake::LEN | Handshake::LEGACY_LEN => payload.split_at(Handshake::LEGACY_LEN),
+            _ => return Err(size_error()),
+        };
+        let b: &[u8; Handshake::LEGACY_LEN] = fixed.try_into().map_err(|_| size_error())?;
         let [a0, a1, b0, b1, p0, p1, m0, m1, m2, m3] = *b;
+        let incarnation = match <[u8; 8]>::try_from(rest) {
+            Ok(raw) => Some(
+                NonZeroU64::new(u64::from_be_bytes(raw))
+                    .ok_or(WireError::HandshakeIncarnationZero)?,
+            ),
+            Err(_) => None,
+        };
         let hs = Handshake {
             min_version: u16::from_be_bytes([a0, a1]),
             max_version: u16::from_be_bytes([b0, b1]),
             listen_port: u16::from_be_bytes([p0, p1]),
             max_packet_size: u32::from_be_bytes([m0, m1, m2, m3]),
+            incarnation,
         };
         if hs.min_version > hs.max_version {
             return Err(WireError::HandshakeVersionRange {

@@ -36,12 +36,12 @@ pub use compress::{
     compress_append, declared_size, decompress, COMPRESSION_LEVEL, DEFAULT_COMPRESS_THRESHOLD,
     MAX_WINDOW_LOG,
 };
-pub use decoder::Decoder;
+pub use decoder::{Decoder, RESERVE_STEP};
 pub use error::{VersionRanges, WireError};
 pub use frame::{ext_of, for_link, relay_copy, set_version_in_place, DataFrame};
 pub use handshake::{
-    decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_PROTOCOL_VERSION,
-    MIN_PROTOCOL_VERSION,
+    decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_HANDSHAKE_PACKET,
+    MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION,
 };
 pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL};
 pub use router::{

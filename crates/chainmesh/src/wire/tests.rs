@@ -310,9 +310,19 @@ fn err_group_not_utf8() {
 
 #[test]
 fn handshake_round_trip_and_negotiation() {
-    let h = Handshake::ours(30300, MAX);
-    assert_eq!(h.encode(), *b"\x00\x01\x00\x02\x76\x5c\x02\x00\x00\x00");
+    let h = Handshake::ours(30300, MAX, INCARNATION);
+    assert_eq!(
+        h.encode(),
+        b"\x00\x01\x00\x02\x76\x5c\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x2a"
+    );
     assert_eq!(Handshake::decode(&h.encode()), Ok(h));
+    // The older form: no incarnation, 10 bytes, read as such.
+    let old = Handshake {
+        incarnation: None,
+        ..h
+    };
+    assert_eq!(old.encode().len(), Handshake::LEGACY_LEN);
+    assert_eq!(Handshake::decode(&old.encode()), Ok(old));
     let p = Packet::handshake(&h);
     assert_eq!(p.version, 0);
     assert_eq!(Packet::decode_exact(&p.to_bytes(), MAX).unwrap(), p);
@@ -331,6 +341,11 @@ fn handshake_round_trip_and_negotiation() {
     );
 }
 
+const INCARNATION: std::num::NonZeroU64 = match std::num::NonZeroU64::new(42) {
+    Some(i) => i,
+    None => std::num::NonZeroU64::MIN,
+};
+
 fn no_common(a: u16, b: u16, c: u16, d: u16) -> WireError {
     WireError::NoCommonVersion(VersionRanges {
         ours_min: a,
@@ -347,6 +362,7 @@ fn err_no_common_version() {
         max_version: max,
         listen_port: 0,
         max_packet_size: MAX,
+        incarnation: None,
     };
     let e = h(1, 1).negotiate(&h(2, 4)).unwrap_err();
     assert_eq!(e, no_common(1, 1, 2, 4));
@@ -359,8 +375,12 @@ fn err_handshake_payload() {
         Handshake::decode(&[0; 9]),
         Err(WireError::HandshakeSize {
             length: 9,
-            expected: 10
+            expected: 18
         })
+    );
+    assert_eq!(
+        Handshake::decode(b"\x00\x01\x00\x01\x00\x00\x00\x01\x00\x00\0\0\0\0\0\0\0\0"),
+        Err(WireError::HandshakeIncarnationZero)
     );
     assert_eq!(
         Handshake::decode(b"\x00\x03\x00\x02\x00\x00\x00\x01\x00\x00"),
@@ -498,11 +518,16 @@ fn decoder_consumes_a_bad_frame_and_continues() {
 
 #[test]
 fn inspect_view_of_a_handshake_and_an_error_response() {
-    let v = inspect_json(&Packet::handshake(&Handshake::ours(30300, MAX)));
+    let v = inspect_json(&Packet::handshake(&Handshake::ours(
+        30300,
+        MAX,
+        INCARNATION,
+    )));
     assert_eq!(v["packet_type_name"], "Handshake");
     assert_eq!(v["options"], serde_json::Value::Null);
     assert_eq!(v["handshake"]["listen_port"], 30300);
     assert_eq!(v["handshake"]["max_packet_size"], MAX);
+    assert_eq!(v["handshake"]["incarnation"], 42);
 
     let mut p = unicast();
     p.ext = Ext::RESPONSE | Ext::ERROR;
@@ -775,8 +800,9 @@ proptest! {
     }
 
     #[test]
-    fn prop_handshake_round_trip(min in 0u16..10, extra in 0u16..10, port in any::<u16>(), max in 14u32..) {
-        let h = Handshake { min_version: min, max_version: min + extra, listen_port: port, max_packet_size: max };
+    fn prop_handshake_round_trip(min in 0u16..10, extra in 0u16..10, port in any::<u16>(), max in 14u32.., inc in any::<u64>()) {
+        let incarnation = std::num::NonZeroU64::new(inc);
+        let h = Handshake { min_version: min, max_version: min + extra, listen_port: port, max_packet_size: max, incarnation };
         prop_assert_eq!(Handshake::decode(&h.encode()), Ok(h));
     }
 }

@@ -30,6 +30,7 @@ fn unicast(payload: usize) -> Packet {
             src: id(0x11),
             dsts: vec![id(0x22)],
             module: 7,
+            tags: Bytes::new(),
         }),
         payload: Bytes::from(vec![0x5a; payload]),
     }

@@ -169,6 +169,10 @@ pub struct LimitsConfig {
     /// Inbound TLS and protocol handshakes under way at once; further connections wait in
     /// the kernel's accept backlog.
     pub inbound_handshakes: usize,
+    /// Pairwise keys kept for source authentication of relayed packets: one per node this
+    /// node exchanges relayed packets with. Past it the oldest is dropped and derived again
+    /// (one key agreement) when next needed.
+    pub auth_keys: usize,
 }
 
 impl LimitsConfig {
@@ -183,6 +187,7 @@ impl Default for LimitsConfig {
             dedup_sources: 16 * 1024,
             relay_wait: Duration::from_secs(2),
             inbound_handshakes: 256,
+            auth_keys: 4096,
         }
     }
 }
@@ -340,6 +345,7 @@ impl Config {
             u32::MAX as usize,
         )?;
         in_range("limits.dedup_sources", l.dedup_sources, 1, 1 << 20)?;
+        in_range("limits.auth_keys", l.auth_keys, 16, 1 << 20)?;
         in_range(
             "limits.inbound_handshakes",
             l.inbound_handshakes,

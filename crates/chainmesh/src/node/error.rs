@@ -16,6 +16,9 @@ pub enum NodeError {
     /// The node's initial status is invalid (e.g. a group name too long for the wire).
     #[error("initial status: {0}")]
     Status(#[from] crate::status::StatusError),
+    /// The node key cannot make the keys that authenticate relayed packets.
+    #[error("node key: {0}")]
+    Key(#[from] crate::identity::keys::KeyError),
     /// A built-in protocol could not be registered.
     #[error(transparent)]
     Protocol(#[from] super::ProtocolError),

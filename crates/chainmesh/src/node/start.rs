@@ -18,6 +18,7 @@ use super::pending::PendingTable;
 use super::protocol::{ProtocolContext, Protocols};
 use super::{Inner, Node, NodeError, NodeHandle, RequestError};
 use crate::admission::Admission;
+use crate::auth::Keyring;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::peers::{PeerSettings, Peers};
@@ -87,6 +88,7 @@ impl Node {
         let id = identity.node_id;
         let status_config = StatusConfig::with_interval(config.timers.status_interval);
         let local_status = initial_status(&config.p2p.groups, &status_config)?;
+        let keys = Keyring::new(&identity, config.limits.auth_keys)?;
         let stop = CancellationToken::new();
         let (pending, woken) = PendingTable::new();
         // The status engine and the sessions reach the node through weak references to it,
@@ -119,6 +121,8 @@ impl Node {
                 pending,
                 modules: RwLock::new(HashMap::default()),
                 dedup: Dedup::new(config.limits.dedup_sources),
+                keys,
+                auth: Default::default(),
                 relay_wait: config.limits.relay_wait,
                 membership: RwLock::new(membership),
                 status,

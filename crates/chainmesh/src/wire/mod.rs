@@ -14,6 +14,8 @@
 //!   zstd when that pays ([`compress_append`], [`decompress`]);
 //! - [`RouterTable`], [`encode_router_seq`] and [`split_topic`] handle the routing and
 //!   multicast payloads;
+//! - [`Ext::AUTH`] and [`Options::tags`] carry the tags that prove a relayed packet's source
+//!   (computed by `crate::auth`, which sits above this module);
 //! - [`inspect_view`] and [`inspect_json`] show a packet as `chainmesh inspect` prints it.
 //!
 //! The codec checks structure only. Per-type rules (one destination on a Unicast, an empty
@@ -40,7 +42,7 @@ pub use handshake::{
     decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_PROTOCOL_VERSION,
     MIN_PROTOCOL_VERSION,
 };
-pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL};
+pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL, TAG_LEN};
 pub use router::{
     decode_router_seq, encode_router_seq, encode_topic_prefix, split_topic, RouterEntry,
     RouterTable, MAX_ROUTER_ENTRIES, ROUTER_ENTRY_LEN, ROUTER_TABLE_HEAD,

@@ -40,9 +40,10 @@ pub struct DataFrame<'a> {
     pub dsts: &'a [NodeId],
     /// ModuleID.
     pub module: u16,
-    /// With [`Ext::AUTH`]: the destinations' tags, [`TAG_LEN`](super::TAG_LEN) bytes each in the order of
-    /// `dsts`; empty otherwise. They cover the payload as it goes on the wire, so a tagged
-    /// frame is never compressed by [`DataFrame::encode`]: the caller compresses first.
+    /// With [`Ext::AUTH`]: the destinations' tags, [`TAG_LEN`](super::TAG_LEN) bytes each in
+    /// the order of `dsts`; empty otherwise. They cover the payload as it goes on the wire,
+    /// so a tagged frame is never compressed by [`DataFrame::encode`]: the caller compresses
+    /// first.
     pub tags: &'a [u8],
     /// Bytes that start the payload, before `payload` (a Multicast's topic prefix).
     pub prefix: &'a [u8],

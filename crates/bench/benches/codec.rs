@@ -5,12 +5,15 @@
 //! ```text
 //! cargo bench --bench codec
 //! cargo bench --bench codec -- decode      # one group
+//! cargo bench --bench codec -- auth        # source authentication: digest, tag, verify
 //! ```
 //!
 //! The routing hot paths (next hop, route and status updates, dedup, fan-out) have their own
 //! target: `benches/routing.rs`, `cargo bench --bench routing`.
 
 use bytes::{Bytes, BytesMut};
+use chainmesh::auth::{Digest, Keyring};
+use chainmesh::identity::{generate_node_files, Curve};
 use chainmesh::wire::{set_ttl_in_place, Decoder, Ext, Handshake, Options, Packet, PacketType};
 use chainmesh_testkit::id;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -30,6 +33,7 @@ fn unicast(payload: usize) -> Packet {
             src: id(0x11),
             dsts: vec![id(0x22)],
             module: 7,
+            tags: Bytes::new(),
         }),
         payload: Bytes::from(vec![0x5a; payload]),
     }
@@ -99,5 +103,45 @@ fn link_control(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, decode, link_control);
+/// Source authentication (protocol version 3): what a relayed packet costs its source and
+/// its destination beyond the codec. The digest is once per packet (it reads the payload);
+/// each destination adds one short MAC at the source and one check at the destination; a
+/// pairwise key is agreed once per peer (ECDH) and then cached.
+fn source_auth(c: &mut Criterion) {
+    let mut g = c.benchmark_group("auth");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nodes = generate_node_files(dir.path(), 2, Curve::Secp256k1).expect("node files");
+    let a = nodes[0].load_identity().expect("identity");
+    let b = nodes[1].load_identity().expect("identity");
+    let keys_a = Keyring::new(&a, 16).expect("keyring");
+    let keys_b = Keyring::new(&b, 16).expect("keyring");
+    for (size, name) in SIZES {
+        let mut p = unicast(size);
+        p.ext |= Ext::AUTH;
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(format!("digest/{name}"), |bench| {
+            bench.iter(|| Digest::of_packet(black_box(&p)))
+        });
+    }
+    let p = unicast(256);
+    let digest = Digest::of_packet(&p).expect("options");
+    let tag = keys_a.tag(&b.node_id, &digest).expect("tag");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("tag", |bench| {
+        bench.iter(|| keys_a.tag(black_box(&b.node_id), black_box(&digest)))
+    });
+    g.bench_function("verify", |bench| {
+        bench.iter(|| keys_b.verify(black_box(&a.node_id), black_box(&digest), &tag))
+    });
+    g.bench_function("key-agreement", |bench| {
+        bench.iter_batched(
+            || Keyring::new(&a, 16).expect("keyring"),
+            |fresh| fresh.key_for(black_box(&b.node_id)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, decode, link_control, source_auth);
 criterion_main!(benches);

@@ -67,6 +67,7 @@ fn greeting(src: NodeId, text: String) -> Packet {
             src,
             dsts: Vec::new(),
             module: 0,
+            tags: Bytes::new(),
         }),
         payload: Bytes::from(text),
     }

@@ -52,12 +52,13 @@ fn packet(raw: &RawPeer, me: NodeId, t: PacketType, seq: u32, ext: Ext, payload:
         version: raw.version,
         packet_type: t,
         seq,
-        ext: ext.with_ttl(DEFAULT_TTL),
+        ext: (ext | Ext::DIRECT).with_ttl(DEFAULT_TTL),
         options: Some(Options {
             group: ByteString::new(),
             src: me,
-            dsts: vec![raw.peer],
+            dsts: Vec::new(),
             module: MODULE,
+            tags: Bytes::new(),
         }),
         payload,
     }

@@ -228,6 +228,11 @@ pub struct LimitsConfig {
     pub handshakes_per_identity: usize,
     /// Bytes a link's session reads per wake before it lets other links run.
     pub read_budget_bytes: usize,
+
+    /// Pairwise keys kept for source authentication of relayed packets: one per node this
+    /// node exchanges relayed packets with. Past it the oldest is dropped and derived again
+    /// (one key agreement) when next needed.
+    pub auth_keys: usize,
 }
 
 impl LimitsConfig {
@@ -311,6 +316,8 @@ impl Default for LimitsConfig {
             connections_per_ip: 1024,
             handshakes_per_identity: 4,
             read_budget_bytes: 256 * 1024,
+
+            auth_keys: 4096,
         }
     }
 }
@@ -528,6 +535,7 @@ impl Config {
             1 << 30,
         )?;
         c.range("limits.dedup_sources", l.dedup_sources, 1, 1 << 20)?;
+        c.range("limits.auth_keys", l.auth_keys, 16, 1 << 20)?;
         c.range("limits.max_routing_nodes", l.max_routing_nodes, 1, 1 << 16)?;
         c.range(
             "limits.max_neighbours_per_list",

@@ -3,7 +3,8 @@
 //! Layers, bottom up: [`identity`] (keys, certificates, node IDs), [`wire`] (pure codecs),
 //! [`admission`] (who may connect, as data), [`config`] (the config file), [`tls`] (mutual
 //! TLS), [`session`] (one task per connection), [`peers`] (the peer set, dialing, reconnect),
-//! [`routing`] (routes, relaying, dedup, membership), [`status`] (status synchronization) and
+//! [`routing`] (routes, relaying, dedup, membership), [`status`] (status synchronization),
+//! [`auth`] (the tags that prove a relayed packet's source) and
 //! [`node`] (the application API). A module imports only the layers below it
 //! (`docs/architecture.md` draws the graph; the `layers` test enforces it). The admin HTTP
 //! API and the `chainmesh` binary are crates of their own (`chainmesh-admin`,
@@ -51,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod auth;
 pub mod config;
 pub mod identity;
 pub mod node;

@@ -3,6 +3,8 @@
 //! real nodes over real TLS; the honest nodes must stay within their configured bounds, keep
 //! serving each other, and close or throttle the attacker's link. One module per attack class.
 
+#[path = "hostile/auth.rs"]
+mod auth;
 #[path = "hostile/connections.rs"]
 mod connections;
 #[path = "hostile/resources.rs"]

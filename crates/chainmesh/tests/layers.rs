@@ -22,9 +22,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("routing", &["peers", "session", "wire", "identity"]),
     ("status", &["config", "wire", "identity"]),
+    ("auth", &["wire", "identity"]),
     (
         "node",
         &[
+            "auth",
             "status",
             "routing",
             "peers",

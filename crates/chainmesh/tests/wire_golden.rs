@@ -2,6 +2,7 @@
 //! block must decode to the fields of the ```json block after it (as `chainmesh inspect`
 //! shows them) and re-encode to the same bytes.
 
+use chainmesh::auth::{Digest, PairKey};
 use chainmesh::config::DEFAULT_MAX_PACKET;
 use chainmesh::identity::NodeId;
 use chainmesh::wire::{inspect_json, Packet, WireError};
@@ -109,6 +110,47 @@ fn protocol_examples_decode_to_their_json_and_re_encode_identically() {
         );
         assert_eq!(packet.validate(DEFAULT_MAX_PACKET), Ok(()), "{at}");
     }
+}
+
+/// The pairwise secret the examples of `Source authentication` stand in for ECDH with.
+const EXAMPLE_SECRET: [u8; 32] = [0x5a; 32];
+
+#[test]
+fn every_tag_in_the_examples_is_the_one_its_source_computes() {
+    let mut tags = 0;
+    for ex in examples(SPEC) {
+        let digits: String = ex.hex.split_whitespace().collect();
+        let Ok(bytes) = hex::decode(&digits) else {
+            continue;
+        };
+        let Ok(packet) = Packet::decode_exact(&bytes, DEFAULT_MAX_PACKET) else {
+            continue;
+        };
+        let Some(opts) = packet.options.as_ref().filter(|_| packet.ext.is_auth()) else {
+            continue;
+        };
+        let digest = Digest::of_packet(&packet).unwrap();
+        for (i, dst) in opts.dsts.iter().enumerate() {
+            let key = PairKey::derive(&EXAMPLE_SECRET, &opts.src, dst);
+            let tag = opts.tag(i).unwrap();
+            assert_eq!(
+                hex::encode(tag),
+                hex::encode(key.tag(&digest)),
+                "protocol.md:{}: tag {i}",
+                ex.line
+            );
+            tags += 1;
+        }
+        // The digest each example states is the one its fields give.
+        let stated = hex::encode(digest.0);
+        let text = SPEC.replace([' ', '\n'], "");
+        assert!(
+            text.contains(&stated),
+            "protocol.md:{}: digest {stated} not stated",
+            ex.line
+        );
+    }
+    assert!(tags >= 4, "the examples show {tags} tags");
 }
 
 #[test]

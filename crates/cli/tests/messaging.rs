@@ -721,31 +721,56 @@ async fn neighbours_send_the_direct_form_and_relays_the_full_form() {
 
 /// A peer that speaks only protocol version 1, played by hand over real TLS with the
 /// identity of a stopped node.
+/// Peers of older protocol versions: version 3 authenticates relayed packets, and a node
+/// that still took version 1 or 2 would let any member relay unauthenticated traffic.
 mod version_one_peer {
     use super::*;
     use bytes::BytesMut;
     use chainmesh::peers::handshake;
-    use chainmesh::wire::{DataFrame, Decoder, Ext, Handshake, Packet, PacketType};
+    use chainmesh::peers::RefusalReason;
+    use chainmesh::wire::{
+        DataFrame, Decoder, Ext, Handshake, Packet, PacketType, VersionRanges, MAX_PROTOCOL_VERSION,
+    };
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    /// Connects to node 0 of `net` as node 1, offering versions 1 to `max_version`.
-    async fn connect(
-        net: &LocalNet,
-        max_version: u16,
-    ) -> (tokio_openssl::SslStream<TcpStream>, BytesMut, u16) {
-        let (mut stream, _) = crate::common::dial_as(net, 1, 0).await;
-        let ours = Handshake {
-            min_version: 1,
-            max_version,
-            listen_port: 0,
-            max_packet_size: 1 << 20,
-            incarnation: None,
-        };
-        let agreed = handshake::exchange(&mut stream, &ours, 1 << 20, WAIT)
-            .await
-            .unwrap();
-        (stream, agreed.leftover, agreed.version)
+    /// Our handshake as node 1 of a test, offering versions `min` to `max`.
+    fn offering(min: u16, max: u16) -> Handshake {
+        Handshake {
+            min_version: min,
+            max_version: max,
+            ..Handshake::ours(0, 1 << 20, chainmesh::peers::random_incarnation())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_offering_only_versions_one_and_two_is_refused_with_the_reason() {
+        let mut net = net(2).await;
+        net.stop(1).await;
+        let a = net.handle(0);
+        let mut events = a.events();
+        let (mut stream, _) = crate::common::dial_as(&net, 1, 0).await;
+        let r = handshake::exchange(&mut stream, &offering(1, 2), 1 << 20, WAIT).await;
+        assert!(r.is_err(), "we cannot agree either");
+        let reason = chainmesh_testkit::next_refusal(&mut events).await;
+        assert!(
+            matches!(
+                reason,
+                RefusalReason::NoCommonVersion(VersionRanges {
+                    ours_min: 3,
+                    ours_max: 3,
+                    theirs_min: 1,
+                    theirs_max: 2,
+                })
+            ),
+            "{reason}"
+        );
+        assert!(
+            reason.to_string().contains("no common protocol version"),
+            "{reason}"
+        );
+        assert!(a.peers().sessions().is_empty());
+        net.shutdown().await;
     }
 
     /// Reads until the first Unicast, skipping link and status traffic.
@@ -769,61 +794,48 @@ mod version_one_peer {
         }
     }
 
-    /// A unicast from node 1 to `to` as a peer of `version` writes it.
-    fn unicast(version: u16, to: &NodeId, from: &NodeId, direct: bool) -> Bytes {
-        let dsts = [*to];
-        DataFrame {
-            version,
-            packet_type: PacketType::UNICAST,
-            seq: 7,
-            ext: if direct { Ext::DIRECT } else { Ext(0) }.with_ttl(10),
-            group: "group0",
-            src: from,
-            dsts: if direct { &[] } else { &dsts },
-            module: MODULE,
-            prefix: &[],
-            payload: b"from the hand-played peer",
-        }
-        .encode(0)
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn gets_the_full_form_and_a_version_two_peer_the_direct_form() {
+    async fn a_peer_offering_a_wider_range_agrees_version_three_and_the_direct_form() {
         let mut net = net(2).await;
         net.stop(1).await;
         let a = net.handle(0);
         let me = net.generated(1).node_id;
         let mut inbox = a.register(MODULE, 16);
-        for (max_version, direct) in [(1, false), (2, true)] {
-            let (mut stream, mut buf, version) = connect(&net, max_version).await;
-            assert_eq!(version, max_version);
-            assert!(wait_until_session(&a, &me).await);
-            a.send(me, MODULE, Bytes::from_static(b"hi")).await.unwrap();
-            let p = next_unicast(&mut stream, &mut buf, a.node_id()).await;
-            let opts = p.options.as_ref().unwrap();
-            assert_eq!(p.version, version);
-            assert_eq!(p.ext.contains(Ext::DIRECT), direct, "{:?}", p.ext);
-            assert_eq!(opts.src, a.node_id());
-            assert_eq!(opts.dsts, if direct { vec![] } else { vec![me] });
-            assert_eq!(&p.payload[..], b"hi");
-
-            // And the node reads what such a peer sends.
-            let frame = unicast(version, &a.node_id(), &me, direct);
-            stream.write_all(&frame).await.unwrap();
-            let m = recv(inbox.recv()).await;
-            assert_eq!(
-                (m.src, &m.payload[..]),
-                (me, &b"from the hand-played peer"[..])
-            );
-            stream.shutdown().await.unwrap();
-            drop(stream);
-            assert!(chainmesh_testkit::wait_until(WAIT, || a.peers().session(&me).is_none()).await);
+        let (mut stream, _) = crate::common::dial_as(&net, 1, 0).await;
+        let agreed = handshake::exchange(&mut stream, &offering(1, 9), 1 << 20, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(agreed.version, MAX_PROTOCOL_VERSION);
+        let mut buf = agreed.leftover;
+        assert!(chainmesh_testkit::wait_until(WAIT, || a.peers().session(&me).is_some()).await);
+        a.send(me, MODULE, Bytes::from_static(b"hi")).await.unwrap();
+        let p = next_unicast(&mut stream, &mut buf, a.node_id()).await;
+        assert_eq!(p.version, MAX_PROTOCOL_VERSION);
+        assert!(p.ext.is_direct() && !p.ext.is_auth(), "{:?}", p.ext);
+        assert_eq!(p.options.as_ref().unwrap().src, a.node_id());
+        assert_eq!(&p.payload[..], b"hi");
+        // And the node reads what such a peer sends it in direct form.
+        let frame = DataFrame {
+            version: MAX_PROTOCOL_VERSION,
+            packet_type: PacketType::UNICAST,
+            seq: 7,
+            ext: Ext::DIRECT.with_ttl(10),
+            group: "group0",
+            src: &me,
+            dsts: &[],
+            module: MODULE,
+            tags: &[],
+            prefix: &[],
+            payload: b"from the hand-played peer",
         }
+        .encode(0);
+        stream.write_all(&frame).await.unwrap();
+        let m = recv(inbox.recv()).await;
+        assert_eq!(
+            (m.src, &m.payload[..]),
+            (me, &b"from the hand-played peer"[..])
+        );
         net.shutdown().await;
-    }
-
-    async fn wait_until_session(node: &NodeHandle, peer: &NodeId) -> bool {
-        chainmesh_testkit::wait_until(WAIT, || node.peers().session(peer).is_some()).await
     }
 }
 

@@ -113,6 +113,7 @@ fn amop(src: NodeId, module: u16, payload: Bytes) -> Packet {
             src,
             dsts: Vec::new(),
             module,
+            tags: Bytes::new(),
         }),
         payload,
     }

@@ -97,6 +97,7 @@ impl StatusTransport for StatusTransportOver {
                 src: self.0.node_id(),
                 dsts: vec![dst],
                 module: 0,
+                tags: Bytes::new(),
             }),
             payload,
         };

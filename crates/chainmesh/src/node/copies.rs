@@ -3,54 +3,94 @@
 //! locks.
 //!
 //! Neighbours that are targets and relay for nobody (the plan's leaves) all get the same
-//! bytes: in direct form when this node is the packet's source and the link's version has
-//! that form, else in full form with an empty destination list. A neighbour that relays
-//! gets a copy of its own listing the targets it serves. Every copy is encoded at our
-//! newest version; a link that agreed an older one gets a patched copy.
+//! bytes in direct form when this node is the packet's source: the link proves where they
+//! come from. Every other copy is in full form, lists the targets it serves (a relay's leaf
+//! alone in its list) and carries each one's tag ([`Ext::AUTH`]): the sender's own, or the
+//! ones a relay received. Every copy is encoded at our newest version; a link that agreed
+//! an older one gets a patched copy.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 
+use crate::auth::Tag;
 use crate::identity::NodeId;
 use crate::routing::FanoutPlan;
-use crate::wire::{for_link, DataFrame, Ext, WireError, DIRECT_FORM_VERSION};
+use crate::wire::{for_link, DataFrame, Ext, WireError};
 
 /// One neighbour's copy.
 pub(super) struct LinkCopy<'p> {
     /// The neighbour it goes to.
     pub(super) hop: NodeId,
     /// The targets it serves: the neighbour alone for a leaf, else the list it carries.
-    pub(super) targets: &'p [NodeId],
-    /// A relay's own encoding; a leaf shares the common one.
-    relay: Option<Bytes>,
+    pub(super) targets: Cow<'p, [NodeId]>,
+    /// A listed copy's own encoding and its size uncompressed; a direct leaf shares the
+    /// common one.
+    listed: Option<(Bytes, usize)>,
+}
+
+/// The copies [`Copies::for_plan`] makes, and the targets left out.
+pub(super) struct Planned<'p> {
+    /// One copy per neighbour that gets one, direct leaves first.
+    pub(super) copies: Vec<LinkCopy<'p>>,
+    /// Targets whose copy would exceed the size limit (its destination list makes it too
+    /// large).
+    pub(super) too_large: Vec<NodeId>,
+    /// Targets with no tag to give them.
+    pub(super) untagged: Vec<NodeId>,
 }
 
 /// The encodings of one broadcast or multicast.
 pub(super) struct Copies<'a> {
-    /// The packet as every copy carries it, destination list aside, with its payload as it
-    /// goes on the wire (compressed or not) and at the version it is encoded at.
+    /// The packet as every copy carries it, destination list, tags and addressing form
+    /// aside, with its payload as it goes on the wire (compressed or not) and at the
+    /// version it is encoded at.
     base: DataFrame<'a>,
     /// The payload uncompressed: size limits count it, as the receiver checks it.
     plain: &'a [u8],
-    /// Whether leaves may get the direct form, which names the link's peer as the source:
+    /// Whether leaves get the direct form, which names the link's peer as the source:
     /// only when this node is the source.
     direct_leaves: bool,
     direct: OnceLock<Bytes>,
-    full: OnceLock<Bytes>,
 }
 
 impl<'a> Copies<'a> {
-    /// The copies of `base` (whose `dsts` are ignored), `plain` being its payload
+    /// The copies of `base` (whose `dsts` and `tags` are ignored), `plain` being its payload
     /// uncompressed. `from_here`: this node is the source.
     pub(super) fn new(base: DataFrame<'a>, plain: &'a [u8], from_here: bool) -> Self {
+        let form = Ext::DIRECT.0 | Ext::AUTH.0;
         Copies {
-            base: DataFrame { dsts: &[], ..base },
+            base: DataFrame {
+                dsts: &[],
+                tags: &[],
+                ext: Ext(base.ext.0 & !form),
+                ..base
+            },
             plain,
             direct_leaves: from_here,
             direct: OnceLock::new(),
-            full: OnceLock::new(),
+        }
+    }
+
+    /// The frame every direct leaf gets.
+    fn direct_form(&self) -> DataFrame<'a> {
+        DataFrame {
+            ext: self.base.ext | Ext::DIRECT,
+            ..self.base
+        }
+    }
+
+    /// The frame in full form that lists `dsts`, with the tags `tags` holds for them.
+    fn listed_form<'f>(&self, dsts: &'f [NodeId], tags: &'f [u8]) -> DataFrame<'f>
+    where
+        'a: 'f,
+    {
+        DataFrame {
+            ext: self.base.ext | Ext::AUTH,
+            dsts,
+            tags,
+            ..self.base
         }
     }
 
@@ -63,40 +103,75 @@ impl<'a> Copies<'a> {
         .validate(limit)
     }
 
-    /// One copy per neighbour of `plan`, leaves first. A relay copy that cannot be encoded
-    /// within `max_packet` (its destination list makes it too large) is left out, and its
-    /// targets are returned apart.
+    /// The frame fields every tag covers, as the sender and the receivers compute them:
+    /// the listed form's.
+    pub(super) fn tagged_form(&self) -> DataFrame<'a> {
+        self.listed_form(&[], &[])
+    }
+
+    /// One copy per neighbour of `plan`, direct leaves first. `tag_of` gives a target's
+    /// tag; a target without one is left out, and so is a listed copy that cannot be
+    /// encoded within `max_packet`.
     pub(super) fn for_plan<'p>(
         &self,
         plan: &'p FanoutPlan,
         max_packet: u32,
-    ) -> (Vec<LinkCopy<'p>>, Vec<NodeId>) {
-        let mut out: Vec<LinkCopy<'p>> = plan
-            .leaves
-            .iter()
-            .map(|leaf| LinkCopy {
+        mut tag_of: impl FnMut(&NodeId) -> Option<Tag>,
+    ) -> Planned<'p> {
+        let mut out = Planned {
+            copies: Vec::with_capacity(plan.leaves.len() + plan.relays.len()),
+            too_large: Vec::new(),
+            untagged: Vec::new(),
+        };
+        let lists = plan.relays.iter().map(|(hop, list)| (hop, list.as_slice()));
+        let leaves = plan.leaves.iter().map(|l| (l, std::slice::from_ref(l)));
+        if self.direct_leaves {
+            out.copies.extend(plan.leaves.iter().map(|leaf| LinkCopy {
                 hop: *leaf,
-                targets: std::slice::from_ref(leaf),
-                relay: None,
-            })
-            .collect();
-        let mut too_large = Vec::new();
-        for (hop, list) in &plan.relays {
-            let f = DataFrame {
-                dsts: list,
-                ..self.base
-            };
-            if self.check(f, max_packet).is_err() {
-                too_large.extend_from_slice(list);
+                targets: Cow::Borrowed(std::slice::from_ref(leaf)),
+                listed: None,
+            }));
+        }
+        let relayed_leaves = leaves.filter(|_| !self.direct_leaves);
+        let mut tags = Vec::new();
+        for (hop, list) in relayed_leaves.chain(lists) {
+            tags.clear();
+            // Rarely cut (a node ID that is no key, a relay handed no tag for a target): a
+            // target without a tag must not cost the others theirs.
+            let mut kept = Cow::Borrowed(list);
+            for (i, t) in list.iter().enumerate() {
+                match tag_of(t) {
+                    Some(tag) => {
+                        tags.extend_from_slice(&tag);
+                        if let Cow::Owned(k) = &mut kept {
+                            k.push(*t);
+                        }
+                    }
+                    None => {
+                        out.untagged.push(*t);
+                        if let Cow::Borrowed(all) = kept {
+                            kept = Cow::Owned(all.get(..i).unwrap_or_default().to_vec());
+                        }
+                    }
+                }
+            }
+            if kept.is_empty() {
                 continue;
             }
-            out.push(LinkCopy {
+            let f = self.listed_form(&kept, &tags);
+            if self.check(f, max_packet).is_err() {
+                out.too_large.extend_from_slice(&kept);
+                continue;
+            }
+            let bytes = f.encode(0);
+            let plain_len = plain_len(&bytes, f.payload.len(), self.plain.len());
+            out.copies.push(LinkCopy {
                 hop: *hop,
-                targets: list,
-                relay: Some(f.encode(0)),
+                targets: kept,
+                listed: Some((bytes, plain_len)),
             });
         }
-        (out, too_large)
+        out
     }
 
     /// The bytes of `copy` for a link that agreed `version` and takes packets of up to
@@ -109,23 +184,21 @@ impl<'a> Copies<'a> {
         version: u16,
         limit: u32,
     ) -> Result<Cow<'s, Bytes>, WireError> {
-        let direct = copy.relay.is_none() && self.direct_leaves && version >= DIRECT_FORM_VERSION;
-        let form = match &copy.relay {
-            Some(_) => DataFrame {
-                dsts: copy.targets,
-                ..self.base
-            },
-            None if direct => DataFrame {
-                ext: self.base.ext | Ext::DIRECT,
-                ..self.base
-            },
-            None => self.base,
-        };
-        self.check(form, limit)?;
-        let shared = match &copy.relay {
-            Some(frame) => frame,
-            None if direct => self.direct.get_or_init(|| form.encode(0)),
-            None => self.full.get_or_init(|| form.encode(0)),
+        let shared = match &copy.listed {
+            Some((frame, plain_len)) => {
+                if *plain_len > limit as usize {
+                    return Err(WireError::LengthTooLarge {
+                        length: *plain_len as u64,
+                        max: limit,
+                    });
+                }
+                frame
+            }
+            None => {
+                let form = self.direct_form();
+                self.check(form, limit)?;
+                self.direct.get_or_init(|| form.encode(0))
+            }
         };
         Ok(if version == self.base.version {
             Cow::Borrowed(shared)
@@ -135,10 +208,15 @@ impl<'a> Copies<'a> {
     }
 }
 
+/// Size of an encoded frame of `len` bytes had its `wire` payload bytes been `plain`.
+fn plain_len(frame: &Bytes, wire: usize, plain: usize) -> usize {
+    frame.len().saturating_sub(wire).saturating_add(plain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Packet, PacketType, DEFAULT_TTL, MAX_PROTOCOL_VERSION};
+    use crate::wire::{Packet, PacketType, DEFAULT_TTL, MAX_PROTOCOL_VERSION, TAG_LEN};
 
     fn id(b: u8) -> NodeId {
         NodeId::from_bytes([b; 64])
@@ -156,6 +234,7 @@ mod tests {
             src,
             dsts: &[],
             module: 3,
+            tags: &[],
             prefix: &[],
             payload,
         }
@@ -170,18 +249,24 @@ mod tests {
         }
     }
 
+    /// A stand-in tag naming its target: every byte is the target's first.
+    fn tag_of(t: &NodeId) -> Option<Tag> {
+        Some([t.as_bytes()[0]; TAG_LEN])
+    }
+
     /// `frame` as its receiver reads it, having got it from `sender` over their link.
     fn decode(frame: &[u8], sender: &NodeId) -> Packet {
         Packet::decode_exact_from(frame, MAX, sender).unwrap()
     }
 
     #[test]
-    fn leaves_share_one_encoding_and_relays_list_their_targets() {
+    fn leaves_share_one_direct_encoding_and_relays_list_their_targets_with_tags() {
         let src = id(1);
         let copies = Copies::new(base(&src, b"block"), b"block", true);
         let plan = plan();
-        let (list, too_large) = copies.for_plan(&plan, MAX);
-        assert!(too_large.is_empty());
+        let planned = copies.for_plan(&plan, MAX, tag_of);
+        assert!(planned.too_large.is_empty() && planned.untagged.is_empty());
+        let list = planned.copies;
         let hops: Vec<NodeId> = list.iter().map(|c| c.hop).collect();
         assert_eq!(hops, [id(2), id(3), id(4)]);
         let v = MAX_PROTOCOL_VERSION;
@@ -191,14 +276,18 @@ mod tests {
         );
         assert!(matches!((&a, &b), (Cow::Borrowed(_), Cow::Borrowed(_))));
         assert_eq!(a.as_ptr(), b.as_ptr(), "leaves share one buffer");
-        // From the source to a neighbour that is the target: direct form, no node IDs.
+        // From the source to a neighbour that is the target: direct form, no node IDs, no
+        // tags.
         let leaf = decode(&a, &src);
-        assert!(leaf.ext.is_direct());
+        assert!(leaf.ext.is_direct() && !leaf.ext.is_auth());
         assert_eq!(leaf.options.unwrap().src, src);
         let relay = decode(&copies.frame(&list[2], v, MAX).unwrap(), &src);
-        assert!(!relay.ext.is_direct());
+        assert!(!relay.ext.is_direct() && relay.ext.is_auth());
         let opts = relay.options.unwrap();
         assert_eq!(opts.dsts, [id(4), id(5), id(6)]);
+        for (i, d) in opts.dsts.iter().enumerate() {
+            assert_eq!(opts.tag(i), tag_of(d).as_ref().map(|t| &t[..]));
+        }
         assert_eq!(
             (opts.src, relay.seq, relay.payload.as_ref()),
             (src, 5, &b"block"[..])
@@ -206,45 +295,48 @@ mod tests {
     }
 
     #[test]
-    fn each_link_gets_its_own_version_and_older_links_the_full_form() {
-        let src = id(1);
-        let copies = Copies::new(base(&src, b"x"), b"x", true);
-        let plan = plan();
-        let (list, _) = copies.for_plan(&plan, MAX);
-        for version in [1, MAX_PROTOCOL_VERSION] {
-            for copy in &list {
-                let frame = copies.frame(copy, version, MAX).unwrap();
-                let p = decode(&frame, &src);
-                assert_eq!(p.version, version);
-                let direct = copy.relay.is_none() && version >= DIRECT_FORM_VERSION;
-                assert_eq!(
-                    p.ext.is_direct(),
-                    direct,
-                    "v{version} to {}",
-                    copy.hop.short()
-                );
-                assert_eq!(p.options.unwrap().src, src);
-            }
-        }
-    }
-
-    #[test]
-    fn relayed_leaves_keep_the_source_in_full_form() {
+    fn relayed_leaves_are_listed_alone_with_their_own_tag() {
         // A relay forwards node 7's packet: its neighbours must read 7 as the source, which
-        // the direct form cannot say.
+        // the direct form cannot say, and check 7's tag, which only they can.
         let src = id(7);
         let copies = Copies::new(base(&src, b"x"), b"x", false);
         let plan = plan();
-        let (list, _) = copies.for_plan(&plan, MAX);
-        // The relay is node 1.
+        let list = copies.for_plan(&plan, MAX, tag_of).copies;
+        assert_eq!(list.len(), 3);
+        for copy in &list {
+            let p = decode(
+                &copies.frame(copy, MAX_PROTOCOL_VERSION, MAX).unwrap(),
+                &id(1),
+            );
+            assert!(!p.ext.is_direct() && p.ext.is_auth());
+            let opts = p.options.unwrap();
+            assert_eq!(opts.src, src);
+            assert_eq!(opts.dsts, &copy.targets[..]);
+            assert_eq!(opts.tags.len(), TAG_LEN * opts.dsts.len());
+        }
+        assert_eq!(list[0].targets[..], [id(2)]);
+    }
+
+    #[test]
+    fn a_target_without_a_tag_is_left_out_without_costing_the_others() {
+        let src = id(7);
+        let copies = Copies::new(base(&src, b"x"), b"x", false);
+        let plan = plan();
+        let planned = copies.for_plan(&plan, MAX, |t| {
+            (t.as_bytes()[0] != 5 && t.as_bytes()[0] != 3)
+                .then(|| tag_of(t))
+                .flatten()
+        });
+        assert_eq!(planned.untagged, [id(3), id(5)]);
+        let relay = planned.copies.iter().find(|c| c.hop == id(4)).unwrap();
+        assert_eq!(relay.targets[..], [id(4), id(6)]);
         let p = decode(
-            &copies.frame(&list[0], MAX_PROTOCOL_VERSION, MAX).unwrap(),
+            &copies.frame(relay, MAX_PROTOCOL_VERSION, MAX).unwrap(),
             &id(1),
         );
-        assert!(!p.ext.is_direct());
         let opts = p.options.unwrap();
-        assert_eq!(opts.src, src);
-        assert!(opts.dsts.is_empty(), "for the leaf alone");
+        assert_eq!(opts.dsts, [id(4), id(6)]);
+        assert_eq!(opts.tag(1), Some(&[6u8; TAG_LEN][..]));
     }
 
     #[test]
@@ -258,14 +350,17 @@ mod tests {
         };
         let copies = Copies::new(f, &plain, true);
         let plan = plan();
-        let (list, too_large) = copies.for_plan(&plan, MAX);
-        assert!(too_large.is_empty());
+        let planned = copies.for_plan(&plan, MAX, tag_of);
+        assert!(planned.too_large.is_empty());
+        let list = planned.copies;
         // The wire frame is small, but the link takes less than the uncompressed packet.
         let small_link = 2000;
-        assert!(matches!(
-            copies.frame(&list[0], MAX_PROTOCOL_VERSION, small_link),
-            Err(WireError::LengthTooLarge { .. })
-        ));
+        for copy in &list {
+            assert!(matches!(
+                copies.frame(copy, MAX_PROTOCOL_VERSION, small_link),
+                Err(WireError::LengthTooLarge { .. })
+            ));
+        }
         let p = decode(
             &copies.frame(&list[0], MAX_PROTOCOL_VERSION, MAX).unwrap(),
             &src,
@@ -279,8 +374,8 @@ mod tests {
             ..f
         }
         .plain_len();
-        let (list, too_large) = copies.for_plan(&plan, leaf_len as u32 + 64);
-        assert_eq!(list.len(), 2);
-        assert_eq!(too_large, [id(4), id(5), id(6)]);
+        let planned = copies.for_plan(&plan, leaf_len as u32 + 64, tag_of);
+        assert_eq!(planned.copies.len(), 2);
+        assert_eq!(planned.too_large, [id(4), id(5), id(6)]);
     }
 }

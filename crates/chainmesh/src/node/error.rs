@@ -10,15 +10,16 @@ pub enum NodeError {
     /// The node's certificates or key are unusable.
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
-    /// The node key cannot sign routing lists, or its curve has no name.
-    #[error("routing key: {0}")]
-    RoutingKey(#[from] crate::identity::keys::KeyError),
     /// The TLS context could not be built.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// The node's initial status is invalid (e.g. a group name too long for the wire).
     #[error("initial status: {0}")]
     Status(#[from] crate::status::StatusError),
+    /// The node key cannot sign routing lists or make the keys that authenticate relayed
+    /// packets (for example, its curve has no name).
+    #[error("node key: {0}")]
+    Key(#[from] crate::identity::keys::KeyError),
     /// A built-in protocol could not be registered.
     #[error(transparent)]
     Protocol(#[from] super::ProtocolError),

@@ -6,15 +6,13 @@
 use tracing::debug;
 
 use super::copies::Copies;
+use super::tagging::{frame_digest, on_the_wire};
 use super::unicast::wire_to_send_error;
 use super::{NodeHandle, SendError};
 use crate::identity::NodeId;
 use crate::routing::plan;
 use crate::session::QueueError;
-use crate::wire::{
-    compress_append, encode_topic_prefix, DataFrame, Ext, PacketType, DEFAULT_TTL,
-    MAX_PROTOCOL_VERSION,
-};
+use crate::wire::{encode_topic_prefix, DataFrame, PacketType, DEFAULT_TTL, MAX_PROTOCOL_VERSION};
 
 /// Who a broadcast or multicast is for.
 #[derive(Clone, Copy)]
@@ -46,17 +44,6 @@ struct Outgoing<'a> {
     prefix: &'a [u8],
     module: u16,
     payload: &'a [u8],
-}
-
-/// The payload as every copy carries it, and the flag saying how: compressed (into
-/// `scratch`) when it is over a non-zero `threshold` and compression makes it smaller, else
-/// as it is.
-fn on_the_wire<'a>(plain: &'a [u8], threshold: usize, scratch: &'a mut Vec<u8>) -> (&'a [u8], Ext) {
-    if threshold > 0 && plain.len() > threshold && compress_append(scratch, plain) {
-        (&scratch[..], Ext::COMPRESSED)
-    } else {
-        (plain, Ext::default())
-    }
 }
 
 impl NodeHandle {
@@ -135,6 +122,7 @@ impl NodeHandle {
             src: &id,
             dsts: &[],
             module: out.module,
+            tags: &[],
             prefix: &[],
             payload: body,
         };
@@ -147,16 +135,25 @@ impl NodeHandle {
         .map_err(wire_to_send_error)?;
         let plan = plan(targets, &id, |t| self.link_for(t).map(|s| s.peer));
         let copies = Copies::new(base, plain, true);
-        let (list, too_large) = copies.for_plan(&plan, self.inner.max_packet);
+        // Hashed once; each target behind a relay then costs one short MAC.
+        let digest = frame_digest(&copies.tagged_form());
+        let keys = &self.inner.keys;
+        let planned = copies.for_plan(&plan, self.inner.max_packet, |t| keys.tag(t, &digest).ok());
+        let list = planned.copies;
         let mut report = Fanout {
             seq,
             unreachable: plan.unreachable.clone(),
             ..Fanout::default()
         };
-        for t in &too_large {
+        for t in &planned.too_large {
             debug!(dst = %t.short(), "relay copy too large; dropped");
         }
-        report.dropped = too_large;
+        // A target whose node ID is no key cannot be given a tag, so it cannot be reached.
+        for t in &planned.untagged {
+            debug!(dst = %t.short(), "target's node ID is no public key; unreachable");
+        }
+        report.dropped = planned.too_large;
+        report.unreachable.extend(planned.untagged);
         let mut blocked = Vec::new();
         'copies: for copy in &list {
             let mut closed = None;
@@ -178,17 +175,17 @@ impl NodeHandle {
                 };
                 match s.offer_shared(&frame) {
                     Ok(()) => {
-                        report.queued.extend_from_slice(copy.targets);
+                        report.queued.extend_from_slice(&copy.targets);
                         continue 'copies;
                     }
                     Err(QueueError::Full) => {
-                        blocked.push((s, copy.targets, frame.into_owned()));
+                        blocked.push((s, &copy.targets[..], frame.into_owned()));
                         continue 'copies;
                     }
                     Err(QueueError::Closed) => closed = Some(s.id),
                 }
             }
-            report.dropped.extend_from_slice(copy.targets);
+            report.dropped.extend_from_slice(&copy.targets);
         }
         for (s, list, frame) in blocked {
             let queued = if wait {
@@ -204,32 +201,5 @@ impl NodeHandle {
             }
         }
         Ok(report)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::decompress;
-
-    #[test]
-    fn a_payload_is_compressed_once_only_when_it_is_large_and_that_pays() {
-        let text = vec![b'a'; 5000];
-        let mut scratch = Vec::new();
-        let (body, ext) = on_the_wire(&text, 1024, &mut scratch);
-        assert_eq!(ext, Ext::COMPRESSED);
-        assert!(body.len() < 100);
-        assert_eq!(decompress(body, 1 << 20).unwrap().as_ref(), &text[..]);
-        let random: Vec<u8> = (0..5000).map(|_| rand::random::<u8>()).collect();
-        // (payload, threshold): at the threshold, off, or not worth it.
-        for (payload, threshold) in [(&text[..1024], 1024), (&text[..], 0), (&random[..], 1024)] {
-            let mut scratch = Vec::new();
-            let (body, ext) = on_the_wire(payload, threshold, &mut scratch);
-            assert_eq!(
-                (body, ext),
-                (payload, Ext::default()),
-                "threshold {threshold}"
-            );
-        }
     }
 }

@@ -11,10 +11,11 @@ use tracing::{debug, warn};
 use super::copies::Copies;
 use super::deliver::PeerName;
 use super::{Inner, NodeHandle};
+use crate::auth::Tag;
 use crate::identity::NodeId;
 use crate::routing::{decide, DropReason, FanoutPlan, Onward};
 use crate::session::{CloseReason, Inbound, Pending, QueueError, SessionHandle};
-use crate::wire::{relay_copy, DataFrame, Packet, MAX_PROTOCOL_VERSION};
+use crate::wire::{relay_copy, DataFrame, Options, Packet, MAX_PROTOCOL_VERSION};
 
 /// The node's [`Inbound`] sink. Holds the node weakly: sessions must not keep a stopped node
 /// alive.
@@ -38,6 +39,28 @@ impl Inbound for Dispatch {
         } else {
             node.to_protocol(PeerName(Some(from.peer)), from.peer, packet)
         }
+    }
+}
+
+/// The tags of a received packet, by destination.
+struct ReceivedTags<'a> {
+    /// Destinations with the index of their tag, sorted: a broadcast may list thousands.
+    index: Vec<(&'a NodeId, usize)>,
+    opts: &'a Options,
+}
+
+impl<'a> ReceivedTags<'a> {
+    fn of(opts: &'a Options) -> Self {
+        let mut index: Vec<(&NodeId, usize)> =
+            opts.dsts.iter().enumerate().map(|(i, d)| (d, i)).collect();
+        index.sort_unstable();
+        ReceivedTags { index, opts }
+    }
+
+    fn get(&self, dst: &NodeId) -> Option<Tag> {
+        let at = self.index.binary_search_by(|(d, _)| (*d).cmp(dst)).ok()?;
+        let (_, i) = self.index.get(at)?;
+        self.opts.tag(*i)?.try_into().ok()
     }
 }
 
@@ -81,6 +104,15 @@ fn too_large_for(session: &SessionHandle, why: &dyn std::fmt::Display) {
         "relayed packet larger than the next hop accepts; dropped");
 }
 
+/// A packet in full form without tags breaks version 3, whoever its source is: the
+/// neighbour that handed it over did not check it, or made it.
+fn untagged(from: &SessionHandle, src: &NodeId) {
+    let why = "a packet in full form without tags (Ext 0x0040)";
+    warn!(peer = %from.peer.short(), conn = from.id, src = %src.short(), reason = why,
+        "malformed packet, closing the connection");
+    from.close(CloseReason::Protocol(why.to_owned()));
+}
+
 fn malformed(from: &SessionHandle, why: DropReason) {
     warn!(peer = %from.peer.short(), conn = from.id, reason = %why,
         "malformed packet, closing the connection");
@@ -89,11 +121,25 @@ fn malformed(from: &SessionHandle, why: DropReason) {
 
 impl NodeHandle {
     /// A packet with options: relay what is for others, deliver what is for us.
+    ///
+    /// A packet in full form that lists this node is taken only if its source is proven
+    /// ([`source_proven`](Self::source_proven)): otherwise it is neither delivered nor, when
+    /// it is a broadcast for others too, passed on, and the duplicate filter never sees it,
+    /// so a forger cannot use up another node's Seqs. A relay that is no destination passes
+    /// a packet on unchecked (it has no tag to check); its destinations check it.
     fn on_addressed(&self, from: &SessionHandle, packet: Packet, frame: Bytes) -> Option<Pending> {
         let opts = packet.options.as_ref()?;
+        if !packet.ext.is_direct() && !packet.ext.is_auth() {
+            untagged(from, &opts.src);
+            return None;
+        }
         let decision = decide(&self.inner.id, packet.packet_type, packet.ext, opts, |t| {
             self.link_for(t).map(|s| s.peer)
         });
+        if decision.deliver && !packet.ext.is_direct() && !self.source_proven(from, &packet) {
+            self.reject_unproven(from, &opts.src, &packet);
+            return None;
+        }
         let relayed = match decision.onward {
             Onward::Nowhere => None,
             Onward::Relay { next_hop, ttl } => self.relay_one(&frame, next_hop, ttl),
@@ -147,16 +193,23 @@ impl NodeHandle {
             src: &opts.src,
             dsts: &[],
             module: opts.module,
+            tags: &[],
             prefix: &[],
             payload: &packet.payload,
         };
         // The payload as received is what the next hops check: a relay does not decompress.
         let copies = Copies::new(base, &packet.payload, false);
+        // Each target's tag goes on with it, as received.
+        let tags = ReceivedTags::of(opts);
         // Never larger than what arrived: the lists only shrink along the way.
-        let (list, too_large) = copies.for_plan(plan, self.inner.max_packet);
-        for t in &too_large {
+        let planned = copies.for_plan(plan, self.inner.max_packet, |t| tags.get(t));
+        for t in &planned.too_large {
             debug!(dst = %t.short(), seq = packet.seq, "relay copy too large; not relaying");
         }
+        for t in &planned.untagged {
+            debug!(dst = %t.short(), seq = packet.seq, "no tag for the target; not relaying");
+        }
+        let list = planned.copies;
         let mut waits = None;
         for copy in &list {
             let Some(s) = self.inner.peers.session(&copy.hop) else {

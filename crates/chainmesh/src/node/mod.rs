@@ -23,7 +23,8 @@
 //! This file is the handle; the work is done in: `start` (start-up and shutdown), `unicast`
 //! (one message to one node, requests and responses), `pending` (outstanding requests and
 //! their sweeper), `fanout` and `copies` (broadcast and multicast, and the copies shared with
-//! relaying), `inbound` (what sessions hand over: relay or deliver), `deliver` (delivery to
+//! relaying), `tagging` (the tags that prove a relayed packet's source, see
+//! [`crate::auth`]), `inbound` (what sessions hand over: relay or deliver), `deliver` (delivery to
 //! modules, waiting requests and protocols), `inflate` (decompressing what is delivered,
 //! within its limits), `protocol` (the plug-in point), `builtin`
 //! (status synchronization and the routing exchange as protocols), `watch` (reachability
@@ -41,6 +42,7 @@ mod pending;
 mod protocol;
 mod runtime;
 mod start;
+mod tagging;
 mod unicast;
 mod watch;
 
@@ -111,6 +113,10 @@ struct Inner {
     /// Looked up per delivered message, hence foldhash rather than SipHash.
     modules: RwLock<HashMap<u16, mpsc::Sender<Message>, foldhash::fast::RandomState>>,
     dedup: Dedup,
+    /// The keys that tag what this node sends through relays and check what reaches it so.
+    keys: crate::auth::Keyring,
+    /// Packets refused because their tags did not prove their source.
+    auth: tagging::AuthStats,
     /// `limits.relay_wait`: how long a relayed packet waits for room on its next hop.
     relay_wait: Duration,
     membership: RwLock<Arc<dyn Membership>>,

@@ -19,6 +19,7 @@ use super::pending::PendingTable;
 use super::protocol::{ProtocolContext, Protocols};
 use super::{Inner, Node, NodeError, NodeHandle, RequestError};
 use crate::admission::Admission;
+use crate::auth::Keyring;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::peers::{PeerSettings, Peers};
@@ -111,6 +112,7 @@ impl Node {
                 max_neighbours: config.limits.max_neighbours_per_list,
             },
         )?;
+        let keys = Keyring::new(&identity, config.limits.auth_keys)?;
         let stop = CancellationToken::new();
         let (pending, woken) = PendingTable::new(config.limits.pending_requests_per_peer);
         // The status engine and the sessions reach the node through weak references to it,
@@ -143,6 +145,8 @@ impl Node {
                 pending,
                 modules: RwLock::new(HashMap::default()),
                 dedup: Dedup::new(config.limits.dedup_sources),
+                keys,
+                auth: Default::default(),
                 relay_wait: config.limits.relay_wait,
                 membership: RwLock::new(membership),
                 status,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::pending::{PendingRequest, Reply};
+use super::tagging::on_the_wire;
 use super::{NodeHandle, RequestError, SendError};
 use crate::identity::NodeId;
 use crate::session::{QueueError, SessionHandle};
@@ -95,6 +96,7 @@ fn unicast_data<'a>(
         src,
         dsts,
         module: u.module,
+        tags: &[],
         prefix: &[],
         payload: u.payload,
     }
@@ -153,15 +155,47 @@ impl NodeHandle {
     }
 
     /// `f` as a frame of its own, checked against the limit of `link` and compressed when
-    /// that pays.
+    /// that pays. A frame in full form leaving by a link (it may be relayed) is compressed
+    /// first and then tagged for its destination; the direct form and a frame to this node
+    /// itself need no tag.
     fn checked_encode(
         &self,
         f: DataFrame<'_>,
         link: Option<&SessionHandle>,
     ) -> Result<Bytes, SendError> {
-        f.validate(self.link_limit(link))
-            .map_err(wire_to_send_error)?;
-        Ok(f.encode(self.inner.compress_threshold))
+        let limit = self.link_limit(link);
+        let threshold = self.inner.compress_threshold;
+        if link.is_none() || f.ext.is_direct() {
+            f.validate(limit).map_err(wire_to_send_error)?;
+            return Ok(f.encode(threshold));
+        }
+        // Refused before anything is compressed or hashed: tags only add to the size.
+        f.validate(limit).map_err(wire_to_send_error)?;
+        let joined;
+        let plain: &[u8] = if f.prefix.is_empty() {
+            f.payload
+        } else {
+            joined = [f.prefix, f.payload].concat();
+            &joined
+        };
+        let mut scratch = Vec::new();
+        let (body, compressed) = on_the_wire(plain, threshold, &mut scratch);
+        let wire = DataFrame {
+            ext: f.ext | compressed,
+            prefix: &[],
+            payload: body,
+            ..f
+        };
+        let mut tags = Vec::new();
+        let wire = self.tagged(wire, &mut tags)?;
+        // The limit counts the packet uncompressed, as the receiver checks it.
+        DataFrame {
+            payload: plain,
+            ..wire
+        }
+        .validate(limit)
+        .map_err(wire_to_send_error)?;
+        Ok(wire.encode(0))
     }
 
     /// The common case of a unicast to another node: the next hop's queue has room and the
@@ -180,6 +214,15 @@ impl NodeHandle {
             return Some(Err(SendError::Unreachable(u.dst)));
         };
         let f = unicast_data(&self.inner.id, self.default_group(), Some(&session), u);
+        let mut tag = Vec::new();
+        let f = if f.ext.is_direct() {
+            f
+        } else {
+            match self.tagged(f, &mut tag) {
+                Ok(f) => f,
+                Err(e) => return Some(Err(e)),
+            }
+        };
         if let Err(e) = f.validate(self.link_limit(Some(&session))) {
             return Some(Err(wire_to_send_error(e)));
         }
@@ -388,7 +431,9 @@ impl NodeHandle {
         } else {
             packet.seq
         };
-        let u = Unicast::new(dst, opts.module, seq, packet.ext, &packet.payload);
+        // The addressing form and its tags are routing's to choose, not the protocol's.
+        let ext = Ext(packet.ext.0 & !(Ext::DIRECT.0 | Ext::AUTH.0));
+        let u = Unicast::new(dst, opts.module, seq, ext, &packet.payload);
         Ok((u, opts))
     }
 
@@ -501,6 +546,7 @@ mod tests {
             src: id(1),
             dsts: vec![],
             module: 0,
+            tags: Bytes::new(),
         };
         let packet = |packet_type, options| Packet {
             version: 0,

@@ -166,6 +166,7 @@ mod tests {
             src: id(src),
             dsts: dsts.iter().map(|d| id(*d)).collect(),
             module: 7,
+            tags: bytes::Bytes::new(),
         }
     }
 

@@ -56,6 +56,19 @@ pub enum WireError {
         /// Destinations listed.
         count: usize,
     },
+    /// A packet in direct form has [`Ext::AUTH`](super::Ext::AUTH) set: the direct form lists
+    /// no destinations, so it has no tags to carry (and needs none: the link proves it).
+    #[error("a packet in direct form (Ext 0x0020) cannot carry tags (Ext 0x0040)")]
+    AuthInDirectForm,
+    /// A packet to send carries other than one tag per destination with
+    /// [`Ext::AUTH`](super::Ext::AUTH), or tags without it.
+    #[error("the packet carries {tags} bytes of tags where its destinations need {expected}")]
+    TagsMismatch {
+        /// Bytes of tags given.
+        tags: usize,
+        /// Bytes its destinations need: 16 each with AUTH, else 0.
+        expected: usize,
+    },
     /// An options field runs past the end of the packet.
     #[error(
         "options field {field} at offset {offset} needs {needed} bytes, but the {length}-byte \

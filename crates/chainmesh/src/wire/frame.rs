@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes};
 
 use super::compress::compress_append;
 use super::error::WireError;
-use super::packet::{Ext, Options, PacketType};
+use super::packet::{check_tags, Ext, Options, PacketType};
 use super::HEADER_LEN;
 use crate::identity::{NodeId, NODE_ID_LEN};
 
@@ -40,6 +40,11 @@ pub struct DataFrame<'a> {
     pub dsts: &'a [NodeId],
     /// ModuleID.
     pub module: u16,
+    /// With [`Ext::AUTH`]: the destinations' tags, [`TAG_LEN`](super::TAG_LEN) bytes each in
+    /// the order of `dsts`; empty otherwise. They cover the payload as it goes on the wire,
+    /// so a tagged frame is never compressed by [`DataFrame::encode`]: the caller compresses
+    /// first.
+    pub tags: &'a [u8],
     /// Bytes that start the payload, before `payload` (a Multicast's topic prefix).
     pub prefix: &'a [u8],
     /// The rest of the payload.
@@ -51,7 +56,12 @@ impl DataFrame<'_> {
         if self.ext.is_direct() {
             Options::DIRECT_FIXED_LEN + self.group.len()
         } else {
-            Options::FIXED_LEN + self.group.len() + NODE_ID_LEN * self.dsts.len()
+            let tags = if self.ext.is_auth() {
+                self.tags.len()
+            } else {
+                0
+            };
+            Options::FIXED_LEN + self.group.len() + NODE_ID_LEN * self.dsts.len() + tags
         }
     }
 
@@ -86,6 +96,7 @@ impl DataFrame<'_> {
                 count: self.dsts.len(),
             });
         }
+        check_tags(self.ext, self.dsts.len(), self.tags.len())?;
         let len = self.plain_len();
         if len > max_len as usize {
             return Err(WireError::LengthTooLarge {
@@ -98,14 +109,15 @@ impl DataFrame<'_> {
 
     /// Encodes the packet. The payload (prefix included) is zstd-compressed when
     /// `compress_threshold` is not 0, the payload is larger than it, and compression makes it
-    /// smaller; [`Ext::COMPRESSED`] then says so.
+    /// smaller; [`Ext::COMPRESSED`] then says so. A tagged frame ([`Ext::AUTH`]) is never
+    /// compressed here.
     ///
     /// Call [`validate`](Self::validate) first: fields too long for their prefixes are cut
     /// so the frame stays well-formed, but the packet would not say what was meant.
     pub fn encode(&self, compress_threshold: usize) -> Bytes {
         let body_len = self.prefix.len() + self.payload.len();
         let head_len = HEADER_LEN + self.options_len();
-        if compress_threshold > 0 && body_len > compress_threshold {
+        if compress_threshold > 0 && body_len > compress_threshold && !self.ext.is_auth() {
             let mut out = Vec::with_capacity(head_len + body_len - 1);
             // Length is patched once the compressed size is known.
             self.put_head(&mut out, self.ext | Ext::COMPRESSED, 0);
@@ -155,6 +167,9 @@ impl DataFrame<'_> {
             }
         }
         out.put_u16(self.module);
+        if ext.is_auth() && !ext.is_direct() {
+            out.put_slice(self.tags);
+        }
     }
 }
 
@@ -220,6 +235,7 @@ mod tests {
             src,
             dsts,
             module: 1000,
+            tags: &[],
             prefix: &[],
             payload,
         }

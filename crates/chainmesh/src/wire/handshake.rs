@@ -7,10 +7,12 @@ use bytes::Bytes;
 use super::error::{VersionRanges, WireError};
 use super::HEADER_LEN;
 
-/// Lowest protocol version this build speaks.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// Lowest protocol version this build speaks: 3, the first that authenticates the source
+/// of relayed packets. A node that also took older links would let any member downgrade its
+/// relayed traffic to unauthenticated.
+pub const MIN_PROTOCOL_VERSION: u16 = 3;
 /// Highest protocol version this build speaks.
-pub const MAX_PROTOCOL_VERSION: u16 = 2;
+pub const MAX_PROTOCOL_VERSION: u16 = 3;
 /// First protocol version with the direct form of options ([`Ext::DIRECT`](super::Ext::DIRECT)).
 pub const DIRECT_FORM_VERSION: u16 = 2;
 

@@ -14,6 +14,8 @@
 //!   zstd when that pays ([`compress_append`], [`decompress`]);
 //! - [`NeighbourList`], [`RouterSummary`], [`encode_lists`] and [`split_topic`] handle the
 //!   routing and multicast payloads;
+//! - [`Ext::AUTH`] and [`Options::tags`] carry the tags that prove a relayed packet's source
+//!   (computed by `crate::auth`, which sits above this module);
 //! - [`inspect_view`] and [`inspect_json`] show a packet as `chainmesh inspect` prints it.
 //!
 //! The codec checks structure only. Per-type rules (one destination on a Unicast, an empty
@@ -43,7 +45,7 @@ pub use handshake::{
     decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_HANDSHAKE_PACKET,
     MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION,
 };
-pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL};
+pub use packet::{set_ttl_in_place, Ext, Options, Packet, PacketType, DEFAULT_TTL, TAG_LEN};
 pub use router::{
     decode_lists, encode_lists, encode_topic_prefix, split_topic, ListVersion, NeighbourList,
     RouterSummary, LIST_HEAD, LIST_SIGNATURE_LEN, LIST_SIGNING_CONTEXT, MAX_LIST_NEIGHBOURS,

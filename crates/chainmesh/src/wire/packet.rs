@@ -13,6 +13,9 @@ use crate::identity::{NodeId, NODE_ID_LEN};
 /// Default relay hop count put in the TTL of a packet with options.
 pub const DEFAULT_TTL: u8 = 10;
 
+/// Bytes of one destination's tag in a packet with [`Ext::AUTH`].
+pub const TAG_LEN: usize = 16;
+
 /// Byte offset of the Ext field inside the header; its first (high) byte is the TTL.
 const EXT_OFFSET: usize = 12;
 
@@ -115,10 +118,15 @@ impl Ext {
     /// destination, so it is never relayed. Saves 132 bytes on every packet between
     /// neighbours; a link that agreed version 1 never carries it.
     pub const DIRECT: Ext = Ext(0x0020);
+    /// Source-authenticated (protocol version 3): right after ModuleID the options carry one
+    /// [`TAG_LEN`]-byte tag per listed destination, in list order, by which each destination
+    /// checks that the source named made the packet. Only in the full form.
+    pub const AUTH: Ext = Ext(0x0040);
     /// The bits holding the TTL.
     pub const TTL_MASK: u16 = 0xff00;
     /// Bits with no meaning yet: sent as 0, ignored on receipt.
-    pub const RESERVED_MASK: u16 = !(Ext::TTL_MASK | 0x0001 | 0x0002 | 0x0004 | 0x0010 | 0x0020);
+    pub const RESERVED_MASK: u16 =
+        !(Ext::TTL_MASK | 0x0001 | 0x0002 | 0x0004 | 0x0010 | 0x0020 | 0x0040);
 
     /// Remaining relay hops; only meaningful on packets with options.
     pub const fn ttl(self) -> u8 {
@@ -149,6 +157,11 @@ impl Ext {
     /// Whether [`Ext::DIRECT`] is set: the options are in direct form.
     pub const fn is_direct(self) -> bool {
         self.0 & Ext::DIRECT.0 != 0
+    }
+
+    /// Whether [`Ext::AUTH`] is set: the options end with the destinations' tags.
+    pub const fn is_auth(self) -> bool {
+        self.0 & Ext::AUTH.0 != 0
     }
 
     /// Whether every bit of `other` is set in `self`.
@@ -187,6 +200,9 @@ pub struct Options {
     pub dsts: Vec<NodeId>,
     /// The module (application handler) the payload is for.
     pub module: u16,
+    /// With [`Ext::AUTH`]: one [`TAG_LEN`]-byte tag per destination, in the order of `dsts`,
+    /// back to back; empty otherwise. Decoded, it shares the packet's buffer.
+    pub tags: Bytes,
 }
 
 impl Options {
@@ -203,8 +219,15 @@ impl Options {
         if ext.is_direct() {
             Options::DIRECT_FIXED_LEN + group
         } else {
-            Options::FIXED_LEN + group + NODE_ID_LEN * self.dsts.len().min(U16_MAX)
+            let tags = if ext.is_auth() { self.tags.len() } else { 0 };
+            Options::FIXED_LEN + group + NODE_ID_LEN * self.dsts.len().min(U16_MAX) + tags
         }
+    }
+
+    /// The tag of the destination at `index` in `dsts`, if the options carry one.
+    pub fn tag(&self, index: usize) -> Option<&[u8]> {
+        let start = index.checked_mul(TAG_LEN)?;
+        self.tags.get(start..start.checked_add(TAG_LEN)?)
     }
 
     fn encode(&self, dst: &mut BytesMut, ext: Ext) {
@@ -224,6 +247,9 @@ impl Options {
             }
         }
         dst.put_u16(self.module);
+        if ext.is_auth() && !ext.is_direct() {
+            dst.put_slice(&self.tags);
+        }
     }
 
     /// Parses options from `frame` (a whole packet) starting right after the header; returns
@@ -255,6 +281,9 @@ impl Options {
                 bad_offset: group_at,
             })?;
         if h.ext.is_direct() {
+            if h.ext.is_auth() {
+                return Err(WireError::AuthInDirectForm);
+            }
             let src = *link.ok_or(WireError::DirectOffLink)?;
             let module = r.u16("ModuleID")?;
             let options = Options {
@@ -262,6 +291,7 @@ impl Options {
                 src,
                 dsts: Vec::new(),
                 module,
+                tags: Bytes::new(),
             };
             return Ok((options, r.pos));
         }
@@ -292,12 +322,20 @@ impl Options {
         let list = r.take(needed, "destination NodeIDs")?;
         let dsts = list.chunks_exact(NODE_ID_LEN).map(node_id).collect();
         let module = r.u16("ModuleID")?;
+        let tags = if h.ext.is_auth() {
+            // The count is a u16, so this cannot overflow.
+            let tags = r.take(usize::from(count) * TAG_LEN, "destination tags")?;
+            frame.slice_ref(tags)
+        } else {
+            Bytes::new()
+        };
         Ok((
             Options {
                 group,
                 src,
                 dsts,
                 module,
+                tags,
             },
             r.pos,
         ))
@@ -529,6 +567,7 @@ impl Packet {
                     count: o.dsts.len(),
                 });
             }
+            check_tags(self.ext, o.dsts.len(), o.tags.len())?;
         }
         let len = self.encoded_len();
         if len > max_len as usize {
@@ -614,6 +653,27 @@ impl Packet {
         packet.payload = bytes.slice(payload_at.min(bytes.len())..);
         Ok(packet)
     }
+}
+
+/// Checks that a packet to send with `ext` and `dsts` destinations carries `tags` bytes of
+/// tags as [`Ext::AUTH`] says: one per destination with it (never in direct form), none
+/// without.
+pub(crate) fn check_tags(ext: Ext, dsts: usize, tags: usize) -> Result<(), WireError> {
+    if ext.is_auth() && ext.is_direct() {
+        return Err(WireError::AuthInDirectForm);
+    }
+    let want = if ext.is_auth() {
+        dsts.saturating_mul(TAG_LEN)
+    } else {
+        0
+    };
+    if tags != want {
+        return Err(WireError::TagsMismatch {
+            tags,
+            expected: want,
+        });
+    }
+    Ok(())
 }
 
 /// Rewrites the TTL of an encoded packet, so a relay can forward a copy without re-encoding.

@@ -21,6 +21,7 @@ fn unicast() -> Packet {
             src: id(0x11),
             dsts: vec![id(0x22)],
             module: 1000,
+            tags: Bytes::new(),
         }),
         payload: Bytes::from_static(b"hello"),
     }
@@ -110,7 +111,8 @@ fn ext_flags_and_ttl() {
     assert_eq!(e, Ext(0x0a03));
     assert_eq!(e.ttl(), 10);
     assert_eq!(e.with_ttl(0), Ext(0x0003));
-    assert_eq!(Ext(0xffff).reserved_bits(), 0x00c8);
+    assert_eq!(Ext(0xffff).reserved_bits(), 0x0088);
+    assert!(Ext::AUTH.is_auth() && !Ext::DIRECT.is_auth());
     assert!(Ext::DIRECT.is_direct() && !Ext::COMPRESSED.is_direct());
     let mut e = Ext::default();
     e |= Ext::COMPRESSED;
@@ -313,7 +315,7 @@ fn handshake_round_trip_and_negotiation() {
     let h = Handshake::ours(30300, MAX, INCARNATION);
     assert_eq!(
         h.encode(),
-        b"\x00\x01\x00\x02\x76\x5c\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x2a"
+        b"\x00\x03\x00\x03\x76\x5c\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x2a"
     );
     assert_eq!(Handshake::decode(&h.encode()), Ok(h));
     // The older form: no incarnation, 10 bytes, read as such.
@@ -339,6 +341,10 @@ fn handshake_round_trip_and_negotiation() {
         range(0, 0).negotiate(&range(0, 0)),
         Err(no_common(0, 0, 0, 0))
     );
+    // This build speaks version 3 alone: a peer without source authentication is refused
+    // rather than let the link fall back to unauthenticated relaying.
+    assert_eq!(h.negotiate(&range(1, 2)), Err(no_common(3, 3, 1, 2)));
+    assert_eq!(h.negotiate(&range(1, 9)), Ok(3));
 }
 
 const INCARNATION: std::num::NonZeroU64 = match std::num::NonZeroU64::new(42) {
@@ -566,6 +572,7 @@ fn arb_options() -> impl Strategy<Value = Options> {
             src,
             dsts,
             module,
+            tags: Bytes::new(),
         })
 }
 
@@ -579,14 +586,19 @@ fn arb_packet() -> impl Strategy<Value = Packet> {
         prop::collection::vec(any::<u8>(), 0..200),
     )
         .prop_map(|(packet_type, version, seq, ext, options, payload)| {
-            let ext = Ext(ext);
-            // What a packet in direct form can say: the link's peer as source, no list.
+            let mut ext = Ext(ext);
+            // What a packet in direct form can say: the link's peer as source, no list, no
+            // tags.
             let options = if ext.is_direct() {
+                ext = Ext(ext.0 & !Ext::AUTH.0);
                 Options {
                     src: LINK,
                     dsts: Vec::new(),
                     ..options
                 }
+            } else if ext.is_auth() {
+                let tags = Bytes::from(vec![0xab; TAG_LEN * options.dsts.len()]);
+                Options { tags, ..options }
             } else {
                 options
             };
@@ -646,6 +658,7 @@ fn direct_form_from_borrowed_parts_matches_the_packet_encoding() {
         src: &id(0x11),
         dsts: &[],
         module: 1000,
+        tags: &[],
         prefix: &[],
         payload: b"hello",
     };
@@ -672,6 +685,7 @@ fn direct_form_cannot_list_destinations() {
         src: &dsts[0],
         dsts: &dsts,
         module: 1,
+        tags: &[],
         prefix: &[],
         payload: &[],
     };
@@ -805,4 +819,110 @@ proptest! {
         let h = Handshake { min_version: min, max_version: min + extra, listen_port: port, max_packet_size: max, incarnation };
         prop_assert_eq!(Handshake::decode(&h.encode()), Ok(h));
     }
+}
+
+/// `unicast()` with AUTH and one tag, as a source sends it when it may be relayed.
+fn tagged_unicast() -> Packet {
+    let mut p = unicast();
+    p.version = 3;
+    p.ext |= Ext::AUTH;
+    if let Some(o) = p.options.as_mut() {
+        o.tags = Bytes::from_static(&[0x7e; TAG_LEN]);
+    }
+    p
+}
+
+#[test]
+fn tags_follow_the_module_id_one_per_destination() {
+    let p = tagged_unicast();
+    let b = p.to_bytes();
+    assert_eq!(b.len(), unicast().encoded_len() + TAG_LEN);
+    let module_end = DSTS_AT + 64 + 2;
+    assert_eq!(&b[module_end..module_end + TAG_LEN], &[0x7e; TAG_LEN]);
+    assert_eq!(&b[module_end + TAG_LEN..], b"hello");
+    let back = Packet::decode_exact(&b, MAX).unwrap();
+    assert_eq!(back, p);
+    let opts = back.options.unwrap();
+    assert_eq!(opts.tag(0), Some(&[0x7e; TAG_LEN][..]));
+    assert_eq!(opts.tag(1), None);
+    assert_eq!(back.payload.as_ref(), b"hello");
+    assert_eq!(flag_names(back.ext), ["AUTH"]);
+    let view = inspect_view(&p);
+    assert_eq!(view.options.unwrap().tags, ["7e".repeat(TAG_LEN)]);
+}
+
+#[test]
+fn tags_must_match_the_destinations_and_never_come_in_direct_form() {
+    let mut p = tagged_unicast();
+    p.options.as_mut().unwrap().tags = Bytes::from_static(&[1; 8]);
+    assert_eq!(
+        p.validate(MAX),
+        Err(WireError::TagsMismatch {
+            tags: 8,
+            expected: TAG_LEN
+        })
+    );
+    let mut untagged = unicast();
+    untagged.options.as_mut().unwrap().tags = Bytes::from_static(&[1; TAG_LEN]);
+    assert_eq!(
+        untagged.validate(MAX),
+        Err(WireError::TagsMismatch {
+            tags: TAG_LEN,
+            expected: 0
+        })
+    );
+    // Tags cut short by the Length are malformed.
+    let b = tagged_unicast().to_bytes().to_vec();
+    let short = b.len() - 5 - 1;
+    let mut cut_tags = b[..short].to_vec();
+    cut_tags[..4].copy_from_slice(&(short as u32).to_be_bytes());
+    assert!(matches!(
+        Packet::decode_exact(&cut_tags, MAX),
+        Err(WireError::OptionsOverrun {
+            field: "destination tags",
+            ..
+        })
+    ));
+    // AUTH in direct form is malformed on receipt and refused on sending.
+    let mut direct = direct_unicast();
+    direct.ext |= Ext::AUTH;
+    assert_eq!(direct.validate(MAX), Err(WireError::AuthInDirectForm));
+    let mut raw = direct_unicast().to_bytes().to_vec();
+    raw[13] |= Ext::AUTH.0 as u8;
+    assert_eq!(
+        Packet::decode_exact_from(&raw, MAX, &id(0x11)),
+        Err(WireError::AuthInDirectForm)
+    );
+}
+
+#[test]
+fn a_tagged_frame_from_borrowed_parts_is_never_compressed_by_the_encoder() {
+    let dsts = [id(0x22)];
+    let payload = vec![b'z'; 4096];
+    let f = DataFrame {
+        version: 3,
+        packet_type: PacketType::UNICAST,
+        seq: 1,
+        ext: Ext::AUTH.with_ttl(DEFAULT_TTL),
+        group: "group0",
+        src: &dsts[0],
+        dsts: &dsts,
+        module: 1,
+        tags: &[9; TAG_LEN],
+        prefix: &[],
+        payload: &payload,
+    };
+    assert_eq!(f.validate(MAX), Ok(()));
+    let b = f.encode(1024);
+    assert_eq!(b.len(), f.plain_len());
+    let p = Packet::decode_exact(&b, MAX).unwrap();
+    assert!(!p.ext.is_compressed());
+    assert_eq!(p.options.unwrap().tags.as_ref(), &[9; TAG_LEN]);
+    assert_eq!(
+        DataFrame { tags: &[], ..f }.validate(MAX),
+        Err(WireError::TagsMismatch {
+            tags: 0,
+            expected: TAG_LEN
+        })
+    );
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::handshake::Handshake;
-use super::packet::{Ext, Options, Packet, PacketType};
+use super::packet::{Ext, Options, Packet, PacketType, TAG_LEN};
 use super::router::{decode_lists, split_topic, NeighbourList, RouterSummary};
 use crate::identity::NodeId;
 
@@ -26,7 +26,7 @@ pub struct PacketView {
     /// The whole Ext field, TTL included.
     pub ext: u16,
     /// Names of the flags set in Ext: `RESPONSE`, `ERROR`, `REQUEST`, `COMPRESSED`, `DIRECT`,
-    /// and `reserved:0x…` for each reserved bit that is set.
+    /// `AUTH`, and `reserved:0x…` for each reserved bit that is set.
     pub flags: Vec<String>,
     /// The TTL byte of Ext.
     pub ttl: u8,
@@ -73,6 +73,10 @@ pub struct OptionsView {
     pub dst_node_ids: Vec<NodeId>,
     /// The ModuleID.
     pub module_id: u16,
+    /// With AUTH: each destination's tag as 32 lowercase hex characters, in the order of
+    /// `dst_node_ids`; left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl From<&Options> for OptionsView {
@@ -82,6 +86,7 @@ impl From<&Options> for OptionsView {
             src_node_id: o.src,
             dst_node_ids: o.dsts.clone(),
             module_id: o.module,
+            tags: o.tags.chunks(TAG_LEN).map(hex::encode).collect(),
         }
     }
 }
@@ -94,6 +99,7 @@ pub fn flag_names(ext: Ext) -> Vec<String> {
         (Ext::REQUEST, "REQUEST"),
         (Ext::COMPRESSED, "COMPRESSED"),
         (Ext::DIRECT, "DIRECT"),
+        (Ext::AUTH, "AUTH"),
     ]
     .into_iter()
     .filter(|(flag, _)| ext.contains(*flag))

@@ -62,7 +62,8 @@ async fn attacker(net: &LocalNet) -> RawPeer {
     raw
 }
 
-/// A packet from the attacker (its own node ID, so TLS vouches for it) to `dst`.
+/// A packet from the attacker (its own node ID, so TLS vouches for it) to the node it is
+/// linked to.
 fn from_attacker(
     raw: &RawPeer,
     me: NodeId,
@@ -76,12 +77,14 @@ fn from_attacker(
         version: raw.version,
         packet_type,
         seq,
-        ext: ext.with_ttl(DEFAULT_TTL),
+        // Direct form: the link itself names the attacker as the source.
+        ext: (ext | Ext::DIRECT).with_ttl(DEFAULT_TTL),
         options: Some(Options {
             group: ByteString::new(),
             src: me,
-            dsts: vec![raw.peer],
+            dsts: Vec::new(),
             module,
+            tags: Bytes::new(),
         }),
         payload,
     }
@@ -302,8 +305,11 @@ async fn maximal_statuses_and_made_up_nodes_stay_within_the_status_caps() {
                 0,
                 payload,
             );
+            // In full form, claiming the made-up node as its source (and with no tag).
+            p.ext = Ext(p.ext.0 & !Ext::DIRECT.0);
             if let Some(o) = p.options.as_mut() {
                 o.src = *fake;
+                o.dsts = vec![raw.peer];
             }
             attacker_bytes += p.encoded_len();
             // A node that drops forged sources may close the link: that is a bound too.

@@ -144,6 +144,7 @@ fn unicast(version: u16, seq: u32, ext: Ext, payload: &[u8]) -> Bytes {
         dsts: &[],
         module: 1,
         prefix: &[],
+        tags: &[],
         payload,
     }
     .encode(0)
@@ -213,6 +214,7 @@ fn status_flood(ctx: Arc<Ctx>) -> tokio::task::JoinHandle<anyhow::Result<Outcome
                 dsts: &[],
                 module: 0,
                 prefix: &[],
+                tags: &[],
                 payload: &q.to_be_bytes(),
             }
             .encode(0);

@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use chainmesh::admission::Admission;
+use chainmesh::identity::keys::{sign, KeyError};
 use chainmesh::identity::{Identity, IdentityError};
 use chainmesh::peers::handshake::{self, Agreed, HandshakeError};
 use chainmesh::peers::random_incarnation;
 use chainmesh::tls::{TlsContext, TlsError};
-use chainmesh::wire::{Decoder, Handshake, Packet, WireError, DEFAULT_MAX_PACKET};
+use chainmesh::wire::{
+    encode_lists, Decoder, Ext, Handshake, ListVersion, NeighbourList, Packet, PacketType,
+    WireError, DEFAULT_MAX_PACKET, LIST_SIGNATURE_LEN,
+};
 use chainmesh::NodeId;
 use parking_lot::RwLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,6 +39,9 @@ pub enum RawError {
     /// Reading or writing failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Key(#[from] KeyError),
     /// The node sent bytes that do not decode.
     #[error("the node sent a malformed packet: {0}")]
     Wire(#[from] WireError),
@@ -108,6 +115,36 @@ impl RawPeer {
             random_incarnation(),
         ))
         .await
+    }
+
+    /// Publishes a neighbour list signed with `identity` that names `neighbours`, as an
+    /// honest node of that identity would: with it, the other ends of those links (which name
+    /// this node in their own lists) route to this peer. Version `seq` of a fixed epoch.
+    pub async fn announce_neighbours(
+        &mut self,
+        identity: &Identity,
+        seq: u32,
+        neighbours: &[NodeId],
+    ) -> Result<(), RawError> {
+        let mut neighbours = neighbours.to_vec();
+        neighbours.sort();
+        neighbours.dedup();
+        let mut list = NeighbourList {
+            origin: identity.node_id,
+            version: ListVersion { epoch: 1, seq },
+            neighbours,
+            signature: [0; LIST_SIGNATURE_LEN],
+        };
+        list.signature = sign(identity, &list.signed_message())?;
+        let packet = Packet {
+            version: self.version,
+            packet_type: PacketType::ROUTER_RESPONSE,
+            seq: 0,
+            ext: Ext::default(),
+            options: None,
+            payload: encode_lists([&list]),
+        };
+        self.send(&packet).await
     }
 
     /// Writes `bytes` as they are and flushes them.

@@ -50,6 +50,11 @@ impl Line {
         let keys = Keyring::new(&identity, 16).unwrap();
         let mut member = RawPeer::dial_as(&net, 3, 1).await.unwrap();
         member.handshake().await.unwrap();
+        // Its signed neighbour list, so that the others route to it through node 1.
+        member
+            .announce_neighbours(&identity, 1, &[ids[1]])
+            .await
+            .unwrap();
         let middle = net.handle(1);
         assert!(wait_until(WAIT, || middle.peers().session(&ids[3]).is_some()).await);
         Line {

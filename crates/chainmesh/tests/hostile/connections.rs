@@ -10,7 +10,7 @@ use chainmesh::config::TimersConfig;
 use chainmesh::identity::{node_id_of_cert, Identity};
 use chainmesh::peers::{random_incarnation, PeerEvent, RefusalReason};
 use chainmesh::session::CloseReason;
-use chainmesh::wire::{Handshake, Packet, PacketType, DEFAULT_MAX_PACKET};
+use chainmesh::wire::{Handshake, Packet, PacketType, DEFAULT_MAX_PACKET, MAX_PROTOCOL_VERSION};
 use chainmesh::{NodeHandle, NodeId};
 use chainmesh_testkit::raw::{RawPeer, Received};
 use chainmesh_testkit::{
@@ -271,7 +271,8 @@ async fn close_reason_for(bad: impl FnOnce(u16) -> Packet) -> String {
 async fn a_packet_with_another_version_closes_the_link_naming_both() {
     let why = close_reason_for(|v| Packet::heartbeat(v + 1)).await;
     assert!(
-        why.contains("Version 3") && why.contains("version 2"),
+        why.contains(&format!("Version {}", MAX_PROTOCOL_VERSION + 1))
+            && why.contains(&format!("version {MAX_PROTOCOL_VERSION}")),
         "{why}"
     );
 }

@@ -4,7 +4,7 @@
 //! closes idle connections) and its body within `admin.body_timeout`, at most
 //! `admin.max_body_bytes` long; its `Host` must name this listener (against DNS rebinding: a
 //! web page of another origin cannot make a browser talk to it); and anything but GET or HEAD
-//! needs the token, or is refused outright on a read-only listener.
+//! (and the ping diagnostic) needs the token, or is refused outright on a read-only listener.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -53,6 +53,14 @@ struct Guard {
     max_body: usize,
 }
 
+/// `POST /v1/ping` changes nothing on the node, so it needs no token on the read-write
+/// listener (as a read would); it sends traffic into the network, so the read-only listener,
+/// which may face a monitoring network, still refuses it. Its payload is capped by
+/// `admin.max_ping_bytes`.
+fn is_ping(req: &Request<Incoming>) -> bool {
+    req.method() == Method::POST && req.uri().path() == "/v1/ping"
+}
+
 fn refusal(status: StatusCode, message: impl Into<String>) -> Response {
     ApiError {
         status,
@@ -70,6 +78,7 @@ impl Guard {
             );
         }
         let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+        let open = reads || is_ping(&req);
         match &self.access {
             Access::ReadOnly if !reads => {
                 return refusal(
@@ -78,7 +87,7 @@ impl Guard {
                 )
             }
             Access::ReadWrite(token)
-                if !reads && !bearer(&req).is_some_and(|t| token.matches(t)) =>
+                if !open && !bearer(&req).is_some_and(|t| token.matches(t)) =>
             {
                 let mut r = refusal(
                     StatusCode::UNAUTHORIZED,

@@ -8,6 +8,9 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rand::TryRngCore;
+use subtle::ConstantTimeEq;
+
 /// The name of the token file, beside the config file.
 pub const TOKEN_FILE: &str = "admin.token";
 
@@ -22,7 +25,7 @@ const MIN_TOKEN_CHARS: usize = 32;
 pub enum TokenError {
     /// No randomness was available.
     #[error("cannot generate an admin token: {0}")]
-    Random(#[from] openssl::error::ErrorStack),
+    Random(#[from] rand::rand_core::OsError),
     /// The file could not be read or written.
     #[error("{}: {source}", .file.display())]
     Io {
@@ -63,7 +66,7 @@ impl AdminToken {
     /// A fresh token of 32 random bytes, as hex.
     pub fn generate() -> Result<AdminToken, TokenError> {
         let mut bytes = [0u8; TOKEN_BYTES];
-        openssl::rand::rand_bytes(&mut bytes)?;
+        rand::rngs::OsRng.try_fill_bytes(&mut bytes)?;
         Ok(AdminToken(hex::encode(bytes)))
     }
 
@@ -82,10 +85,8 @@ impl AdminToken {
 
     /// Whether `presented` is this token, compared in constant time.
     pub fn matches(&self, presented: &str) -> bool {
-        // The length of a token is no secret (generated ones are all 64 characters);
-        // `memcmp::eq` needs equal lengths.
-        presented.len() == self.0.len()
-            && openssl::memcmp::eq(presented.as_bytes(), self.0.as_bytes())
+        // The length of a token is no secret (generated ones are all 64 characters).
+        presented.len() == self.0.len() && bool::from(presented.as_bytes().ct_eq(self.0.as_bytes()))
     }
 
     /// Reads the token kept in `file`.

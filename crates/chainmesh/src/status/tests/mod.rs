@@ -903,7 +903,7 @@ fn local_groups_and_topics_follow_every_accepted_change_only() {
 /// this codec (`tests/wire_golden.rs` checks their headers and options).
 #[test]
 fn protocol_examples_decode() {
-    let doc = include_str!("../../../../docs/protocol.md");
+    let doc = include_str!("../../../../../docs/protocol.md");
     let mut seen = HashSet::new();
     let mut rest = doc;
     while let Some(at) = rest.find("```hex\n") {

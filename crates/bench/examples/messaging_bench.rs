@@ -1,7 +1,8 @@
-//! A quick throughput measurement of the messaging API between two in-process nodes over
-//! real TLS on 127.0.0.1: 256-byte unicast messages per second, and request/response round
-//! trips per second with 1 and 128 requests in flight. Not the benchmark suite; a sanity
-//! figure.
+//! A quick throughput measurement of the messaging API between in-process nodes over real TLS
+//! on 127.0.0.1: 256-byte unicast messages per second, and request/response round trips per
+//! second with 1 and 128 requests in flight, to a neighbour (direct form, no tags) and to a
+//! node one relay further (full form with source-authentication tags, checked at the far
+//! end), in one run so the two can be compared. Not the benchmark suite; a sanity figure.
 //!
 //! Run with `cargo run --release -p chainmesh-bench --example messaging_bench [SECONDS]`.
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chainmesh::NodeHandle;
 use chainmesh_testkit::{serve_echo, wait_until_every, LocalNet, LocalNetOptions};
 
 const SINK: u16 = 1;
@@ -28,22 +30,47 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let run = Duration::from_secs(secs);
-    let net = LocalNet::start(LocalNetOptions::for_traffic(2)).await?;
-    net.connect(0, 1);
+    // 0 - 1 - 2: node 1 is node 0's neighbour, node 2 is reached through it.
+    let net = LocalNet::start(LocalNetOptions::for_traffic(3)).await?;
+    net.connect_line();
+    let far = net.handle(2).node_id();
     anyhow::ensure!(
-        net.wait_for(Duration::from_secs(10), |n| n.has_peers(0, 1))
+        net.wait_for(Duration::from_secs(10), |n| n
+            .handle(0)
+            .reachable_nodes()
+            .iter()
+            .any(|(id, d)| *id == far && *d == 2))
             .await,
-        "nodes did not connect"
+        "node 0 never reached node 2 through node 1"
     );
-    let (a, b) = (net.handle(0), net.handle(1));
+    let mut rows = Vec::new();
+    for (name, dst) in [("direct", 1), ("relayed", 2)] {
+        let figures = measure(&net.handle(0), &net.handle(dst), run).await?;
+        println!(
+            "{name:>8}: unicast 256 B {:.0} msg/s; request/response {:.0}/s at 1 in flight, {:.0}/s at 128",
+            figures[0], figures[1], figures[2]
+        );
+        rows.push(figures);
+    }
+    println!(
+        "relayed / direct: unicast {:.2}x, request/response {:.2}x at 1, {:.2}x at 128",
+        rows[1][0] / rows[0][0],
+        rows[1][1] / rows[0][1],
+        rows[1][2] / rows[0][2]
+    );
+    net.shutdown().await;
+    Ok(())
+}
 
+/// Messages per second from `a` to `b`, then round trips per second with 1 and 128 in flight.
+async fn measure(a: &NodeHandle, b: &NodeHandle, run: Duration) -> anyhow::Result<[f64; 3]> {
     // Receiver: count one-way messages; answer requests with their payload.
     let received = Arc::new(AtomicU64::new(0));
     let count = received.clone();
-    serve_echo(&b, SINK, 65536, move |_| {
+    serve_echo(b, SINK, 65536, move |_| {
         count.fetch_add(1, Ordering::Relaxed);
     });
-    serve_echo(&b, ECHO, 65536, |_| {});
+    serve_echo(b, ECHO, 65536, |_| {});
 
     // 256-byte unicast, one sender task waiting for queue room.
     let payload = Bytes::from(vec![0xab; 256]);
@@ -64,13 +91,9 @@ async fn main() -> anyhow::Result<()> {
         drained,
         "not every message arrived within {DRAIN_TIMEOUT:?}"
     );
-    let elapsed = started.elapsed();
-    println!(
-        "unicast 256 B: {sent} messages in {elapsed:.2?}: {:.0} msg/s",
-        sent as f64 / elapsed.as_secs_f64()
-    );
+    let mut out = [sent as f64 / started.elapsed().as_secs_f64(), 0.0, 0.0];
 
-    for inflight in [1usize, 128] {
+    for (slot, inflight) in [(1usize, 1usize), (2, 128)] {
         let done = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -91,13 +114,9 @@ async fn main() -> anyhow::Result<()> {
         for t in tasks {
             t.await?;
         }
-        let elapsed = started.elapsed();
-        let n = done.load(Ordering::Relaxed);
-        println!(
-            "request/response, {inflight} in flight: {n} round trips in {elapsed:.2?}: {:.0}/s",
-            n as f64 / elapsed.as_secs_f64()
-        );
+        out[slot] = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     }
-    net.shutdown().await;
-    Ok(())
+    b.unregister(SINK);
+    b.unregister(ECHO);
+    Ok(out)
 }

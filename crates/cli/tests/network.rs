@@ -291,17 +291,7 @@ async fn malformed_packet_closes_only_that_connection() {
     bad.put_slice(&[0; 10]);
     raw.send_raw(&bad).await.unwrap();
 
-    let reason = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Ok(PeerEvent::Disconnected { peer, reason }) = events.recv().await {
-                if peer == net.handle(2).node_id() {
-                    return reason;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let reason = chainmesh_testkit::next_disconnect(&mut events, &net.handle(2).node_id()).await;
     assert!(
         matches!(reason, CloseReason::Protocol(ref m) if m.contains("Length")),
         "{reason:?}"

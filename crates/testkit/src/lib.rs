@@ -35,7 +35,9 @@ use chainmesh::NodeId;
 
 pub use echo::serve_echo;
 pub use net::{node_config, LocalNet, LocalNetError, LocalNetOptions};
-pub use wait::{connected_peers, get_json, next_refusal, wait_until, wait_until_every};
+pub use wait::{
+    connected_peers, get_json, next_disconnect, next_refusal, wait_until, wait_until_every,
+};
 
 /// Timers short enough for tests: heartbeat 100 ms, idle timeout 300 ms, backoff 50-400 ms,
 /// status every 100 ms. The one definition of test timers: [`LocalNetOptions`] and the

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use chainmesh::peers::{PeerEvent, RefusalReason};
+use chainmesh::session::CloseReason;
+use chainmesh::NodeId;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -53,6 +55,29 @@ pub async fn next_refusal(events: &mut broadcast::Receiver<PeerEvent>) -> Refusa
     match next.await {
         Ok(reason) => reason,
         Err(_) => panic!("no refusal within 5 s"),
+    }
+}
+
+/// Waits (at most 10 s) until `peer` is disconnected and returns why.
+///
+/// # Panics
+/// When that does not happen: the caller is a test expecting it.
+pub async fn next_disconnect(
+    events: &mut broadcast::Receiver<PeerEvent>,
+    peer: &NodeId,
+) -> CloseReason {
+    let next = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(PeerEvent::Disconnected { peer: p, reason }) if p == *peer => return reason,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("peer events ended"),
+            }
+        }
+    });
+    match next.await {
+        Ok(reason) => reason,
+        Err(_) => panic!("{} was not disconnected within 10 s", peer.short()),
     }
 }
 

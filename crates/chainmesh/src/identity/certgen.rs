@@ -683,29 +683,31 @@ mod tests {
         // A node certificate built as a CA, and one with every extension but the two.
         let as_ca = build_cert(&subject, &key, issuer, Role::AgencyCa).unwrap();
         assert_eq!(check_leaf(&as_ca), Err(LeafProblem::Ca));
-        let mut b = openssl::x509::X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(as_ca.subject_name()).unwrap();
-        b.set_issuer_name(ca.agency_cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(as_ca.not_before()).unwrap();
-        b.set_not_after(as_ca.not_after()).unwrap();
-        b.sign(&ca.agency_key, MessageDigest::sha256()).unwrap();
-        let bare = b.build();
+        // The same certificate as `as_ca` but with exactly the extensions given.
+        let with_only = |extensions: Vec<openssl::x509::X509Extension>| {
+            let mut b = openssl::x509::X509Builder::new().unwrap();
+            b.set_version(2).unwrap();
+            b.set_subject_name(as_ca.subject_name()).unwrap();
+            b.set_issuer_name(ca.agency_cert.subject_name()).unwrap();
+            b.set_pubkey(&key).unwrap();
+            b.set_not_before(as_ca.not_before()).unwrap();
+            b.set_not_after(as_ca.not_after()).unwrap();
+            for e in extensions {
+                b.append_extension(e).unwrap();
+            }
+            b.sign(&ca.agency_key, MessageDigest::sha256()).unwrap();
+            b.build()
+        };
+        let bare = with_only(Vec::new());
         assert_eq!(check_leaf(&bare), Err(LeafProblem::NoBasicConstraints));
-        let mut b = openssl::x509::X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(as_ca.subject_name()).unwrap();
-        b.set_issuer_name(ca.agency_cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(as_ca.not_before()).unwrap();
-        b.set_not_after(as_ca.not_after()).unwrap();
-        b.append_extension(BasicConstraints::new().build().unwrap())
-            .unwrap();
-        b.append_extension(KeyUsage::new().key_encipherment().build().unwrap())
-            .unwrap();
-        b.sign(&ca.agency_key, MessageDigest::sha256()).unwrap();
-        assert_eq!(check_leaf(&b.build()), Err(LeafProblem::NoDigitalSignature));
+        let no_signing = with_only(vec![
+            BasicConstraints::new().build().unwrap(),
+            KeyUsage::new().key_encipherment().build().unwrap(),
+        ]);
+        assert_eq!(
+            check_leaf(&no_signing),
+            Err(LeafProblem::NoDigitalSignature)
+        );
 
         let key_pem = key.private_key_to_pem_pkcs8().unwrap();
         let ca_pem = ca.ca_pem().unwrap();

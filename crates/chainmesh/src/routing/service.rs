@@ -438,15 +438,7 @@ impl Task {
         // it does the same. After a reconnect, whose peer may have restarted, a request
         // still outstanding on the old link will not be answered.
         self.asking.remove(&peer);
-        let offered: Vec<NeighbourList> = self
-            .router
-            .table
-            .read()
-            .offered()
-            .into_iter()
-            .cloned()
-            .collect();
-        self.send_lists(&peer, &offered);
+        self.send_all_lists(&peer);
     }
 
     fn link_down(&mut self, peer: NodeId) {
@@ -558,15 +550,7 @@ impl Task {
                     let length = packet.payload.len();
                     return self.malformed(&from, WireError::RouterRequestSize { length });
                 }
-                let offered: Vec<NeighbourList> = self
-                    .router
-                    .table
-                    .read()
-                    .offered()
-                    .into_iter()
-                    .cloned()
-                    .collect();
-                self.send_lists(&from, &offered);
+                self.send_all_lists(&from);
             }
             PacketType::ROUTER_RESPONSE => match decode_lists(&packet.payload) {
                 Ok(lists) => {
@@ -698,6 +682,20 @@ impl Task {
         if let Some(conn) = self.send(to, PacketType::ROUTER_REQUEST, Bytes::new()) {
             self.asking.insert(*to, (conn, Instant::now()));
         }
+    }
+
+    /// Sends neighbour `to` every list this node offers (its own first): what a new link
+    /// and a RouterRequest both get.
+    fn send_all_lists(&self, to: &NodeId) {
+        let offered: Vec<NeighbourList> = self
+            .router
+            .table
+            .read()
+            .offered()
+            .into_iter()
+            .cloned()
+            .collect();
+        self.send_lists(to, &offered);
     }
 
     /// Sends `lists` to neighbour `to` as RouterResponses of about [`RESPONSE_BYTES`] each,

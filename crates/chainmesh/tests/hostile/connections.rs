@@ -160,17 +160,7 @@ async fn a_restarted_member_replaces_its_silent_old_session_at_once() {
         .await,
         "the new incarnation took over"
     );
-    let reason = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(PeerEvent::Disconnected { peer, reason }) = events.recv().await {
-                if peer == id1 {
-                    return reason;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let reason = chainmesh_testkit::next_disconnect(&mut events, &id1).await;
     assert_eq!(reason, CloseReason::Restarted);
     assert!(old.closed_within(WAIT).await);
     net.shutdown().await;
@@ -249,17 +239,7 @@ async fn close_reason_for(bad: impl FnOnce(u16) -> Packet) -> String {
     raw.handshake().await.unwrap();
     raw.send(&bad(raw.version)).await.unwrap();
     assert!(raw.closed_within(WAIT).await, "the link is closed");
-    let reason = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(PeerEvent::Disconnected { peer, reason }) = events.recv().await {
-                if peer == id1 {
-                    return reason;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let reason = chainmesh_testkit::next_disconnect(&mut events, &id1).await;
     net.shutdown().await;
     match reason {
         CloseReason::Protocol(why) => why,

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::identity::NodeId;
 
 pub use crate::wire::DEFAULT_MAX_PACKET;
+pub use channel::ChannelConfig;
+
+mod channel;
 
 /// A problem with a config file.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,9 @@ pub struct Config {
     /// Bounds on queues and work under way.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The SDK channel port (AMOP, JSON-RPC).
+    #[serde(default)]
+    pub channel: ChannelConfig,
 }
 
 /// The certificate files of a node.
@@ -391,6 +397,7 @@ impl Config {
             timers: TimersConfig::default(),
             admin: AdminConfig::default(),
             limits: LimitsConfig::default(),
+            channel: ChannelConfig::default(),
         }
     }
 
@@ -459,7 +466,8 @@ impl Config {
         }
         self.validate_timers(&c)?;
         self.validate_limits(&c)?;
-        self.validate_admin(&c)
+        self.validate_admin(&c)?;
+        self.channel.validate(&c)
     }
 
     fn validate_timers(&self, c: &Check<'_>) -> Result<(), ConfigError> {

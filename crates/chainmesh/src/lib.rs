@@ -5,7 +5,7 @@
 //! TLS), [`session`] (one task per connection), [`peers`] (the peer set, dialing, reconnect),
 //! [`routing`] (routes, relaying, dedup, membership), [`status`] (status synchronization),
 //! [`auth`] (the tags that prove a relayed packet's source) and
-//! [`node`] (the application API). A module imports only the layers below it
+//! [`node`] (the application API), and above it [`amop`] (the SDK channel port). A module imports only the layers below it
 //! (`docs/architecture.md` draws the graph; the `layers` test enforces it). The admin HTTP
 //! API and the `chainmesh` binary are crates of their own (`chainmesh-admin`,
 //! `chainmesh-cli`), so an application embedding this library ships neither.
@@ -52,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod admission;
+pub mod amop;
 pub mod auth;
 pub mod config;
 pub mod identity;

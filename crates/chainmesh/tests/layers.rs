@@ -38,6 +38,22 @@ const LAYERS: &[(&str, &[&str])] = &[
             "identity",
         ],
     ),
+    (
+        "amop",
+        &[
+            "node",
+            "auth",
+            "status",
+            "routing",
+            "peers",
+            "session",
+            "tls",
+            "config",
+            "admission",
+            "wire",
+            "identity",
+        ],
+    ),
 ];
 
 /// Imports against the layering that the code has today, each with what removes it. The test

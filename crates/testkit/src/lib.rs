@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod channel;
 mod echo;
 mod net;
 pub mod raw;

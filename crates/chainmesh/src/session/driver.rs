@@ -411,10 +411,12 @@ impl<F: Framing> State<F> {
                 let beat_at = self.last_write + self.cfg.heartbeat_interval;
                 if now >= beat_at {
                     // Only between frames: a large frame may be half written.
-                    if self.wbuf.is_empty() && self.big.is_none() {
+                    // A framing whose clients send the heartbeats has an empty one.
+                    let beat = self.framing.heartbeat();
+                    if !beat.is_empty() && self.wbuf.is_empty() && self.big.is_none() {
                         // Alone in the buffer, so it is a write of its own even for a framing
                         // that does not coalesce.
-                        self.wbuf.extend_from_slice(self.framing.heartbeat());
+                        self.wbuf.extend_from_slice(beat);
                         SessionStats::add(&self.session.stats.packets_out, 1);
                     }
                     // Counts as written for scheduling even if the stream is slow to take it.

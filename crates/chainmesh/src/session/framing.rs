@@ -40,7 +40,8 @@ pub trait Framing: Sized + Send + 'static {
     /// What a decoded frame means to the session.
     fn kind(&self, frame: &Self::Frame) -> FrameKind;
 
-    /// The frame written on a link that has been quiet for a heartbeat interval.
+    /// The frame written on a link that has been quiet for a heartbeat interval; empty for a
+    /// protocol in which only the other side sends heartbeats.
     fn heartbeat(&self) -> &[u8];
 
     /// The frame that tells the peer this side is leaving, with `reason`; `None` when the

@@ -16,12 +16,15 @@
 //!   routing and multicast payloads;
 //! - [`Ext::AUTH`] and [`Options::tags`] carry the tags that prove a relayed packet's source
 //!   (computed by `crate::auth`, which sits above this module);
+//! - [`ChannelPack`] and [`ChannelDecoder`] are the SDK channel protocol's frames (FISCO BCOS
+//!   2.x), and [`split_amop`] / [`encode_amop`] the topic framing of AMOP data;
 //! - [`inspect_view`] and [`inspect_json`] show a packet as `chainmesh inspect` prints it.
 //!
 //! The codec checks structure only. Per-type rules (one destination on a Unicast, an empty
 //! heartbeat payload, the Version agreed on the link) belong to the session layer, which
 //! treats a violation like any other malformed input.
 
+mod channel;
 mod compress;
 mod decoder;
 mod error;
@@ -34,6 +37,11 @@ mod view;
 #[cfg(test)]
 mod tests;
 
+pub use channel::{
+    amop_topic, encode_amop, result as channel_result, split_amop, ChannelDecoder, ChannelError,
+    ChannelPack, ChannelSeq, ChannelType, CHANNEL_HEADER_LEN, DEFAULT_MAX_CHANNEL_FRAME,
+    MAX_AMOP_TOPIC_LEN, SEQ_LEN, ZERO_SEQ,
+};
 pub use compress::{
     compress_append, declared_size, decompress, COMPRESSION_LEVEL, DEFAULT_COMPRESS_THRESHOLD,
     MAX_WINDOW_LOG,

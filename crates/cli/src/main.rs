@@ -12,6 +12,9 @@ mod inspect;
 mod node;
 mod peers;
 mod ping;
+// `chainmesh node` registers `rpc::BlockNumber` once it serves the channel port.
+#[cfg(test)]
+mod rpc;
 mod send;
 mod status;
 

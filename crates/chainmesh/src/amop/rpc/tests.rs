@@ -325,11 +325,11 @@ async fn built_in_methods_answer_from_a_real_three_node_network() {
     assert_eq!(peers, Value::Array(expected));
 
     let list = ask(&rpc, "getNodeIDList", json!([1])).await["result"].clone();
-    let mut others = vec![ids[1].clone(), ids[2].clone()];
+    let mut others = [ids[1].clone(), ids[2].clone()];
     others.sort();
     assert_eq!(list, json!([ids[0], others[0], others[1]]));
 
-    let mut group1 = vec![ids[0].clone(), ids[1].clone()];
+    let mut group1 = [ids[0].clone(), ids[1].clone()];
     group1.sort();
     assert_eq!(
         ask(&rpc, "getGroupPeers", json!([1])).await["result"],

@@ -426,3 +426,63 @@ async fn answer_any(c: &mut RawChannel) {
         .await
         .is_some());
 }
+
+#[tokio::test]
+async fn a_unicast_over_the_nodes_in_flight_bound_gets_103() {
+    let net = amop_net(1, Some(|_, c| c.channel.max_in_flight_total = 1)).await;
+    let mut silent = subscriber(&net, 0, &["t1"]).await;
+    let mut first = client(&net, 0).await;
+    first
+        .publish(ChannelType::AMOP_REQUEST, "t1", b"first")
+        .await
+        .unwrap();
+    // The first push is out and waiting for its ack: the one place is taken.
+    silent
+        .recv_kind(ChannelType::AMOP_REQUEST, WAIT)
+        .await
+        .unwrap();
+    let mut second = client(&net, 0).await;
+    let seq = second
+        .publish(ChannelType::AMOP_REQUEST, "t1", b"second")
+        .await
+        .unwrap();
+    let a = answer(&mut second, seq).await;
+    assert_eq!((a.result, a.data.len()), (channel_result::OVER_LIMIT, 0));
+}
+
+#[tokio::test]
+async fn sessions_over_the_per_certificate_cap_are_refused_and_counted() {
+    let net = amop_net(2, Some(|_, c| c.channel.max_sessions_per_cert = 1)).await;
+    let mut first = client(&net, 0).await;
+    sync(&mut first).await;
+    let identity = net.generated(0).load_identity().unwrap();
+    if let Ok(mut again) = RawChannel::dial(&identity, &net.channel_addr(0)).await {
+        assert!(again.closed_within(WAIT).await);
+    }
+    assert_eq!(net.amop(0).stats().sessions_refused, 1);
+    // Another certificate still gets in.
+    let other = net.generated(1).load_identity().unwrap();
+    let mut other = RawChannel::dial(&other, &net.channel_addr(0))
+        .await
+        .unwrap();
+    sync(&mut other).await;
+}
+
+#[tokio::test]
+async fn a11_empty_heartbeats_keep_a_session_past_the_idle_timeout() {
+    let net = amop_net(
+        1,
+        Some(|_, c| c.channel.idle_timeout = Duration::from_millis(600)),
+    )
+    .await;
+    let mut c = client(&net, 0).await;
+    let mut beat = tokio::time::interval(Duration::from_millis(150));
+    for _ in 0..12 {
+        beat.tick().await;
+        c.send_new(ChannelType::HEARTBEAT, Bytes::new())
+            .await
+            .unwrap();
+    }
+    sync(&mut c).await;
+    assert_eq!(net.amop(0).stats().sessions_open, 1);
+}

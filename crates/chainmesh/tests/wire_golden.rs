@@ -154,6 +154,38 @@ fn every_tag_in_the_examples_is_the_one_its_source_computes() {
 }
 
 #[test]
+fn amop_examples_carry_a_valid_forward_of_each_kind_that_re_encodes_identically() {
+    use chainmesh::wire::{AmopForward, AmopForwardKind, PacketType, DEFAULT_MAX_CHANNEL_FRAME};
+    let mut kinds = Vec::new();
+    for ex in examples(SPEC) {
+        let digits: String = ex.hex.split_whitespace().collect();
+        let Ok(bytes) = hex::decode(&digits) else {
+            continue;
+        };
+        let Ok(packet) = Packet::decode_exact(&bytes, DEFAULT_MAX_PACKET) else {
+            continue;
+        };
+        if packet.packet_type != PacketType::AMOP {
+            continue;
+        }
+        let at = format!("protocol.md:{}", ex.line);
+        let (forward, pack) = AmopForward::decode(&packet.payload, DEFAULT_MAX_CHANNEL_FRAME)
+            .unwrap_or_else(|e| panic!("{at}: {e}"));
+        assert_eq!(forward.encode(), packet.payload, "{at}");
+        assert_eq!(&pack.seq, b"d13f1ca0e8a611f1970302fc00000001", "{at}");
+        kinds.push(forward.kind);
+    }
+    assert_eq!(
+        kinds,
+        [
+            AmopForwardKind::UnicastRequest,
+            AmopForwardKind::UnicastAnswer,
+            AmopForwardKind::Multicast
+        ]
+    );
+}
+
+#[test]
 fn extractor_pairs_blocks() {
     let doc = "x\n```hex\n00 01\n0x\n```\n\n```json\n{\"a\": 1}\n```\n```text\n```hex\n```\n";
     let found = examples(&doc[..doc.find("```text").unwrap()]);

@@ -7,6 +7,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use chainmesh::amop::Amop;
 use chainmesh::config::Config;
 use chainmesh::node::Node;
 use chainmesh_admin::{token_path, Access, AdminToken};
@@ -32,10 +33,18 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         Some(admin_token(&args.config)?)
     };
     super::runtime()?.block_on(async move {
-        let node = Node::start(config, Some(args.config.clone()))
+        let node = Node::start(config.clone(), Some(args.config.clone()))
             .await
             .with_context(|| format!("starting node from {}", args.config.display()))?;
         let h = node.handle();
+        // AMOP stops with the node.
+        let channel = match Amop::start(&h, &config).await {
+            Ok(amop) => amop.local_addr(),
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e).with_context(|| format!("{}: AMOP", args.config.display()));
+            }
+        };
         let admin_stop = CancellationToken::new();
         let serve = |key: &'static str, addr: String, access: Option<Access>| {
             let (h, settings, stop) = (h.clone(), &settings, admin_stop.clone());
@@ -76,11 +85,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         };
         info!(admin = ?admin, read_only = ?read, "admin API");
         println!(
-            "chainmesh node {} p2p={} admin={}{}",
+            "chainmesh node {} p2p={} admin={}{}{}",
             h.node_id(),
             h.listen_addr(),
             admin.map_or("off".into(), |a| a.to_string()),
-            read.map(|r| format!(" read={r}")).unwrap_or_default()
+            read.map(|r| format!(" read={r}")).unwrap_or_default(),
+            channel.map(|c| format!(" channel={c}")).unwrap_or_default()
         );
         let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
+use chainmesh::amop::{Amop, AmopError, AmopHandle};
 use chainmesh::config::{Config, IdentityConfig, TimersConfig};
 use chainmesh::identity::IdentityError;
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
@@ -30,6 +31,14 @@ pub enum LocalNetError {
     /// The temporary directory could not be made.
     #[error("creating a temporary directory: {0}")]
     TempDir(std::io::Error),
+    /// A node's AMOP (channel port) did not start.
+    #[error("node {index}: AMOP: {source}")]
+    Amop {
+        /// Which node.
+        index: usize,
+        /// Why.
+        source: AmopError,
+    },
     /// A node's admin API could not listen.
     #[error("node {index}: admin API: {source}")]
     Admin {
@@ -44,6 +53,7 @@ pub enum LocalNetError {
 struct Running {
     node: Node,
     admin: Option<Admin>,
+    amop: Option<AmopHandle>,
 }
 
 /// A node's admin API: where it listens, the token its writes need, and its stop switch.
@@ -58,9 +68,20 @@ impl Running {
     /// `cfg.admin.listen` is set.
     async fn start(index: usize, cfg: Config) -> Result<Running, LocalNetError> {
         let settings = cfg.admin.clone();
-        let node = Node::start(cfg, None)
+        let node = Node::start(cfg.clone(), None)
             .await
             .map_err(|source| LocalNetError::Node { index, source })?;
+        let amop = if cfg.channel.listen.is_empty() {
+            None
+        } else {
+            match Amop::start(&node.handle(), &cfg).await {
+                Ok(amop) => Some(amop),
+                Err(source) => {
+                    node.shutdown().await;
+                    return Err(LocalNetError::Amop { index, source });
+                }
+            }
+        };
         let admin = if settings.listen.is_empty() {
             None
         } else {
@@ -80,17 +101,23 @@ impl Running {
             match served {
                 Ok(admin) => Some(admin),
                 Err(source) => {
+                    if let Some(amop) = &amop {
+                        amop.shutdown().await;
+                    }
                     node.shutdown().await;
                     return Err(LocalNetError::Admin { index, source });
                 }
             }
         };
-        Ok(Running { node, admin })
+        Ok(Running { node, admin, amop })
     }
 
     async fn stop(self) {
         if let Some(admin) = &self.admin {
             admin.stop.cancel();
+        }
+        if let Some(amop) = &self.amop {
+            amop.shutdown().await;
         }
         self.node.shutdown().await;
     }
@@ -109,6 +136,9 @@ pub struct LocalNetOptions {
     pub admin: bool,
     /// Changes applied to each node's config before it starts (index, config).
     pub tweak: Option<fn(usize, &mut Config)>,
+    /// Whether each node runs AMOP with a channel port (on an ephemeral port), stopped and
+    /// restarted with its node.
+    pub amop: bool,
 }
 
 impl LocalNetOptions {
@@ -121,6 +151,7 @@ impl LocalNetOptions {
             timers: crate::fast_timers(),
             admin: false,
             tweak: None,
+            amop: false,
         }
     }
 
@@ -186,6 +217,9 @@ impl LocalNet {
             } else {
                 String::new()
             };
+            if opts.amop {
+                cfg.channel.listen = "127.0.0.1:0".into();
+            }
             if let Some(tweak) = opts.tweak {
                 tweak(index, &mut cfg);
             }
@@ -248,6 +282,28 @@ impl LocalNet {
     /// Node `i`'s P2P address as a peer address string.
     pub fn addr(&self, i: usize) -> String {
         self.handle(i).listen_addr().to_string()
+    }
+
+    /// Node `i`'s AMOP. Panics if node `i` is stopped or runs no AMOP: a test's mistake.
+    pub fn amop(&self, i: usize) -> AmopHandle {
+        match self
+            .nodes
+            .get(i)
+            .and_then(Option::as_ref)
+            .and_then(|r| r.amop.clone())
+        {
+            Some(a) => a,
+            None => panic!("node {i} runs no AMOP"),
+        }
+    }
+
+    /// Node `i`'s channel port address, for an SDK client. Panics as [`amop`](Self::amop)
+    /// does, or if it has no channel port.
+    pub fn channel_addr(&self, i: usize) -> String {
+        match self.amop(i).local_addr() {
+            Some(a) => a.to_string(),
+            None => panic!("node {i} has no channel port"),
+        }
     }
 
     /// Makes node `i` keep a connection to node `j`.

@@ -24,6 +24,7 @@
 //! heartbeat payload, the Version agreed on the link) belong to the session layer, which
 //! treats a violation like any other malformed input.
 
+mod amop;
 mod channel;
 mod compress;
 mod decoder;
@@ -37,6 +38,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
+pub use amop::{AmopForward, AmopForwardKind, AmopWireError, AMOP_FORWARD_HEADER_LEN};
 pub use channel::{
     amop_topic, encode_amop, result as channel_result, split_amop, ChannelDecoder, ChannelError,
     ChannelPack, ChannelSeq, ChannelType, CHANNEL_HEADER_LEN, DEFAULT_MAX_CHANNEL_FRAME,

@@ -1,0 +1,118 @@
+//! The publisher side of a unicast: pick a random node holding the topic (this one
+//! included), hand it the frame, and fail over to the next holder when one answers 104,
+//! does not answer within `forward_timeout`, or becomes unreachable. 100 when no node holds
+//! the topic, 104 when every holder failed.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::debug;
+
+use super::deliver;
+use super::failover::Tried;
+use super::sessions::{InFlight, SdkSession};
+use super::shared::Shared;
+use super::view::Counters;
+use crate::identity::NodeId;
+use crate::wire::{channel_result, AmopForward, AmopForwardKind, ChannelPack, ChannelType};
+
+/// Delivers the 0x30 `raw` (decoded: `pack`, on `topic`) that session `from` published, and
+/// answers `from` with the outcome. `_slot` is its place among `from`'s requests in flight.
+pub(crate) async fn publish(
+    shared: Arc<Shared>,
+    from: Arc<SdkSession>,
+    pack: ChannelPack,
+    raw: Bytes,
+    topic: String,
+    _slot: InFlight,
+) {
+    if let Some(answer) = route(&shared, &pack, &raw, &topic).await {
+        shared.send_frame(&from, answer);
+    }
+}
+
+/// The answer to the publisher.
+async fn route(
+    shared: &Arc<Shared>,
+    pack: &ChannelPack,
+    raw: &Bytes,
+    topic: &str,
+) -> Option<Bytes> {
+    let mut tried = Tried::default();
+    loop {
+        let holders = shared.holders(topic);
+        let Some(node) = tried.pick(&holders, rand::random::<u32>()) else {
+            break;
+        };
+        let answer = if node == shared.id {
+            deliver::push(shared, pack, raw, topic)
+                .await
+                .into_answer(shared, pack)
+        } else {
+            forward(shared, node, raw).await
+        };
+        match answer {
+            Some(frame) if result_of(&frame) != channel_result::ALL_FAILED => {
+                Counters::add(&shared.stats.unicast_acked);
+                return Some(frame);
+            }
+            _ => debug!(node = %node.short(), topic, "holder failed the unicast; failing over"),
+        }
+    }
+    let (result, data, counter) = if tried.is_empty() {
+        let counter = &shared.stats.unicast_no_subscriber;
+        (channel_result::NO_SUBSCRIBER, Bytes::new(), counter)
+    } else {
+        let counter = &shared.stats.unicast_failed;
+        (channel_result::ALL_FAILED, pack.data.clone(), counter)
+    };
+    Counters::add(counter);
+    shared.encode(&pack.answer(ChannelType::AMOP_RESPONSE, result, data))
+}
+
+/// Hands `raw` to node `dst` and waits for its answer frame: `None` if it could not be
+/// sent, or no answer came within `forward_timeout`, or `dst` became unreachable meanwhile.
+async fn forward(shared: &Shared, dst: NodeId, raw: &Bytes) -> Option<Bytes> {
+    let request = shared.next_request();
+    let answer = shared.forwards.wait(request, dst)?;
+    let forward = AmopForward {
+        kind: AmopForwardKind::UnicastRequest,
+        request,
+        frame: raw.clone(),
+    };
+    let exchange = async {
+        if let Err(e) = shared.send_to(dst, &forward).await {
+            debug!(node = %dst.short(), error = %e, "cannot forward a unicast");
+            return None;
+        }
+        answer.await.ok().flatten()
+    };
+    let got = tokio::time::timeout(shared.cfg.forward_timeout, exchange).await;
+    shared.forwards.cancel(&request);
+    got.ok().flatten()
+}
+
+/// The result field of an encoded channel frame (0 if it is too short to have one).
+fn result_of(frame: &[u8]) -> i32 {
+    frame
+        .get(38..42)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, i32::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ZERO_SEQ;
+
+    #[test]
+    fn the_result_is_read_from_the_frame_header() {
+        let p = ChannelPack::new(ChannelType::AMOP_RESPONSE, ZERO_SEQ, Bytes::new());
+        let frame = p
+            .answer(ChannelType::AMOP_RESPONSE, 104, Bytes::new())
+            .to_bytes(1024)
+            .unwrap();
+        assert_eq!(result_of(&frame), 104);
+        assert_eq!(result_of(&frame[..20]), 0);
+    }
+}

@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Generate a chain CA, an agency CA, and certificates and configs for N nodes.
     Init(init::InitArgs),
+    /// Issue an SDK certificate (ca.crt, sdk.crt, sdk.key) from the chain CA and agency that
+    /// `init` wrote.
+    SdkCerts(init::SdkCertsArgs),
     /// Print the node ID of a certificate or private key file.
     NodeId(init::NodeIdArgs),
     /// Decode one P2P packet given as hex and print it as JSON.
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(a) => init::run_init(a),
+        Command::SdkCerts(a) => init::run_sdk_certs(a),
         Command::NodeId(a) => init::run_node_id(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Node(a) => node::run(a),

@@ -11,3 +11,7 @@
 mod framing;
 
 pub use framing::ChannelFraming;
+mod client;
+pub use client::{
+    AmopKind, AmopMessage, Client, ClientError, ClientOptions, PublishOutcome, Subscription,
+};

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod amop;
 mod client;
 mod demo;
 mod init;
@@ -25,7 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a chain CA, an agency CA, and certificates and configs for N nodes.
+    /// Generate a chain CA, an agency CA, and certificates and configs for N nodes (with --sdk,
+    /// an SDK certificate too).
     Init(init::InitArgs),
     /// Issue an SDK certificate (ca.crt, sdk.crt, sdk.key) from the chain CA and agency that
     /// `init` wrote.
@@ -47,6 +49,9 @@ enum Command {
     Ping(ping::PingArgs),
     /// Print every node's status as a running node knows it: seq, age, groups, topics, app.
     Status(status::StatusArgs),
+    /// Subscribe, publish or multicast through a node's SDK channel port (AMOP), with an
+    /// SDK certificate.
+    Amop(amop::AmopArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         Command::Send(a) => send::run(a),
         Command::Ping(a) => ping::run(a),
         Command::Status(a) => status::run(a),
+        Command::Amop(a) => amop::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

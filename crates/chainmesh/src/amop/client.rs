@@ -44,6 +44,9 @@ use crate::wire::{
 const NODE_SILENCE_TOLERATED: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// How long a closing session may flush what is queued.
 const LINGER: Duration = Duration::from_secs(1);
+/// The smallest frame limit used, whatever the options say: room for any answer's header
+/// and a topic.
+const MIN_FRAME_LIMIT: u32 = 1024;
 /// Bytes read per wake before the session task yields.
 const READ_BUDGET_BYTES: usize = 256 * 1024;
 
@@ -288,6 +291,8 @@ struct Subs {
     next_id: u64,
     entries: BTreeMap<u64, SubEntry>,
     ended: Option<String>,
+    /// Messages dropped because their subscription was not being read.
+    dropped: u64,
 }
 
 #[derive(Debug)]
@@ -315,23 +320,30 @@ impl Subs {
     }
 
     /// Hands a push to its subscriptions: a unicast to the oldest subscription holding the
-    /// topic (only one may ack it), a multicast to each of them.
-    fn deliver(&self, msg: AmopMessage) {
-        let mut holders = self
-            .entries
-            .values()
-            .filter(|e| e.topics.contains(&msg.topic));
-        let targets: Vec<&SubEntry> = match msg.kind {
-            AmopKind::Unicast => holders.next().into_iter().collect(),
-            AmopKind::Multicast => holders.collect(),
-        };
-        if targets.is_empty() {
-            debug!(topic = %msg.topic, "AMOP push for a topic no subscription holds; dropped");
+    /// topic that has room (only one may ack it), a multicast to each of them.
+    fn deliver(&mut self, msg: AmopMessage) {
+        let mut holders = 0;
+        let mut taken = 0;
+        for e in self.entries.values() {
+            if !e.topics.contains(&msg.topic) {
+                continue;
+            }
+            holders += 1;
+            if e.tx.try_send(msg.clone()).is_ok() {
+                taken += 1;
+                if msg.kind == AmopKind::Unicast {
+                    return;
+                }
+            }
         }
-        for t in targets {
-            if let Err(mpsc::error::TrySendError::Full(m)) = t.tx.try_send(msg.clone()) {
-                warn!(topic = %m.topic, kind = ?m.kind,
-                    "AMOP message dropped: the subscription is not being read");
+        if holders == 0 {
+            debug!(topic = %msg.topic, "AMOP push for a topic no subscription holds; dropped");
+        } else if taken < holders {
+            self.dropped = self.dropped.saturating_add(1);
+            // Logged at 1, 2, 4, 8... so a subscription left unread cannot flood the log.
+            if self.dropped.is_power_of_two() {
+                warn!(topic = %msg.topic, kind = ?msg.kind, dropped = self.dropped,
+                    "AMOP messages dropped: a subscription is not being read");
             }
         }
     }
@@ -459,7 +471,8 @@ impl Conn {
 
     fn unsubscribe(&self, id: u64) {
         let mut subs = self.shared.subs.lock();
-        if subs.entries.remove(&id).is_none() || subs.ended.is_some() {
+        // A session that is ending keeps no topics anyway.
+        if subs.entries.remove(&id).is_none() || subs.ended.is_some() || self.session.is_closed() {
             return;
         }
         let sent = subs
@@ -503,6 +516,10 @@ impl Client {
         identity: &Identity,
         opts: ClientOptions,
     ) -> Result<Client, ClientError> {
+        let opts = ClientOptions {
+            max_frame: opts.max_frame.max(MIN_FRAME_LIMIT),
+            ..opts
+        };
         let tls_err = |source| ClientError::Tls {
             addr: addr.to_owned(),
             source,

@@ -535,3 +535,52 @@ async fn connect_errors_name_the_address() {
     assert!(matches!(e, ClientError::Connect { .. }), "{e}");
     assert!(e.to_string().contains(&free_addr), "{e}");
 }
+
+#[test]
+fn a_unicast_goes_to_one_subscription_with_room_and_a_multicast_to_all() {
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let session = session::new_framed_session::<ChannelFraming>(
+        0,
+        SessionInfo {
+            peer: NodeId::from_slice(&[1; 64]).unwrap(),
+            addr,
+            local_addr: addr,
+            direction: Direction::Outbound,
+            version: 0,
+            peer_listen_port: 0,
+            peer_max_packet: 1024,
+        },
+        1024,
+    );
+    let msg = |kind| AmopMessage {
+        topic: "t".into(),
+        payload: Bytes::from_static(b"p"),
+        kind,
+        seq: ZERO,
+        session: session.clone(),
+    };
+    let mut subs = Subs::default();
+    let mut rxs = Vec::new();
+    for id in 0..3 {
+        let (tx, rx) = mpsc::channel(1);
+        let topics = ["t".to_string()].into_iter().collect();
+        subs.entries.insert(id, SubEntry { topics, tx });
+        rxs.push(rx);
+    }
+    // The oldest takes the first unicast; being full, the second goes to the next one.
+    subs.deliver(msg(AmopKind::Unicast));
+    subs.deliver(msg(AmopKind::Unicast));
+    assert!(rxs[0].try_recv().is_ok());
+    assert!(rxs[1].try_recv().is_ok());
+    assert!(rxs[2].try_recv().is_err());
+    assert_eq!(subs.dropped, 0);
+    subs.deliver(msg(AmopKind::Multicast));
+    for rx in &mut rxs {
+        assert_eq!(rx.try_recv().unwrap().kind, AmopKind::Multicast);
+    }
+    // Every queue full: counted, not queued.
+    for _ in 0..2 {
+        subs.deliver(msg(AmopKind::Multicast));
+    }
+    assert_eq!(subs.dropped, 1);
+}

@@ -1,4 +1,4 @@
-//! `chainmesh init` and `chainmesh node-id`.
+//! `chainmesh init`, `chainmesh sdk-certs` and `chainmesh node-id`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use chainmesh::config::{Config, IdentityConfig};
-use chainmesh::identity::{node_id_of_file, Curve, NetworkCa};
+use chainmesh::identity::{
+    node_id_of_file, Curve, NetworkCa, SDK_CA_FILE, SDK_CERT_FILE, SDK_KEY_FILE,
+};
 use chainmesh_admin::{token_path, AdminToken};
 
 /// How far above the P2P port each node's admin API listens.
@@ -31,9 +33,30 @@ pub struct InitArgs {
     /// P2P port of node0; node K uses base+K for P2P and base+1000+K for its admin API.
     #[arg(long, default_value_t = 30300)]
     pub base_port: u16,
+    /// SDK channel port of node0; node K's channel port is base+K (FISCO's
+    /// channel_listen_port).
+    #[arg(long, default_value_t = 20200)]
+    pub channel_port: u16,
+    /// Also write an SDK certificate for FISCO's SDKs and `chainmesh amop` to DIR/sdk:
+    /// ca.crt, sdk.crt (SDK certificate + agency + CA) and sdk.key.
+    #[arg(long)]
+    pub sdk: bool,
     /// Write into DIR even if it is not empty, overwriting files of the same names.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Arguments of `sdk-certs`.
+#[derive(Debug, clap::Args)]
+pub struct SdkCertsArgs {
+    /// The directory `init` wrote: the chain CA is read from ca/ca.crt and ca/ca.key, the
+    /// agency from agency/agency.crt and agency/agency.key.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// Directory to write ca.crt, sdk.crt and sdk.key into (created if missing; files of
+    /// those names are overwritten).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `node-id`.
@@ -76,6 +99,11 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}: cannot write", file.display()))?;
         AdminToken::create(&token_path(&file))?;
     }
+    if args.sdk {
+        let sdk_dir = args.dir.join("sdk");
+        ca.write_sdk(&sdk_dir)?;
+        eprintln!("wrote SDK certificates to {}", sdk_dir.display());
+    }
 
     eprintln!(
         "wrote {} node(s) on {} to {}",
@@ -87,6 +115,21 @@ pub fn run_init(args: InitArgs) -> anyhow::Result<()> {
     for (p, c) in plan.iter().zip(&creds) {
         println!("{}  {}  {}", p.name, p.listen, c.node_id);
     }
+    Ok(())
+}
+
+/// Runs `chainmesh sdk-certs`: issues an SDK certificate from an existing chain CA and
+/// agency and writes the SDK directory.
+pub fn run_sdk_certs(args: SdkCertsArgs) -> anyhow::Result<()> {
+    let ca = NetworkCa::load(&args.ca_dir)?;
+    ca.write_sdk(&args.out)?;
+    eprintln!(
+        "wrote {}, {} and {} to {}",
+        SDK_CA_FILE,
+        SDK_CERT_FILE,
+        SDK_KEY_FILE,
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -127,6 +170,35 @@ fn plan(args: &InitArgs) -> anyhow::Result<Vec<PlannedNode>> {
     } else {
         IpAddr::from([127, 0, 0, 1])
     };
+    if args.channel_port == 0 {
+        bail!("--channel-port must be at least 1 (SDKs cannot dial port 0)");
+    }
+    let last_channel = u64::from(args.channel_port) + args.nodes as u64 - 1;
+    if last_channel > u64::from(u16::MAX) {
+        bail!(
+            "--channel-port {} with --nodes {} needs channel ports up to {last_channel}, above \
+             65535",
+            args.channel_port,
+            args.nodes
+        );
+    }
+    let channel_ports = u64::from(args.channel_port)..=last_channel;
+    for (what, base) in [
+        ("P2P", u64::from(args.base_port)),
+        (
+            "admin",
+            u64::from(args.base_port) + u64::from(ADMIN_PORT_OFFSET),
+        ),
+    ] {
+        let last = base + args.nodes as u64 - 1;
+        if channel_ports.start() <= &last && &base <= channel_ports.end() {
+            bail!(
+                "channel ports {}..={last_channel} overlap the {what} ports {base}..={last}: \
+                 choose another --channel-port or --base-port",
+                args.channel_port
+            );
+        }
+    }
     let port = |offset: u32, k: usize| -> anyhow::Result<u16> {
         let p = u64::from(args.base_port) + u64::from(offset) + k as u64;
         u16::try_from(p).with_context(|| format!("port {p} is above 65535"))
@@ -154,6 +226,10 @@ fn plan(args: &InitArgs) -> anyhow::Result<Vec<PlannedNode>> {
             .map(|(_, a)| a.to_string())
             .collect();
         config.admin.listen = SocketAddr::new(admin_ip, port(ADMIN_PORT_OFFSET, k)?).to_string();
+        // In range: the last channel port was checked above.
+        let channel = u16::try_from(u64::from(args.channel_port) + k as u64)
+            .with_context(|| format!("channel port of {name} is above 65535"))?;
+        config.channel.listen = SocketAddr::new(ip, channel).to_string();
         let file = args.dir.join(&name).join("config.toml");
         // What will be written must load back: check the text, not only the struct.
         Config::parse(&config.to_toml(), &file)
@@ -223,6 +299,8 @@ mod tests {
             curve: Curve::Secp256k1,
             host: "127.0.0.1".into(),
             base_port,
+            channel_port: 20200,
+            sdk: false,
             force: false,
         }
     }
@@ -233,6 +311,7 @@ mod tests {
         assert_eq!(p.len(), 3);
         assert_eq!(p[1].config.p2p.listen, "127.0.0.1:30301");
         assert_eq!(p[1].config.admin.listen, "127.0.0.1:31301");
+        assert_eq!(p[1].config.channel.listen, "127.0.0.1:20201");
         assert_eq!(
             p[1].config.p2p.peers,
             ["127.0.0.1:30300".to_string(), "127.0.0.1:30302".to_string()]
@@ -258,5 +337,25 @@ mod tests {
         let p = plan(&a).unwrap();
         assert_eq!(p[0].config.p2p.listen, "0.0.0.0:30300");
         assert_eq!(p[0].config.admin.listen, "127.0.0.1:31300");
+        assert_eq!(p[0].config.channel.listen, "0.0.0.0:20200");
+    }
+
+    #[test]
+    fn plan_checks_channel_ports() {
+        let mut a = args(2, 30300);
+        a.channel_port = 0;
+        assert!(plan(&a).is_err());
+        a.channel_port = 65535;
+        let e = plan(&a).err().unwrap().to_string();
+        assert!(e.contains("65536"), "{e}");
+        // node1's P2P port would be node0's channel port.
+        a.channel_port = 30301;
+        let e = plan(&a).err().unwrap().to_string();
+        assert!(e.contains("overlap the P2P ports"), "{e}");
+        a.channel_port = 31300;
+        let e = plan(&a).err().unwrap().to_string();
+        assert!(e.contains("overlap the admin ports"), "{e}");
+        a.channel_port = 30302;
+        assert!(plan(&a).is_ok());
     }
 }

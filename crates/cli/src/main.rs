@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod amop;
 mod client;
 mod demo;
 mod init;
@@ -28,8 +29,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a chain CA, an agency CA, and certificates and configs for N nodes.
+    /// Generate a chain CA, an agency CA, and certificates and configs for N nodes (with --sdk,
+    /// an SDK certificate too).
     Init(init::InitArgs),
+    /// Issue an SDK certificate (ca.crt, sdk.crt, sdk.key) from the chain CA and agency that
+    /// `init` wrote.
+    SdkCerts(init::SdkCertsArgs),
     /// Print the node ID of a certificate or private key file.
     NodeId(init::NodeIdArgs),
     /// Decode one P2P packet given as hex and print it as JSON.
@@ -47,12 +52,16 @@ enum Command {
     Ping(ping::PingArgs),
     /// Print every node's status as a running node knows it: seq, age, groups, topics, app.
     Status(status::StatusArgs),
+    /// Subscribe, publish or multicast through a node's SDK channel port (AMOP), with an
+    /// SDK certificate.
+    Amop(amop::AmopArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(a) => init::run_init(a),
+        Command::SdkCerts(a) => init::run_sdk_certs(a),
         Command::NodeId(a) => init::run_node_id(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Node(a) => node::run(a),
@@ -61,6 +70,7 @@ fn main() -> ExitCode {
         Command::Send(a) => send::run(a),
         Command::Ping(a) => ping::run(a),
         Command::Status(a) => status::run(a),
+        Command::Amop(a) => amop::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

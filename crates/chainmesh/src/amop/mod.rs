@@ -19,6 +19,7 @@
 //! `rpc` (0x12), `view` (what the admin API shows) and `shared` (the state they all use).
 
 mod caps;
+mod client;
 mod control;
 mod deliver;
 mod dispatch;
@@ -47,6 +48,9 @@ use crate::identity::{Identity, IdentityError};
 use crate::node::{NodeHandle, ProtocolError};
 use crate::tls::{TlsContext, TlsError};
 
+pub use client::{
+    AmopKind, AmopMessage, Client, ClientError, ClientOptions, PublishOutcome, Subscription,
+};
 pub use framing::ChannelFraming;
 pub use rpc::{RpcError, RpcFuture, RpcHandler};
 pub use view::{AmopStats, AmopView, RemoteTopicsView, SdkSessionView};

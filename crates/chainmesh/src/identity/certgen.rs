@@ -27,6 +27,10 @@ use openssl::x509::{X509Builder, X509NameBuilder, X509Ref, X509};
 use super::certs::Source;
 use super::{node_id_of_cert, Identity, IdentityError, NodeId};
 
+mod sdk;
+
+pub use sdk::{load_sdk_identity, SdkCredentials, SDK_CA_FILE, SDK_CERT_FILE, SDK_KEY_FILE};
+
 /// Organisation name written into every generated certificate's subject.
 const ORGANISATION: &str = "chainmesh";
 /// Validity: from a day ago (so peers with slightly slow clocks accept a fresh certificate)

@@ -587,7 +587,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, IdentityError> {
 }
 
 /// Every certificate in a PEM source; at least one.
-fn parse_certs(src: &Source<'_>) -> Result<Vec<X509>, IdentityError> {
+pub(super) fn parse_certs(src: &Source<'_>) -> Result<Vec<X509>, IdentityError> {
     let certs = X509::stack_from_pem(src.data).map_err(|source| IdentityError::Parse {
         file: src.name.to_owned(),
         what: "PEM certificate",
@@ -609,7 +609,7 @@ fn parse_certs(src: &Source<'_>) -> Result<Vec<X509>, IdentityError> {
 
 /// Encrypted keys would make OpenSSL prompt on the terminal for a passphrase; a node must
 /// never block on that, so they are refused up front.
-fn check_not_encrypted(path: &Path, data: &[u8]) -> Result<(), IdentityError> {
+pub(super) fn check_not_encrypted(path: &Path, data: &[u8]) -> Result<(), IdentityError> {
     let encrypted = pem_labels(data)
         .iter()
         .any(|l| l == "ENCRYPTED PRIVATE KEY")

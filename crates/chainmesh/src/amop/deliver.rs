@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::failover::Tried;
-use super::shared::Shared;
+use super::shared::{DeliverySlot, Shared};
 use super::view::Counters;
 use crate::wire::{channel_result, ChannelPack, ChannelSeq, ChannelType};
 
@@ -35,18 +35,24 @@ impl Pushed {
     }
 }
 
+/// A place among the unicasts being pushed to local subscribers, taken before anything is
+/// spawned for one; over `max_in_flight_total`, the outcome to answer with (counted).
+pub(crate) fn slot(shared: &Arc<Shared>) -> Result<DeliverySlot, Pushed> {
+    shared.start_delivery().ok_or_else(|| {
+        Counters::add(&shared.stats.over_limit);
+        Pushed::OverLimit
+    })
+}
+
 /// Pushes the 0x30 `raw` (decoded: `pack`, on `topic`) to the local subscribers, one at a
-/// time, each given `ack_timeout` to answer.
+/// time, each given `ack_timeout` to answer, within the place `_slot`.
 pub(crate) async fn push(
-    shared: &Arc<Shared>,
+    shared: &Shared,
+    _slot: DeliverySlot,
     pack: &ChannelPack,
     raw: &Bytes,
     topic: &str,
 ) -> Pushed {
-    let Some(_slot) = shared.start_delivery() else {
-        Counters::add(&shared.stats.over_limit);
-        return Pushed::OverLimit;
-    };
     let mut tried = Tried::default();
     loop {
         let subscribers = shared.sessions.subscribers(topic);

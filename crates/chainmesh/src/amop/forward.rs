@@ -5,12 +5,11 @@
 
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use tracing::debug;
 
-use super::deliver;
+use super::deliver::{self, Pushed};
 use super::multicast;
-use super::shared::Shared;
+use super::shared::{DeliverySlot, Shared};
 use super::view::Counters;
 use crate::identity::NodeId;
 use crate::node::{Origin, Protocol, ProtocolContext};
@@ -49,10 +48,14 @@ impl Protocol for Forwarding {
         };
         match forward.kind {
             AmopForwardKind::UnicastRequest => match amop_topic(&pack.data) {
-                Ok(topic) => {
-                    let topic = topic.to_string();
-                    tokio::spawn(answer(shared, from.src, forward, pack, topic));
-                }
+                Ok(topic) => match deliver::slot(&shared) {
+                    Ok(slot) => {
+                        let topic = topic.to_string();
+                        tokio::spawn(answer(shared, from.src, forward, pack, topic, slot));
+                    }
+                    // Refused at once, without a task: a flood costs one answer each.
+                    Err(over) => reply(&shared, from.src, forward.request, over, &pack),
+                },
                 Err(e) => invalid(&shared, from.src, &e.to_string()),
             },
             AmopForwardKind::UnicastAnswer => {
@@ -85,25 +88,45 @@ fn invalid(shared: &Shared, src: NodeId, why: &str) {
     debug!(node = %src.short(), why, "AMOP packet dropped");
 }
 
-/// Pushes a unicast forwarded by `src` to the local subscribers and sends `src` the answer.
+/// Pushes a unicast forwarded by `src` to the local subscribers, within `slot`, and sends
+/// `src` the answer.
 async fn answer(
     shared: Arc<Shared>,
     src: NodeId,
     request: AmopForward,
     pack: ChannelPack,
     topic: String,
+    slot: DeliverySlot,
 ) {
-    let pushed = deliver::push(&shared, &pack, &request.frame, &topic).await;
-    let Some(frame): Option<Bytes> = pushed.into_answer(&shared, &pack) else {
+    let pushed = deliver::push(&shared, slot, &pack, &request.frame, &topic).await;
+    let Some(answer) = answer_of(&shared, request.request, pushed, &pack) else {
         return;
-    };
-    let answer = AmopForward {
-        kind: AmopForwardKind::UnicastAnswer,
-        request: request.request,
-        frame,
     };
     let sent = tokio::time::timeout(shared.cfg.forward_timeout, shared.send_to(src, &answer)).await;
     if !matches!(sent, Ok(Ok(()))) {
         debug!(node = %src.short(), "AMOP answer not sent");
     }
+}
+
+/// Answers request `request` of `src` now, without waiting for queue room.
+fn reply(shared: &Shared, src: NodeId, request: u64, pushed: Pushed, pack: &ChannelPack) {
+    if let Some(answer) = answer_of(shared, request, pushed, pack) {
+        if let Err(e) = shared.try_send_to(src, &answer) {
+            debug!(node = %src.short(), error = %e, "AMOP answer not sent");
+        }
+    }
+}
+
+/// The type-7 answer to `request` for the outcome `pushed`.
+fn answer_of(
+    shared: &Shared,
+    request: u64,
+    pushed: Pushed,
+    pack: &ChannelPack,
+) -> Option<AmopForward> {
+    Some(AmopForward {
+        kind: AmopForwardKind::UnicastAnswer,
+        request,
+        frame: pushed.into_answer(shared, pack)?,
+    })
 }

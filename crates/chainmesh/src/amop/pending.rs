@@ -66,17 +66,16 @@ impl<K: Hash + Eq, O: PartialEq> Waiters<K, O> {
 
     /// Wakes every delivery waiting on `owner` with no answer. Returns how many.
     pub(crate) fn fail_owner(&self, owner: &O) -> usize {
-        let mut failed = Vec::new();
-        self.map.lock().retain(|_, (o, tx)| {
-            if o == owner {
-                failed.push(std::mem::replace(tx, oneshot::channel().0));
-                false
-            } else {
-                true
-            }
-        });
+        let failed: HashMap<K, (O, Wake)> = {
+            let mut map = self.map.lock();
+            let (failed, kept) = std::mem::take(&mut *map)
+                .into_iter()
+                .partition(|(_, (o, _))| o == owner);
+            *map = kept;
+            failed
+        };
         let n = failed.len();
-        for tx in failed {
+        for (_, (_, tx)) in failed {
             let _ = tx.send(None);
         }
         n

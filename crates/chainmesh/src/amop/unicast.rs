@@ -45,9 +45,11 @@ async fn route(
             break;
         };
         let answer = if node == shared.id {
-            deliver::push(shared, pack, raw, topic)
-                .await
-                .into_answer(shared, pack)
+            let pushed = match deliver::slot(shared) {
+                Ok(slot) => deliver::push(shared, slot, pack, raw, topic).await,
+                Err(over) => over,
+            };
+            pushed.into_answer(shared, pack)
         } else {
             forward(shared, node, raw).await
         };

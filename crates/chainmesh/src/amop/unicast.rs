@@ -91,7 +91,28 @@ async fn forward(shared: &Shared, dst: NodeId, raw: &Bytes) -> Option<Bytes> {
     };
     let got = tokio::time::timeout(shared.cfg.forward_timeout, exchange).await;
     shared.forwards.cancel(&request);
-    got.ok().flatten()
+    let frame = got.ok().flatten()?;
+    // The holder's word goes to the publisher byte for byte, so it must be an answer to
+    // this very frame: anything else (another type, another seq) is a failed holder, not
+    // something to hand an SDK that matches answers by seq and type.
+    if answers(&frame, pack_seq(raw)) {
+        Some(frame)
+    } else {
+        Counters::add(&shared.stats.forwarded_invalid);
+        debug!(node = %dst.short(), "a holder answered a unicast with another frame; failing over");
+        None
+    }
+}
+
+/// The seq field of an encoded channel frame (empty if it is too short to have one).
+fn pack_seq(frame: &[u8]) -> &[u8] {
+    frame.get(6..38).unwrap_or_default()
+}
+
+/// Whether the encoded `frame` is a 0x31 with seq `seq`.
+fn answers(frame: &[u8], seq: &[u8]) -> bool {
+    let kind = frame.get(4..6).map(|k| u16::from_be_bytes([k[0], k[1]]));
+    kind == Some(ChannelType::AMOP_RESPONSE.0) && !seq.is_empty() && pack_seq(frame) == seq
 }
 
 /// The result field of an encoded channel frame (0 if it is too short to have one).
@@ -116,5 +137,24 @@ mod tests {
             .unwrap();
         assert_eq!(result_of(&frame), 104);
         assert_eq!(result_of(&frame[..20]), 0);
+    }
+
+    #[test]
+    fn only_a_0x31_with_the_request_seq_answers_it() {
+        let seq = *b"d13f1ca0e8a611f1970302fc00000001";
+        let request = ChannelPack::new(ChannelType::AMOP_REQUEST, seq, Bytes::new());
+        let raw = request.to_bytes(1024).unwrap();
+        let ack = request
+            .answer(ChannelType::AMOP_RESPONSE, 0, Bytes::new())
+            .to_bytes(1024)
+            .unwrap();
+        assert!(answers(&ack, pack_seq(&raw)));
+        // A frame of another type, or for another seq, answers nothing.
+        assert!(!answers(&raw, pack_seq(&raw)));
+        let other = ChannelPack::new(ChannelType::AMOP_RESPONSE, ZERO_SEQ, Bytes::new())
+            .to_bytes(1024)
+            .unwrap();
+        assert!(!answers(&other, pack_seq(&raw)));
+        assert!(!answers(&ack[..10], pack_seq(&raw)));
     }
 }

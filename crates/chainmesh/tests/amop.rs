@@ -15,6 +15,8 @@ use chainmesh_testkit::{LocalNet, LocalNetOptions};
 
 #[path = "amop/network.rs"]
 mod network;
+#[path = "amop/private.rs"]
+mod private;
 #[path = "amop/single_node.rs"]
 mod single_node;
 

@@ -190,20 +190,20 @@ impl PublishOutcome {
 /// Seqs of 32 lowercase hex characters, as FISCO's SDKs make them: a random half per client
 /// (so two clients' seqs differ) and a counter.
 #[derive(Debug)]
-struct SeqGen {
+pub(crate) struct SeqGen {
     prefix: u64,
     next: AtomicU64,
 }
 
 impl SeqGen {
-    fn new() -> SeqGen {
+    pub(crate) fn new() -> SeqGen {
         SeqGen {
             prefix: rand::random(),
             next: AtomicU64::new(1),
         }
     }
 
-    fn next(&self) -> ChannelSeq {
+    pub(crate) fn next(&self) -> ChannelSeq {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut seq = [b'0'; SEQ_LEN];

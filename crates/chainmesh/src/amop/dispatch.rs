@@ -11,6 +11,7 @@ use super::multicast;
 use super::sessions::SdkSession;
 use super::shared::Shared;
 use super::unicast;
+use super::verify;
 use super::view::Counters;
 use super::ChannelFraming;
 use crate::session::{CloseReason, Handler, Pending, SessionHandle};
@@ -168,14 +169,9 @@ impl Dispatch {
     }
 
     /// Private topics (FISCO 2.x's verified topics): 0x37 is a publisher's acknowledgement
-    /// of a verify request, 0x38 its verdict on a node's topic. They plug in here; until
-    /// then both are logged and ignored.
+    /// of a verify request, 0x38 its verdict on another node's topic.
     fn private_topic(&self, session: &SdkSession, pack: &ChannelPack) {
-        debug!(
-            conn = session.handle.id,
-            kind = pack.kind.0,
-            "private-topic frame ignored"
-        );
+        verify::on_frame(&self.shared, session, pack);
     }
 
     /// Refuses a request over `max_in_flight_per_session` with 103 at once.

@@ -16,7 +16,8 @@
 //! which local session, failover between sessions), `multicast`, `forward` (packet type 7
 //! between nodes), `pending` (deliveries waiting for an answer), `topics` and `sessions`
 //! (who subscribes to what), `failover` (the random choice among untried candidates), `caps`,
-//! `rpc` (0x12), `view` (what the admin API shows) and `shared` (the state they all use).
+//! `private` (which other nodes' private topics are verified) and `verify` (its 0x37/0x38
+//! traffic), `rpc` (0x12), `view` (what the admin API shows) and `shared` (the state they all use).
 
 mod caps;
 mod client;
@@ -28,12 +29,14 @@ mod forward;
 mod framing;
 mod multicast;
 mod pending;
+mod private;
 mod rpc;
 mod server;
 mod sessions;
 mod shared;
 mod topics;
 mod unicast;
+mod verify;
 mod view;
 
 use std::net::SocketAddr;
@@ -53,7 +56,9 @@ pub use client::{
 };
 pub use framing::ChannelFraming;
 pub use rpc::{RpcError, RpcFuture, RpcHandler};
-pub use view::{AmopStats, AmopView, RemoteTopicsView, SdkSessionView};
+pub use view::{
+    AmopStats, AmopView, PrivateTopicView, RemoteTopicsView, SdkSessionView, VerifyStatus,
+};
 
 use shared::Shared;
 
@@ -118,6 +123,7 @@ impl Amop {
             Some((listener, tls))
         };
         node.register_protocol(Arc::new(forward::Forwarding::new(&shared)))?;
+        tokio::spawn(verify::run(shared.clone()));
         match port {
             Some((listener, tls)) => {
                 let budget = config.limits.read_budget_bytes;

@@ -5,10 +5,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::client::SeqGen;
 use super::pending::Waiters;
+use super::private::{self, PrivateTopics};
 use super::rpc::Rpc;
 use super::sessions::{SdkSession, Sessions};
 use super::view::{AmopStats, AmopView, Counters, RemoteTopicsView};
@@ -35,6 +39,12 @@ pub(crate) struct Shared {
     deliveries: AtomicUsize,
     pub(crate) stats: Counters,
     pub(crate) rpc: Rpc,
+    /// Other nodes' private topics and their verification.
+    pub(crate) private: Mutex<PrivateTopics>,
+    /// Wakes the verify driver when local topics or sessions change.
+    pub(crate) private_wake: Notify,
+    /// Seqs of the 0x37 requests this node sends.
+    pub(crate) seqs: SeqGen,
     /// Cancelled to stop the channel port; the node's shutdown cancels it.
     pub(crate) stop: CancellationToken,
     /// Cancelled once the channel port and all its sessions are closed.
@@ -57,6 +67,7 @@ impl Shared {
         cfg: ChannelConfig,
         rpc: Rpc,
     ) -> Shared {
+        let private = PrivateTopics::new(cfg.ack_timeout, cfg.forward_timeout);
         Shared {
             id: ctx.node_id(),
             ctx,
@@ -69,6 +80,9 @@ impl Shared {
             deliveries: AtomicUsize::new(0),
             stats: Counters::default(),
             rpc,
+            private: Mutex::new(private),
+            private_wake: Notify::new(),
+            seqs: SeqGen::new(),
             stop: CancellationToken::new(),
             finished: CancellationToken::new(),
         }
@@ -167,12 +181,17 @@ impl Shared {
 
     // ----- who holds a topic ------------------------------------------------------------
 
-    /// Other reachable nodes whose status lists AMOP `topic`.
+    /// Other reachable nodes whose status lists AMOP `topic`; for a private topic, only
+    /// those a local publisher verified.
     pub(crate) fn remote_holders(&self, topic: &str) -> Vec<NodeId> {
         let mut holders = self.status.amop_subscribers(topic);
         if !holders.is_empty() {
             let reachable = self.ctx.reachable_nodes();
             holders.retain(|n| reachable.binary_search_by(|(r, _)| r.cmp(n)).is_ok());
+        }
+        if !holders.is_empty() && private::is_private(topic) {
+            let private = self.private.lock();
+            holders.retain(|n| private.verified(n, topic));
         }
         holders
     }
@@ -189,6 +208,8 @@ impl Shared {
 
     /// Publishes the topics local sessions hold in this node's status.
     pub(crate) fn publish_topics(&self, topics: Vec<String>) {
+        // A new push-channel subscriber may have verify requests to take.
+        self.private_wake.notify_one();
         if let Err(e) = self.status.set_amop_topics(topics) {
             warn!(error = %e, "the status cannot carry this node's AMOP topics");
         }
@@ -214,6 +235,8 @@ impl Shared {
         self.sessions
             .remove(id, |topics| self.publish_topics(topics));
         self.acks.fail_owner(&id);
+        self.private.lock().session_ended(id);
+        self.private_wake.notify_one();
     }
 
     pub(crate) fn view(&self) -> AmopView {
@@ -232,6 +255,7 @@ impl Shared {
             sessions: self.sessions.views(),
             local_topics: self.sessions.topics(),
             remote,
+            private: self.private.lock().views(),
         }
     }
 

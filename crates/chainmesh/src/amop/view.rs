@@ -14,6 +14,36 @@ pub struct AmopView {
     pub local_topics: Vec<String>,
     /// Other nodes whose status lists AMOP topics, by node ID.
     pub remote: Vec<RemoteTopicsView>,
+    /// Other nodes' private topics (`#!$TopicNeedVerify_...`) and their verification, by
+    /// node ID then topic.
+    pub private: Vec<PrivateTopicView>,
+}
+
+/// Where the verification of another node's private topic stands (FISCO's topic status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum VerifyStatus {
+    /// Listed by the node, no verdict yet: it gets none of the topic's messages.
+    Verifying,
+    /// A local publisher verified the node's subscriber: it gets the topic's messages.
+    VerifySuccess,
+    /// A local publisher refused the node's subscriber: it gets none of them.
+    VerifyFailed,
+}
+
+/// One other node's private topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrivateTopicView {
+    /// The node's ID (hex).
+    pub node: String,
+    /// The private topic, `#!$TopicNeedVerify_<t>`.
+    pub topic: String,
+    /// The `#!$VerifyChannel_...` topic the challenge goes to, when the node lists one.
+    pub topic_for_cert: Option<String>,
+    /// Where its verification stands.
+    pub status: VerifyStatus,
+    /// The local session asked to verify it, while a 0x37 is outstanding.
+    pub asked_session: Option<u64>,
 }
 
 /// One SDK session.
@@ -118,6 +148,15 @@ counters! {
     rpc_calls,
     /// Requests refused with 103 by `max_in_flight_per_session` or `max_in_flight_total`.
     over_limit,
+    /// 0x37 verify requests sent to local publishers (retries included).
+    verifications_started,
+    /// Other nodes' private topics marked VERIFY_SUCCESS by a 0x38.
+    verifications_succeeded,
+    /// Other nodes' private topics marked VERIFY_FAILED by a 0x38.
+    verifications_failed,
+    /// 0x37 and 0x38 frames ignored: unmatched, malformed, from a session not subscribed to
+    /// the push channel, or for a node's topic that is not pending.
+    verify_frames_ignored,
 }
 
 impl Counters {

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod amop;
 mod messages;
 mod metrics;
 mod peers;
@@ -29,10 +30,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use chainmesh::amop::AmopHandle;
 use chainmesh::config::AdminConfig;
 use chainmesh::identity::NodeId;
 use chainmesh::node::NodeHandle;
 
+pub use amop::AmopInfo;
 pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
 pub use peers::{peers_view, PeerEntry, PeersView};
 pub use server::Access;
@@ -111,8 +114,9 @@ struct HandlerLimits {
 }
 
 /// The admin API's routes, with the bounds of `settings`; [`serve`] puts the guards of
-/// [`Access`] in front of them.
-pub fn router(node: NodeHandle, settings: &AdminConfig) -> Router {
+/// [`Access`] in front of them. `amop` is the node's AMOP when it runs a channel port
+/// (`/v1/amop` answers 404 without one).
+pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig) -> Router {
     let status = status::router(node.status().clone());
     Router::new()
         .route("/", get(metrics::page))
@@ -123,20 +127,23 @@ pub fn router(node: NodeHandle, settings: &AdminConfig) -> Router {
         .route("/v1/messages", post(messages::send))
         .route("/v1/ping", post(messages::ping))
         .route("/v1/routes", get(messages::routes))
+        .route("/v1/amop", get(amop::get))
         .with_state(node)
         .merge(status)
+        .layer(Extension::<amop::MaybeAmop>(amop))
         .layer(Extension(HandlerLimits {
             max_ping: settings.max_ping_bytes,
         }))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
 }
 
-/// Listens on `addr` (`host:port`; port 0 picks one) and serves the admin API there, as
-/// `access` allows and within the bounds of `settings`, until `stop` is cancelled. Returns
-/// the address it listens on.
+/// Listens on `addr` (`host:port`; port 0 picks one) and serves the admin API there (with
+/// `amop`'s views when given), as `access` allows and within the bounds of `settings`, until
+/// `stop` is cancelled. Returns the address it listens on.
 pub async fn serve(
     addr: &str,
     node: NodeHandle,
+    amop: Option<AmopHandle>,
     access: Access,
     settings: &AdminConfig,
     stop: CancellationToken,
@@ -152,17 +159,25 @@ pub async fn serve(
         };
         warn!(addr = %bound, "the admin API listens on a non-loopback address: {exposed}");
     }
-    spawn(listener, node, access, settings, stop);
+    spawn(listener, node, amop, access, settings, stop);
     Ok(bound)
 }
 
-/// Serves the admin API on `listener`, as `access` allows, until `stop` is cancelled.
+/// Serves the admin API on `listener` (with `amop`'s views when given), as `access` allows,
+/// until `stop` is cancelled.
 pub fn spawn(
     listener: TcpListener,
     node: NodeHandle,
+    amop: Option<AmopHandle>,
     access: Access,
     settings: &AdminConfig,
     stop: CancellationToken,
 ) {
-    server::spawn(listener, router(node, settings), access, settings, stop);
+    server::spawn(
+        listener,
+        router(node, amop, settings),
+        access,
+        settings,
+        stop,
+    );
 }

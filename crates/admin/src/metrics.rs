@@ -7,8 +7,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
+use axum::Extension;
 
 use super::peers::peers_view;
+use chainmesh::amop::AmopHandle;
 use chainmesh::node::NodeHandle;
 
 /// Escapes a Prometheus label value.
@@ -18,8 +20,9 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders every metric in the Prometheus text format (version 0.0.4).
-pub fn render(node: &NodeHandle) -> String {
+/// Renders every metric in the Prometheus text format (version 0.0.4); the AMOP families
+/// only when the node runs a channel port.
+pub fn render(node: &NodeHandle, amop: Option<&AmopHandle>) -> String {
     let mut out = String::new();
     let peers = node.peers();
     let sessions = peers.sessions();
@@ -101,16 +104,22 @@ pub fn render(node: &NodeHandle) -> String {
     for (kind, n) in peers.refusal_counts() {
         let _ = writeln!(out, "chainmesh_refusals_total{{reason=\"{kind}\"}} {n}");
     }
+    if let Some(amop) = amop {
+        super::amop::render(&mut out, amop);
+    }
     out
 }
 
-pub(super) async fn metrics(State(node): State<NodeHandle>) -> impl IntoResponse {
+pub(super) async fn metrics(
+    State(node): State<NodeHandle>,
+    Extension(amop): Extension<super::amop::MaybeAmop>,
+) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&node),
+        render(&node, amop.as_ref()),
     )
 }
 

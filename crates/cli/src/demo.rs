@@ -11,6 +11,8 @@ use bytes::Bytes;
 use chainmesh::identity::NodeId;
 use chainmesh_testkit::{serve_echo, LocalNet, LocalNetOptions};
 
+mod amop;
+
 /// The module the demo's messages are addressed to.
 const DEMO_MODULE: u16 = 100;
 /// The module the demo's broadcasts and multicasts are addressed to.
@@ -34,7 +36,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn demo(n: usize) -> anyhow::Result<()> {
     println!("chainmesh demo: {n} nodes on 127.0.0.1, secp256k1 certificates from a fresh CA\n");
-    let net = LocalNet::start(LocalNetOptions::for_traffic(n))
+    let mut opts = LocalNetOptions::for_traffic(n);
+    opts.amop = true;
+    let net = LocalNet::start(opts)
         .await
         .context("starting the local network")?;
     for i in 0..n {
@@ -135,6 +139,7 @@ async fn demo(n: usize) -> anyhow::Result<()> {
     );
 
     status_and_fanout(&net).await?;
+    amop::amop(&net).await?;
     net.shutdown().await;
     relayed().await?;
     println!("\ndemo passed: every message arrived");

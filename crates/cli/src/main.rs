@@ -13,8 +13,6 @@ mod inspect;
 mod node;
 mod peers;
 mod ping;
-// `chainmesh node` registers `rpc::BlockNumber` once it serves the channel port.
-#[cfg(test)]
 mod rpc;
 mod send;
 mod status;

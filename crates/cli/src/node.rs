@@ -1,6 +1,7 @@
 //! `chainmesh node`: run a node from its config file until SIGINT or SIGTERM.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
@@ -11,6 +12,8 @@ use chainmesh::amop::Amop;
 use chainmesh::config::Config;
 use chainmesh::node::Node;
 use chainmesh_admin::{token_path, Access, AdminToken};
+
+use crate::rpc;
 
 /// Arguments of `node`.
 #[derive(Debug, clap::Args)]
@@ -38,21 +41,26 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("starting node from {}", args.config.display()))?;
         let h = node.handle();
         // AMOP stops with the node.
-        let channel = match Amop::start(&h, &config).await {
-            Ok(amop) => amop.local_addr(),
+        let amop = match Amop::start(&h, &config).await {
+            Ok(amop) => amop,
             Err(e) => {
                 node.shutdown().await;
                 return Err(e).with_context(|| format!("{}: AMOP", args.config.display()));
             }
         };
+        amop.set_rpc_handler(Arc::new(rpc::BlockNumber::new(h.clone())));
+        let channel = amop.local_addr();
+        // The admin API shows AMOP only where there is a channel port to show.
+        let amop = channel.map(|_| amop);
         let admin_stop = CancellationToken::new();
         let serve = |key: &'static str, addr: String, access: Option<Access>| {
-            let (h, settings, stop) = (h.clone(), &settings, admin_stop.clone());
+            let (h, amop, settings, stop) =
+                (h.clone(), amop.clone(), &settings, admin_stop.clone());
             let file = args.config.display().to_string();
             async move {
                 match access.filter(|_| !addr.is_empty()) {
                     None => Ok(None),
-                    Some(access) => chainmesh_admin::serve(&addr, h, access, settings, stop)
+                    Some(access) => chainmesh_admin::serve(&addr, h, amop, access, settings, stop)
                         .await
                         .map(Some)
                         .with_context(|| format!("{file}: {key}: cannot listen on {addr}")),

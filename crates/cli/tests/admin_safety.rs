@@ -275,6 +275,7 @@ async fn a_read_only_listener_serves_reads_and_refuses_every_write() {
     let read = chainmesh_admin::serve(
         "127.0.0.1:0",
         net.handle(0),
+        None,
         Access::ReadOnly,
         &AdminConfig::default(),
         stop.clone(),

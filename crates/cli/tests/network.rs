@@ -67,6 +67,7 @@ async fn three_nodes_from_init_reach_a_full_mesh() {
         let addr = chainmesh_admin::serve(
             "127.0.0.1:0",
             n.handle(),
+            None,
             chainmesh_admin::Access::ReadOnly,
             &chainmesh::config::AdminConfig::default(),
             admin_stop.clone(),

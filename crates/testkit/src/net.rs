@@ -90,6 +90,7 @@ impl Running {
                 Ok(token) => chainmesh_admin::serve(
                     &settings.listen,
                     node.handle(),
+                    amop.clone(),
                     Access::ReadWrite(token.clone()),
                     &settings,
                     stop.clone(),

@@ -65,6 +65,8 @@ pub struct NodeProcess {
     pub child: Child,
     pub p2p: String,
     pub admin: String,
+    /// The channel port, when the node serves one.
+    pub channel: Option<String>,
     pub node_id: String,
     pub config: PathBuf,
     pub stderr_log: PathBuf,
@@ -115,6 +117,10 @@ impl NodeProcess {
         NodeProcess {
             p2p: field("p2p="),
             admin: field("admin="),
+            channel: line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("channel="))
+                .map(str::to_owned),
             node_id,
             config: path.to_owned(),
             stderr_log,

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _, Result};
 use bytes::Bytes;
 use chainmesh::amop::{AmopKind, Client, ClientOptions, PublishOutcome};
+use chainmesh::config::TimersConfig;
 use chainmesh::identity::Identity;
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
 
@@ -169,9 +170,12 @@ fn holds(net: &LocalNet, i: usize, topic: &str) -> bool {
 }
 
 async fn rig() -> Result<Rig> {
+    // The default timers: a test's status every 100 ms (each signed) would be background
+    // load no deployment has.
     let net = LocalNet::start(LocalNetOptions {
         amop: true,
-        ..LocalNetOptions::for_traffic(2)
+        timers: TimersConfig::default(),
+        ..LocalNetOptions::new(2)
     })
     .await?;
     net.connect(0, 1);
@@ -352,7 +356,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let opts = Options::parse(std::env::args().skip(1))?;
-    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 7 }).max(1);
+    let reps = opts.reps.unwrap_or(if opts.quick { 3 } else { 5 }).max(1);
     let run = Duration::from_secs_f64(opts.secs.unwrap_or(if opts.quick { 1.0 } else { 3.0 }));
     let warm = run / 5;
     let cpus = harness::available_cpus();

@@ -192,7 +192,8 @@ async fn rig() -> Result<Rig> {
     let echo_addr = echo.addr.to_string();
     let (n0, n1) = (net.channel_addr(0), net.channel_addr(1));
     let mut keep = Vec::new();
-    let unused = Arc::new(AtomicU64::new(0));
+    // What the unicast subscribers receive: the acks that come back are what is counted.
+    let unicast_received = Arc::new(AtomicU64::new(0));
 
     let echo_pub = connect(&echo_addr, &me, &mut keep).await?;
     let fan_pub = connect(&echo_addr, &me, &mut keep).await?;
@@ -205,9 +206,9 @@ async fn rig() -> Result<Rig> {
     })
     .await?;
 
-    subscriber(&n0, &me, "u1", &unused, &mut keep).await?;
+    subscriber(&n0, &me, "u1", &unicast_received, &mut keep).await?;
     let u1_pub = connect(&n0, &me, &mut keep).await?;
-    subscriber(&n1, &me, "u2", &unused, &mut keep).await?;
+    subscriber(&n1, &me, "u2", &unicast_received, &mut keep).await?;
     let u2_pub = connect(&n0, &me, &mut keep).await?;
 
     let m1_received = Arc::new(AtomicU64::new(0));

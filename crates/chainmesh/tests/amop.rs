@@ -101,3 +101,33 @@ fn acking(mut c: RawChannel) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) 
     });
     (count, task)
 }
+
+/// With `max_in_flight_total = 1` on the node holding `silent`'s subscription: a unicast
+/// from a client on node `publisher` takes the one place (its push waits on `silent`, which
+/// never answers), and a second one is answered 103 with no data.
+async fn second_unicast_over_the_bound_gets_103(
+    net: &LocalNet,
+    mut silent: RawChannel,
+    publisher: usize,
+) {
+    let mut first = client(net, publisher).await;
+    first
+        .publish(ChannelType::AMOP_REQUEST, "t1", b"first")
+        .await
+        .unwrap();
+    // The first push is out and waiting for its ack: the one place is taken.
+    silent
+        .recv_kind(ChannelType::AMOP_REQUEST, WAIT)
+        .await
+        .unwrap();
+    let mut second = client(net, publisher).await;
+    let seq = second
+        .publish(ChannelType::AMOP_REQUEST, "t1", b"second")
+        .await
+        .unwrap();
+    let a = answer(&mut second, seq).await;
+    assert_eq!(
+        (a.result, a.data.len()),
+        (chainmesh::wire::channel_result::OVER_LIMIT, 0)
+    );
+}

@@ -158,23 +158,8 @@ async fn a_topic_no_node_holds_any_more_is_answered_100_across_the_network() {
 #[tokio::test]
 async fn a_node_over_its_in_flight_bound_answers_103_across_the_network() {
     let net = line(Some(|_, c| c.channel.max_in_flight_total = 1)).await;
-    let mut silent = subscriber(&net, 2, &["t1"]).await;
+    let silent = subscriber(&net, 2, &["t1"]).await;
     wait_sees(&net, 0, 2, "t1").await;
-    let mut first = client(&net, 0).await;
-    first
-        .publish(ChannelType::AMOP_REQUEST, "t1", b"first")
-        .await
-        .unwrap();
-    silent
-        .recv_kind(ChannelType::AMOP_REQUEST, WAIT)
-        .await
-        .unwrap();
-    let mut second = client(&net, 0).await;
-    let seq = second
-        .publish(ChannelType::AMOP_REQUEST, "t1", b"second")
-        .await
-        .unwrap();
-    let a = answer(&mut second, seq).await;
-    assert_eq!((a.result, a.data.len()), (channel_result::OVER_LIMIT, 0));
+    second_unicast_over_the_bound_gets_103(&net, silent, 0).await;
     assert_eq!(net.amop(2).stats().over_limit, 1);
 }

@@ -296,7 +296,7 @@ impl<F: Framing> State<F> {
                 let done = self
                     .big
                     .as_ref()
-                    .is_none_or(|b| self.big_written >= b.len());
+                    .map_or(true, |b| self.big_written >= b.len());
                 if done {
                     self.big = None;
                     self.big_written = 0;

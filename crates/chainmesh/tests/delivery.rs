@@ -27,10 +27,14 @@ const MODULE: u16 = 2000;
 
 // ----- one session over a pipe --------------------------------------------------------------
 
+/// A leftover as the test reads it: its packets with their fates, the bytes that did not
+/// decode, and why the session ended.
+type Kept = (Vec<(Packet, Fate)>, usize, CloseReason);
+
 /// Keeps what the session left over, decoded.
 #[derive(Default)]
 struct Keep {
-    left: Mutex<Option<(Vec<(Packet, Fate)>, usize, CloseReason)>>,
+    left: Mutex<Option<Kept>>,
 }
 
 impl Inbound for Keep {

@@ -95,6 +95,8 @@ pub struct NodeInfo {
     pub version: &'static str,
     /// The groups it belongs to.
     pub groups: Vec<String>,
+    /// What closing links still held, since start ([`NodeHandle::undelivered_counts`]).
+    pub undelivered: chainmesh::node::UndeliveredCounts,
 }
 
 async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
@@ -103,6 +105,7 @@ async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
         listen: node.listen_addr(),
         version: env!("CARGO_PKG_VERSION"),
         groups: node.groups(),
+        undelivered: node.undelivered_counts(),
     })
 }
 

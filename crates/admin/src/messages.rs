@@ -45,7 +45,7 @@ fn request_error(e: RequestError) -> ApiError {
         RequestError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         RequestError::PeerDisconnected(_) | RequestError::Unreachable(_) => StatusCode::NOT_FOUND,
         RequestError::Remote(_) => StatusCode::BAD_GATEWAY,
-        RequestError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        RequestError::Stopped | RequestError::Unsent { .. } => StatusCode::SERVICE_UNAVAILABLE,
         RequestError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
     };
     error(status, e.to_string())

@@ -104,10 +104,55 @@ pub fn render(node: &NodeHandle, amop: Option<&AmopHandle>) -> String {
     for (kind, n) in peers.refusal_counts() {
         let _ = writeln!(out, "chainmesh_refusals_total{{reason=\"{kind}\"}} {n}");
     }
+    undelivered(&mut out, node);
     if let Some(amop) = amop {
         super::amop::render(&mut out, amop);
     }
     out
+}
+
+/// What closing links still held: this node's messages by whether they may have arrived,
+/// relayed packets, requests failed for it.
+fn undelivered(out: &mut String, node: &NodeHandle) {
+    let c = node.undelivered_counts();
+    let _ = writeln!(
+        out,
+        "# HELP chainmesh_undelivered_total This node's messages a closing link still held, per \
+         destination: never written (unsent) or with their write under way (maybe-sent)."
+    );
+    let _ = writeln!(out, "# TYPE chainmesh_undelivered_total counter");
+    let _ = writeln!(
+        out,
+        "chainmesh_undelivered_total{{fate=\"unsent\"}} {}",
+        c.unsent
+    );
+    let _ = writeln!(
+        out,
+        "chainmesh_undelivered_total{{fate=\"maybe-sent\"}} {}",
+        c.maybe_sent
+    );
+    let families = [
+        (
+            "chainmesh_undelivered_relayed_total",
+            "Packets relayed for other nodes that a closing link still held.",
+            c.relayed,
+        ),
+        (
+            "chainmesh_undelivered_requests_failed_total",
+            "Requests failed at once because their link closed before writing them.",
+            c.requests_failed,
+        ),
+        (
+            "chainmesh_undelivered_undecoded_bytes_total",
+            "Bytes a closing link held that did not decode as packets.",
+            c.undecoded_bytes,
+        ),
+    ];
+    for (name, help, n) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {n}");
+    }
 }
 
 pub(super) async fn metrics(

@@ -76,6 +76,16 @@ pub enum RequestError {
     /// Every route to the (relayed) node went down before it responded.
     #[error("node {} became unreachable before responding", .0.short())]
     Unreachable(NodeId),
+    /// The link to the next hop closed while the request was still in its queue: it was
+    /// never written, so the destination never saw it and sending it again cannot make it
+    /// run twice. Reported when the link closes, not at the timeout.
+    #[error("the link to {} closed ({reason}) before the request was written", .link.short())]
+    Unsent {
+        /// The neighbour whose link held it: the destination, or the next hop towards it.
+        link: NodeId,
+        /// Why that link closed.
+        reason: crate::session::CloseReason,
+    },
     /// The remote handler answered with an error (or had none for the module).
     #[error("remote error: {0}")]
     Remote(String),

@@ -14,7 +14,7 @@ use super::{Inner, NodeHandle};
 use crate::auth::Tag;
 use crate::identity::NodeId;
 use crate::routing::{decide, DropReason, FanoutPlan, Onward};
-use crate::session::{CloseReason, Inbound, Pending, QueueError, SessionHandle};
+use crate::session::{CloseReason, Inbound, Leftover, Pending, QueueError, SessionHandle};
 use crate::wire::{relay_copy, DataFrame, Options, Packet, MAX_PROTOCOL_VERSION};
 
 /// The node's [`Inbound`] sink. Holds the node weakly: sessions must not keep a stopped node
@@ -38,6 +38,12 @@ impl Inbound for Dispatch {
             node.on_addressed(from, packet, frame)
         } else {
             node.to_protocol(PeerName(Some(from.peer)), from.peer, packet)
+        }
+    }
+
+    fn on_leftover(&self, from: &SessionHandle, left: Leftover, reason: &CloseReason) {
+        if let Some(inner) = self.node.upgrade() {
+            NodeHandle { inner }.on_leftover(from, left, reason);
         }
     }
 }

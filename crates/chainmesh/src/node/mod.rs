@@ -5,15 +5,17 @@
 //!
 //! | form | call | reaches | delivery |
 //! |---|---|---|---|
-//! | unicast | [`send`](NodeHandle::send), [`try_send`](NodeHandle::try_send) | one node, relayed along routes when not a neighbour | queued for the next hop; at most once |
+//! | unicast | [`send`](NodeHandle::send), [`try_send`](NodeHandle::try_send) | one node, relayed along routes when not a neighbour | queued for the next hop; at most once; reported if never written |
 //! | request/response | [`request`](NodeHandle::request) | one node; the response comes back along routes | exactly one outcome: response, remote error, timeout, unreachable |
 //! | broadcast | [`broadcast`](NodeHandle::broadcast) | every node of a group ([`Membership`]) | queued per next hop; at most once per node |
 //! | multicast | [`multicast`](NodeHandle::multicast) | every subscriber of a topic ([`Membership`]) | queued per next hop; at most once per node |
 //!
 //! "Queued" means the packet is in the write queue of the link to the next hop, which is as
-//! far as a sender can know without a response: a link that drops later loses what was queued
-//! on it. Every message is identified by (source node ID, Seq) and handled at most once by
-//! each node (see [`crate::routing::dedup`]). `docs/messaging.md` is the guide.
+//! far as a sender can know without a response. A link that drops with this node's packets
+//! still queued reports each of them ([`NodeHandle::undelivered`], never silently); one that
+//! drops after writing a packet to the socket cannot say whether the peer read it, and only
+//! a response can. Every message is identified by (source node ID, Seq) and handled at most
+//! once by each node (see [`crate::routing::dedup`]). `docs/messaging.md` is the guide.
 //!
 //! Subsystems that own packet types of their own (status synchronization, the routing
 //! exchange, AMOP) plug in as a [`Protocol`]; `docs/protocols.md` is the guide.
@@ -28,7 +30,8 @@
 //! modules, waiting requests and protocols), `inflate` (decompressing what is delivered,
 //! within its limits), `protocol` (the plug-in point), `builtin`
 //! (status synchronization and the routing exchange as protocols), `watch` (reachability
-//! changes) and `runtime` (peer changes and config reloads).
+//! changes), `undelivered` (what closing links still held) and `runtime` (peer changes and
+//! config reloads).
 
 mod builtin;
 mod copies;
@@ -43,6 +46,7 @@ mod protocol;
 mod runtime;
 mod start;
 mod tagging;
+mod undelivered;
 mod unicast;
 mod watch;
 
@@ -71,6 +75,9 @@ pub use inflate::DecompressStats;
 pub use message::{Message, MessageKind, Responder};
 pub use protocol::{Origin, Protocol, ProtocolContext, ProtocolError};
 pub use runtime::PeerChangeError;
+pub use undelivered::{
+    Undelivered, UndeliveredCounts, UndeliveredKind, UndeliveredReason, UNDELIVERED_BUFFER,
+};
 pub use unicast::PingReply;
 
 use fanout::Audience;
@@ -130,6 +137,8 @@ struct Inner {
     ctx: ProtocolContext,
     /// Cancelled by [`Node::shutdown`]; ends every task of the node.
     stop: CancellationToken,
+    /// What closing links still held: the events and their counts.
+    undelivered: undelivered::Undelivery,
 }
 
 impl NodeHandle {
@@ -288,8 +297,10 @@ impl NodeHandle {
     /// not a neighbour. Returns once the packet is queued for the next hop, waiting while
     /// that hop's queue is full.
     ///
-    /// Delivery: at most once. A queued message is lost if a link on its path drops before
-    /// it crosses; use [`request`](Self::request) to know it arrived.
+    /// Delivery: at most once. If the link to the next hop closes with the message still
+    /// queued, it is reported in [`undelivered`](Self::undelivered), never lost silently;
+    /// once written to the socket, or past the next hop, a drop cannot be reported: use
+    /// [`request`](Self::request) to know it arrived.
     ///
     /// Errors: [`SendError::Unreachable`] (no link or route), [`SendError::TooLarge`] (the
     /// packet would exceed `p2p.max_packet_size`), [`SendError::Invalid`].
@@ -317,6 +328,8 @@ impl NodeHandle {
     ///   counts);
     /// - [`RequestError::PeerDisconnected`] / [`RequestError::Unreachable`]: the node's link,
     ///   or its last route, went down while waiting;
+    /// - [`RequestError::Unsent`]: the link to the next hop closed with the request still
+    ///   queued, never written (so sending it again cannot make it run twice);
     /// - [`RequestError::Send`]: it could not be sent at all;
     /// - [`RequestError::Stopped`]: this node is shutting down.
     pub async fn request(

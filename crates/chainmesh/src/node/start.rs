@@ -154,6 +154,7 @@ impl Node {
                 inflate: Inflater::new(&config.limits, config.p2p.max_packet_size),
                 ctx,
                 stop: stop.clone(),
+                undelivered: Default::default(),
             }
         });
         let handle = NodeHandle { inner };

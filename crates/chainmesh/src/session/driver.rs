@@ -10,14 +10,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
 use super::{
-    CloseReason, FrameKind, Framing, Handler, Inbound, P2pFraming, Pending, SessionConfig,
-    SessionHandle, SessionStats, Taken, READ_BUDGET_PACKETS,
+    CloseReason, FrameKind, Framing, Handler, Inbound, Leftover, P2pFraming, Pending,
+    SessionConfig, SessionHandle, SessionStats, Taken, READ_BUDGET_PACKETS,
 };
 
 /// Room made in the read buffer before each read: one whole TLS record (OpenSSL hands out at
@@ -67,9 +67,11 @@ where
     let mut st = State {
         session: handle,
         wbuf: BytesMut::new(),
+        wbuf_written: 0,
         wbuf_batch: 0,
         wbuf_permits: 0,
         big: None,
+        big_written: 0,
         big_permits: 0,
         write_blocked: false,
         rbuf: initial,
@@ -90,8 +92,14 @@ where
         let reason = poll_fn(|cx| st.poll(cx, &mut stream, &*handler)).await;
         // Make later sends fail fast, and wake senders waiting for room, instead of filling a
         // queue nobody drains.
-        st.session.close_queue();
+        let queued = st.session.close_queue();
         debug!(peer = %st.session.peer.short(), conn = st.session.id, %reason, "session ended");
+        // What was not written is handed over rather than dropped, while the stream is still
+        // held: by the time the peer sees the link close, it has been reported.
+        let left = st.leftover(queued);
+        if !left.is_empty() {
+            handler.on_leftover(&st.session, left, &reason);
+        }
         reason
     }
 }
@@ -101,8 +109,11 @@ struct State<F> {
     /// are written), the close request, the counters.
     session: SessionHandle<F>,
     /// The batch being written, swapped out of the session's outbox (its frames were
-    /// encoded or copied there by the senders).
+    /// encoded or copied there by the senders). Kept whole until written, so that what is
+    /// left of it when the session ends can be cut into frames from its start.
     wbuf: BytesMut,
+    /// Bytes of `wbuf` the stream has taken.
+    wbuf_written: usize,
     /// Permits of the frames in `wbuf`, returned when it is fully written.
     wbuf_permits: usize,
     /// Bytes in the batch being written, to tell a light link from a busy one.
@@ -110,6 +121,8 @@ struct State<F> {
     /// A chunk taken from the outbox (a big frame, or the frames queued before one; any one
     /// frame for a framing that does not coalesce) being written from its own buffer.
     big: Option<Bytes>,
+    /// Bytes of `big` the stream has taken.
+    big_written: usize,
     big_permits: usize,
     /// The last write returned Pending. OpenSSL then requires the retry to pass the same
     /// buffer (same address, at least as long): nothing may be appended to `wbuf`, which
@@ -173,6 +186,21 @@ impl<F: Framing> State<F> {
         Poll::Pending
     }
 
+    /// What the writer had not finished when the session ended, with `queued`, what the
+    /// outbox still held: the chunk being written counts from its start, with the bytes the
+    /// stream took of it.
+    fn leftover(&mut self, queued: Vec<Bytes>) -> Leftover {
+        let mut writing = Vec::new();
+        // `wbuf` holds bytes queued before `big`.
+        if !self.wbuf.is_empty() {
+            writing.push((self.wbuf.split().freeze(), self.wbuf_written));
+        }
+        if let Some(big) = self.big.take() {
+            writing.push((big, self.big_written));
+        }
+        Leftover::new(writing, queued)
+    }
+
     fn close_requested(&self) -> Option<CloseReason> {
         self.session.shared.close.lock().clone()
     }
@@ -219,10 +247,12 @@ impl<F: Framing> State<F> {
             if from_batch && !self.write_blocked {
                 self.wbuf_batch = self.wbuf_batch.max(self.wbuf.len());
             }
+            // What the stream has not taken yet; the same bytes at the same address when a
+            // blocked write is retried.
             let chunk: &[u8] = if from_batch {
-                &self.wbuf
+                self.wbuf.get(self.wbuf_written..).unwrap_or_default()
             } else if let Some(big) = &self.big {
-                big
+                big.get(self.big_written..).unwrap_or_default()
             } else {
                 if self.closing.is_some() && !self.shut_down {
                     match Pin::new(&mut *stream).poll_shutdown(cx) {
@@ -245,15 +275,15 @@ impl<F: Framing> State<F> {
             self.last_write = Instant::now();
             SessionStats::add(&self.session.stats.bytes_out, n as u64);
             let drained = if from_batch {
-                self.wbuf.advance(n);
-                let done = self.wbuf.is_empty();
+                self.wbuf_written = self.wbuf_written.saturating_add(n);
+                let done = self.wbuf_written >= self.wbuf.len();
                 if done {
+                    self.wbuf_written = 0;
                     if std::mem::take(&mut self.wbuf_batch) < LIGHT_BATCH {
                         // A light link: give the buffer back rather than hold it idle.
                         self.wbuf = BytesMut::new();
                     } else {
-                        // A busy one: keep the allocation but drop the offset so the
-                        // buffer stays compact.
+                        // A busy one: keep the allocation for the next batch.
                         self.wbuf.clear();
                     }
                     self.session
@@ -262,15 +292,14 @@ impl<F: Framing> State<F> {
                 }
                 done
             } else {
-                let done = match self.big.as_mut() {
-                    Some(big) => {
-                        big.advance(n.min(big.len()));
-                        big.is_empty()
-                    }
-                    None => true,
-                };
+                self.big_written = self.big_written.saturating_add(n);
+                let done = self
+                    .big
+                    .as_ref()
+                    .map_or(true, |b| self.big_written >= b.len());
                 if done {
                     self.big = None;
+                    self.big_written = 0;
                     self.session
                         .budget
                         .add_permits(std::mem::take(&mut self.big_permits));

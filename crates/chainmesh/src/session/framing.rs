@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
 
-use super::SessionHandle;
+use super::{CloseReason, Leftover, SessionHandle};
 use crate::identity::NodeId;
 use crate::wire::{Decoder, Ext, Packet, PacketType, WireError};
 
@@ -70,6 +70,10 @@ pub type Pending = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub trait Handler<F: Framing>: Send + Sync + 'static {
     /// Takes one frame from `from`. Returns a future when delivery has to wait for room.
     fn on_frame(&self, from: &SessionHandle<F>, frame: F::Frame) -> Option<Pending>;
+
+    /// Takes what the session `from` had not written when it ended for `reason`: called
+    /// once, from the session's task, and only when something was left. Dropped by default.
+    fn on_leftover(&self, _from: &SessionHandle<F>, _left: Leftover, _reason: &CloseReason) {}
 }
 
 /// Where a session hands the packets it decodes.
@@ -78,12 +82,21 @@ pub trait Inbound: Send + Sync + 'static {
     /// payload is a slice of it), for forwarding without re-encoding. Returns a future when
     /// delivery has to wait for room.
     fn on_packet(&self, from: &SessionHandle, packet: Packet, frame: Bytes) -> Option<Pending>;
+
+    /// Takes what the session `from` had not written when it ended for `reason` (see
+    /// [`Handler::on_leftover`]); its packets come out of [`Leftover::packets`]. Dropped by
+    /// default.
+    fn on_leftover(&self, _from: &SessionHandle, _left: Leftover, _reason: &CloseReason) {}
 }
 
 impl<T: Inbound + ?Sized> Handler<P2pFraming> for T {
     #[inline]
     fn on_frame(&self, from: &SessionHandle, (packet, frame): (Packet, Bytes)) -> Option<Pending> {
         self.on_packet(from, packet, frame)
+    }
+
+    fn on_leftover(&self, from: &SessionHandle, left: Leftover, reason: &CloseReason) {
+        Inbound::on_leftover(self, from, left, reason);
     }
 }
 

@@ -17,11 +17,15 @@
 //!
 //! A session knows nothing of routing or of the peer set: it moves encoded frames out of its
 //! queue onto the stream, and hands each decoded data frame to a [`Handler`] (for the P2P
-//! framing, an [`Inbound`] sink). Sessions are generic over the stream so tests can drive them
+//! framing, an [`Inbound`] sink). When it ends with frames not written, it hands those over
+//! too, once, as a [`Leftover`]: what was never handed to the stream, and what was being
+//! written. Nothing is recorded per frame on the way in; the leftover is cut into frames
+//! only then. Sessions are generic over the stream so tests can drive them
 //! over in-memory duplex pipes, and over the [`Framing`], monomorphised.
 
 mod driver;
 mod framing;
+mod leftover;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +48,7 @@ use crate::identity::NodeId;
 
 pub use driver::{run, run_framed};
 pub use framing::{FrameKind, Framing, Handler, Inbound, LinkError, P2pFraming, Pending};
+pub use leftover::{Fate, LeftPackets, Leftover};
 
 /// Timers and limits of one session.
 #[derive(Debug, Clone)]
@@ -486,13 +491,17 @@ impl<F: Framing> SessionHandle<F> {
 
     /// Ends the queue, for the session's task as it stops: later sends fail with
     /// [`QueueError::Closed`], senders waiting for room are woken to fail, and what was
-    /// still queued is dropped.
-    pub(crate) fn close_queue(&self) {
+    /// still queued is returned, in queue order.
+    pub(crate) fn close_queue(&self) -> Vec<Bytes> {
         self.budget.close();
         let mut outbox = self.outbox.lock();
         outbox.closed = true;
-        outbox.chunks.clear();
-        outbox.batch = BytesMut::new();
+        let mut left: Vec<Bytes> = outbox.chunks.drain(..).map(|(chunk, _)| chunk).collect();
+        let batch = std::mem::take(&mut outbox.batch);
+        if !batch.is_empty() {
+            left.push(batch.freeze());
+        }
+        left
     }
 
     /// Counts one packet given up for lack of queue room in [`SessionStats::dropped_out`].

@@ -79,12 +79,36 @@ impl Decoder {
             buf.reserve((length - buf.len()).min(RESERVE_STEP));
             return Ok(None);
         }
-        let frame = buf.split_to(length).freeze();
+        self.packet_of(buf.split_to(length).freeze()).map(Some)
+    }
+
+    /// Like [`decode_frame`](Self::decode_frame), for bytes already frozen (a queue's
+    /// leftover): cuts the next packet off the front of `bytes`, sharing their allocation,
+    /// never copying. Returns `Ok(None)`, consuming nothing, when `bytes` does not hold a
+    /// whole packet.
+    pub fn decode_shared(
+        &mut self,
+        bytes: &mut Bytes,
+    ) -> Result<Option<(Packet, Bytes)>, WireError> {
+        let Some(length) = peek_length(bytes) else {
+            return Ok(None);
+        };
+        check_length(length, self.max_len)?;
+        let length = length as usize;
+        if bytes.len() < length {
+            return Ok(None);
+        }
+        self.packet_of(bytes.split_to(length)).map(Some)
+    }
+
+    /// The packet in `frame`, a whole one whose Length was checked, with its payload a slice
+    /// of `frame`.
+    fn packet_of(&self, frame: Bytes) -> Result<(Packet, Bytes), WireError> {
         let (mut packet, payload_at) = parse_frame(&frame, self.link.as_ref())?;
         // `parse_frame` never points past the frame; `min` keeps `slice` from panicking
         // even so.
         packet.payload = frame.slice(payload_at.min(frame.len())..);
-        Ok(Some((packet, frame)))
+        Ok((packet, frame))
     }
 }
 

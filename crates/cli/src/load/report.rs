@@ -27,11 +27,13 @@ pub enum FailKind {
     SendQueueFull,
     SendTooLarge,
     SendInvalid,
+    /// Never written before its link closed: failed at once.
+    Unsent,
     /// Answered, but not with the payload sent.
     Mismatch,
 }
 
-const FAIL_KINDS: [FailKind; 11] = [
+const FAIL_KINDS: [FailKind; 12] = [
     FailKind::Timeout,
     FailKind::PeerDisconnected,
     FailKind::Unreachable,
@@ -42,6 +44,7 @@ const FAIL_KINDS: [FailKind; 11] = [
     FailKind::SendQueueFull,
     FailKind::SendTooLarge,
     FailKind::SendInvalid,
+    FailKind::Unsent,
     FailKind::Mismatch,
 ];
 
@@ -59,6 +62,7 @@ impl FailKind {
             RequestError::Send(SendError::QueueFull(_)) => FailKind::SendQueueFull,
             RequestError::Send(SendError::TooLarge { .. }) => FailKind::SendTooLarge,
             RequestError::Send(SendError::Invalid(_)) => FailKind::SendInvalid,
+            RequestError::Unsent { .. } => FailKind::Unsent,
         }
     }
 
@@ -73,6 +77,7 @@ impl FailKind {
             FailKind::SendUnreachable => "send_unreachable",
             FailKind::SendQueueFull => "send_queue_full",
             FailKind::SendTooLarge => "send_too_large",
+            FailKind::Unsent => "unsent",
             FailKind::SendInvalid => "send_invalid",
             FailKind::Mismatch => "mismatch",
         }

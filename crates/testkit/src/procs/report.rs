@@ -54,7 +54,7 @@ pub struct RequestCounts {
     pub answered: u64,
     /// Requests that failed, by typed error kind (`timeout`, `peer_disconnected`,
     /// `unreachable`, `remote`, `stopped`, `too_many_pending`, `send_unreachable`,
-    /// `send_queue_full`, `send_too_large`, `send_invalid`, `mismatch`: an answer that is not
+    /// `send_queue_full`, `send_too_large`, `send_invalid`, `unsent`, `mismatch`: an answer that is not
     /// the echo).
     pub failed: BTreeMap<String, u64>,
     /// Requests that resolved neither way within their timeout plus a margin ("got

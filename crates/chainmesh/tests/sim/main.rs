@@ -455,3 +455,26 @@ fn a_cut_link_is_routed_around_and_sends_arrive_the_other_way() {
     assert_eq!(report.totals.delivered, 5, "{:?}", report.totals);
     assert!(report.settled.is_some());
 }
+
+#[test]
+fn a_status_behind_a_path_slower_than_the_query_timeout_converges() {
+    // Node 0 reaches 2 over a path whose round trip (2.2 s) is longer than the status query
+    // timeout (2 s): before queries backed off, 0 and 2 never learnt each other's status.
+    // Seeds 4, 5, 10, 13, 16 and 17 found it, each with a link of over a second.
+    let schedule = Schedule {
+        seed: 0,
+        nodes: 3,
+        links: vec![((0, 1), 1100), ((1, 2), 10)],
+        events: vec![Event::SetStatus(2), Event::Delay(1000), Event::SetStatus(0)],
+    };
+    let report = run(&schedule);
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    for seed in [4, 5, 10, 13, 16, 17] {
+        let report = run(&Schedule::generate(seed));
+        assert!(
+            report.violations.is_empty(),
+            "seed {seed}: {:?}",
+            report.violations
+        );
+    }
+}

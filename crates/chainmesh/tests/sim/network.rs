@@ -28,7 +28,6 @@ use chainmesh::NodeId;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::{broadcast, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -625,7 +624,7 @@ impl Net {
         );
         links.add(handle.clone());
         let h = handle.clone();
-        let _: JoinHandle<()> = tokio::spawn(async move {
+        tokio::spawn(async move {
             let reason = run.await;
             links.ended(&h, reason);
             if alive.fetch_sub(1, Ordering::AcqRel) == 1 {

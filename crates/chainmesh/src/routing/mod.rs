@@ -33,5 +33,7 @@ pub use decision::{decide, link_for, Decision, DropReason, Onward};
 pub use dedup::Dedup;
 pub use fanout::{plan, FanoutPlan};
 pub use membership::{Membership, StaticMembership};
-pub use service::{Reachability, RouteInfo, Router, RoutingCounters, ANNOUNCE_INTERVAL, LIST_HOLD};
+pub use service::{
+    Links, Reachability, RouteInfo, Router, RoutingCounters, ANNOUNCE_INTERVAL, LIST_HOLD,
+};
 pub use table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, Verdict, UNREACHABLE};

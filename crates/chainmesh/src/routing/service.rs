@@ -25,7 +25,7 @@ use super::table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, V
 use crate::identity::keys::{curve_of, KeyError};
 use crate::identity::{Identity, NodeId, PeerMap};
 use crate::peers::{PeerEvent, Peers};
-use crate::session::CloseReason;
+use crate::session::{CloseReason, SessionHandle};
 use crate::wire::{
     decode_lists, encode_lists, Ext, ListVersion, NeighbourList, Packet, PacketType, RouterSummary,
     WireError, HEADER_LEN,
@@ -140,6 +140,26 @@ enum Input {
     Failure { dst: NodeId, via: NodeId },
     /// `dst` answered through `via`.
     Success { dst: NodeId, via: NodeId },
+}
+
+/// The live links the routing task works over: the peer set in a node, or any other holder of
+/// P2P sessions (an in-process network of sessions over memory pipes, in tests). Its
+/// `Connected` and `Disconnected` events go to [`Router::spawn_over`] beside it.
+pub trait Links: Send + Sync + 'static {
+    /// The live session to neighbour `peer`, if any.
+    fn session(&self, peer: &NodeId) -> Option<SessionHandle>;
+    /// Every live session.
+    fn sessions(&self) -> Vec<SessionHandle>;
+}
+
+impl Links for Peers {
+    fn session(&self, peer: &NodeId) -> Option<SessionHandle> {
+        Peers::session(self, peer)
+    }
+
+    fn sessions(&self) -> Vec<SessionHandle> {
+        Peers::sessions(self)
+    }
 }
 
 /// A node's router: its routing table behind a read-mostly lock, and the task that keeps it
@@ -285,13 +305,24 @@ impl Router {
     /// ordering matters: call this before the peer set accepts or dials, so no link-up is
     /// missed. Calling it a second time does nothing.
     pub fn spawn(self: &Arc<Self>, peers: Peers, stop: CancellationToken) {
+        let events = peers.subscribe();
+        self.spawn_over(Arc::new(peers), events, stop);
+    }
+
+    /// Like [`spawn`](Self::spawn), over any [`Links`] and its peer events: `events` must
+    /// have been subscribed before the first link came up.
+    pub fn spawn_over(
+        self: &Arc<Self>,
+        links: Arc<dyn Links>,
+        events: broadcast::Receiver<PeerEvent>,
+        stop: CancellationToken,
+    ) {
         let Some(rx) = self.inbound_rx.lock().take() else {
             return;
         };
-        let events = peers.subscribe();
         let task = Task {
             router: self.clone(),
-            peers,
+            peers: links,
             asking: PeerMap::default(),
             stop: stop.clone(),
         };
@@ -317,7 +348,7 @@ impl Router {
     /// signed empty list, flooded like any other, so every node drops it at once instead of
     /// routing to it the long way round until each of its neighbours' lists arrives. Call
     /// it before closing the sessions.
-    pub fn farewell(&self, peers: &Peers) {
+    pub fn farewell(&self, peers: &dyn Links) {
         let list = match self.sign_own(Vec::new(), None) {
             Ok(list) => list,
             Err(e) => {
@@ -334,7 +365,12 @@ impl Router {
 
 /// Sends a routing packet to neighbour `to` if there is room; a dropped one is repaired by
 /// the next announcement. Returns the connection it was queued on.
-fn send_packet(peers: &Peers, to: &NodeId, packet_type: PacketType, payload: Bytes) -> Option<u64> {
+fn send_packet(
+    peers: &dyn Links,
+    to: &NodeId,
+    packet_type: PacketType,
+    payload: Bytes,
+) -> Option<u64> {
     let session = peers.session(to)?;
     let frame = Packet {
         version: session.version,
@@ -368,7 +404,7 @@ fn start_epoch() -> u64 {
 
 struct Task {
     router: Arc<Router>,
-    peers: Peers,
+    peers: Arc<dyn Links>,
     /// Neighbours asked for all their lists and not answered yet: the connection the
     /// request went out on and when. While a request is outstanding, newer differing
     /// summaries from that neighbour ask nothing: its answer and its announcements travel in
@@ -727,6 +763,6 @@ impl Task {
     }
 
     fn send(&self, to: &NodeId, packet_type: PacketType, payload: Bytes) -> Option<u64> {
-        send_packet(&self.peers, to, packet_type, payload)
+        send_packet(&*self.peers, to, packet_type, payload)
     }
 }

@@ -44,7 +44,9 @@ pub struct StatusConfig {
     /// How often unacknowledged announcements are repeated, expired queries retried, and
     /// unreachable nodes forgotten (config key `timers.status_interval`, default 1 s).
     pub interval: Duration,
-    /// How long a query waits for its answer before it is sent again (default 2 intervals).
+    /// How long a query waits for its answer before it is sent again (default 2 intervals);
+    /// doubled for each query in a row to the same node that went unanswered, up to 16
+    /// times, so a path slower than this still gets its answer through.
     pub query_timeout: Duration,
     /// Every this many intervals, announce to every reachable node even if it acknowledged,
     /// as a safety net; 0 turns it off (default 30).
@@ -348,7 +350,8 @@ impl StatusService {
         if node == self.local_id {
             return;
         }
-        let deadline = now() + self.config.query_timeout;
+        let now = now();
+        let timeout = self.config.query_timeout;
         let mut out = Vec::new();
         {
             let mut st = self.state.lock();
@@ -364,7 +367,7 @@ impl StatusService {
             }
             let wanted = st.table.get(&node).is_none() || st.table.needs_query(&node).is_some();
             if idle && wanted {
-                out.push(st.start_query(node, deadline));
+                out.push(st.start_query(node, now, timeout));
             }
             out.extend(st.owed(node));
         }
@@ -386,7 +389,7 @@ impl StatusService {
             .filter(|n| *n != self.local_id)
             .collect();
         let now = now();
-        let deadline = now + self.config.query_timeout;
+        let timeout = self.config.query_timeout;
         let mut out = Vec::new();
         let mut removed = Vec::new();
         {
@@ -418,6 +421,9 @@ impl StatusService {
                     Some(q) => now >= q.deadline,
                     None => true,
                 };
+                if ps.query.is_some() && query_due {
+                    ps.missed = ps.missed.saturating_add(1);
+                }
                 if !acked {
                     out.push(st.announce(node, true));
                 } else if refresh {
@@ -427,9 +433,10 @@ impl StatusService {
                     let wanted =
                         st.table.get(&node).is_none() || st.table.needs_query(&node).is_some();
                     if wanted {
-                        out.push(st.start_query(node, deadline));
+                        out.push(st.start_query(node, now, timeout));
                     } else if let Some(ps) = st.sync.get_mut(&node) {
                         ps.query = None;
+                        ps.missed = 0;
                     }
                 }
                 out.extend(st.owed(node));
@@ -470,7 +477,8 @@ impl StatusService {
     }
 
     fn on_announce(&self, src: NodeId, a: SeqAnnounce) {
-        let deadline = now() + self.config.query_timeout;
+        let now = now();
+        let timeout = self.config.query_timeout;
         let mut out = Vec::new();
         {
             let mut st = self.state.lock();
@@ -493,7 +501,7 @@ impl StatusService {
             if let Some(q) = query.filter(|q| idle || q.new_epoch) {
                 debug!(node = %self.short, peer = %src.short(), want = %q.want,
                     new_epoch = q.new_epoch, "querying status");
-                out.push(st.start_query(src, deadline));
+                out.push(st.start_query(src, now, timeout));
             } else if a.reply_wanted && idle {
                 // Our answer to its query would have confirmed its version; with no query to
                 // send, a StatusSeq carrying our view does.
@@ -596,6 +604,7 @@ impl StatusService {
             }
             if let Some(ps) = st.sync.get_mut(&src) {
                 ps.query = None;
+                ps.missed = 0;
             }
             let mut status = a.status;
             let held_now = st.table.get(&src).map_or(0, |c| c.status.held_bytes());
@@ -633,7 +642,7 @@ impl StatusService {
             }
             // It changed again while the answer was on its way: fetch the newer one now.
             if st.table.needs_query(&src).is_some() {
-                out.push(st.start_query(src, now + self.config.query_timeout));
+                out.push(st.start_query(src, now, self.config.query_timeout));
             }
         }
         if let Some(e) = event {

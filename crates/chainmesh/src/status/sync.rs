@@ -3,7 +3,7 @@
 //! an answer we owe it). Pure: no I/O and no clock of its own; the caller passes deadlines.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -30,6 +30,11 @@ pub(super) struct PeerSync {
     pub(super) acked: Option<StatusVersion>,
     /// Our outstanding query to the node, at most one.
     pub(super) query: Option<InFlight>,
+    /// Queries to the node in a row that timed out unanswered. Each retry waits twice as
+    /// long as the one before (at most [`MAX_QUERY_BACKOFF`] doublings): an answer is only
+    /// taken for the latest query, so with a fixed timeout a path whose round trip is longer
+    /// than it would never deliver one.
+    pub(super) missed: u32,
     /// The ID of the node's latest query whose answer the transport refused: sent as soon as
     /// the node is reachable, so the node need not wait out its query timeout.
     pub(super) owed_answer: Option<u32>,
@@ -53,6 +58,10 @@ pub(super) struct State {
     pub(super) untracked_answers: TokenBucket,
     pub(super) ticks: u64,
 }
+
+/// Most doublings of the query timeout for a node whose queries keep timing out: 16 times
+/// the timeout (32 intervals by default).
+pub(super) const MAX_QUERY_BACKOFF: u32 = 4;
 
 /// A query ID the last one, `previous`, is not: drawn afresh for every query, so an
 /// attacker that sees one query cannot predict the next one to forge its answer, and a late
@@ -113,12 +122,17 @@ impl State {
         Some(self.answer(dst, id, true))
     }
 
-    /// Sends a new query to `dst`, superseding any outstanding one: only the newest query's
-    /// answer will be accepted.
-    pub(super) fn start_query(&mut self, dst: NodeId, deadline: Instant) -> Outgoing {
+    /// Sends a new query to `dst` at `now`, superseding any outstanding one: only the newest
+    /// query's answer will be accepted. It waits `timeout`, doubled for each query to `dst`
+    /// in a row that timed out.
+    pub(super) fn start_query(&mut self, dst: NodeId, now: Instant, timeout: Duration) -> Outgoing {
         let ps = self.sync.entry(dst).or_default();
         let id = fresh_query_id(ps.query.map(|q| q.id));
-        ps.query = Some(InFlight { id, deadline });
+        let wait = timeout.saturating_mul(1 << ps.missed.min(MAX_QUERY_BACKOFF));
+        ps.query = Some(InFlight {
+            id,
+            deadline: now + wait,
+        });
         Outgoing {
             dst,
             packet_type: PacketType::STATUS_REQUEST,

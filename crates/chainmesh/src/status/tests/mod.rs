@@ -949,3 +949,48 @@ fn protocol_examples_decode() {
     }
     assert_eq!(seen.len(), 3, "an example of each status packet");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_path_slower_than_the_query_timeout_still_gets_its_answer_in() {
+    // Every answer arrives 3 s after its query, longer than the 2 s query timeout: only the
+    // latest query's answer is taken, so with a fixed timeout each answer would come in just
+    // after its query was superseded, for ever. (Found by the network simulation over a link
+    // of 1.1 s latency.)
+    const ROUND_TRIP: Duration = Duration::from_secs(3);
+    let peer = id(9);
+    let rec = recorder(peer);
+    let svc = StatusService::new(id(0), INTERVAL, NodeStatus::default(), rec.clone()).unwrap();
+    const E: u64 = 0xbbbb;
+    svc.on_packet(peer, PacketType::STATUS_SEQ, announce(E, 1))
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let mut asked = vec![(start, rec.query_id())];
+    while svc.get(&peer).is_none() {
+        assert!(
+            start.elapsed() < 20 * INTERVAL,
+            "no answer taken in {asked:?}"
+        );
+        tokio::time::advance(INTERVAL).await;
+        let now = tokio::time::Instant::now();
+        for &(_, q) in asked.iter().filter(|(at, _)| *at + ROUND_TRIP == now) {
+            svc.on_packet(peer, PacketType::STATUS_RESPONSE, answer(q, E, 1, "far"))
+                .unwrap();
+        }
+        svc.tick();
+        for (t, p) in rec.take() {
+            if t == PacketType::STATUS_REQUEST {
+                asked.push((now, StatusQuery::decode(&p).unwrap().query_id));
+            }
+        }
+    }
+    assert_eq!(svc.get(&peer).unwrap().status.app, "far");
+    assert!(
+        svc.stats().unmatched_answers >= 1,
+        "the first answer came too late"
+    );
+    assert!(
+        start.elapsed() <= 6 * INTERVAL,
+        "took {:?}",
+        start.elapsed()
+    );
+}

@@ -354,10 +354,15 @@ async fn drive(
                 }
             }
             _ = tick(&mut uni), if node.publishing.load(Ordering::Relaxed) => {
-                tokio::spawn(publish(node.clone(), client.clone(), opts.clone()));
+                // Looked at again: the flag may have been cleared while this arm waited.
+                if node.publishing.load(Ordering::Relaxed) {
+                    tokio::spawn(publish(node.clone(), client.clone(), opts.clone()));
+                }
             }
             _ = tick(&mut mc), if node.publishing.load(Ordering::Relaxed) => {
-                tokio::spawn(multicast(node.clone(), client.clone(), opts.clone()));
+                if node.publishing.load(Ordering::Relaxed) {
+                    tokio::spawn(multicast(node.clone(), client.clone(), opts.clone()));
+                }
             }
         }
         if client.is_closed() {

@@ -6,8 +6,8 @@
 
 pub mod admin;
 pub mod amop;
+pub mod figure;
 pub mod flat;
-pub mod nodes;
 pub mod procfs;
 pub mod record;
 pub mod report;

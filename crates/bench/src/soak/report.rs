@@ -1,9 +1,11 @@
-//! Message counters of the node-side load generator (`chainmesh node --load SPEC
-//! --load-report FILE`): one JSON object per line, counters cumulative since its process
-//! started. A restarted node starts again from zero under a new `incarnation`, so
-//! [`NodeTally`] adds up the incarnations to give counts for the whole run.
+//! The load generator's counters over a whole run (`chainmesh node --load SPEC`, read back as
+//! [`LoadReport`]s by `chainmesh_testkit::procs`). A restarted node starts again from zero
+//! under a new incarnation, so a node's counters for the run are the last line of each
+//! incarnation added up.
 
 use std::collections::BTreeMap;
+
+use chainmesh_testkit::procs::{last_per_incarnation, LoadReport};
 
 /// Cumulative message counters of a node (or of several, added up).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,16 +18,20 @@ pub struct Counts {
     pub req_failed: BTreeMap<String, u64>,
     /// Requests that got neither an answer nor an error by their outer deadline.
     pub req_lost: u64,
-    /// Requests waiting for their outcome (a gauge: not added across incarnations).
+    /// Requests waiting for their outcome (a gauge: only the running incarnation's).
     pub req_in_flight: u64,
     /// Unicasts sent.
     pub uni_sent: u64,
-    /// Unicasts refused at send time.
+    /// Unicasts refused at send time with a typed error.
     pub uni_send_failed: u64,
     /// Unicasts received from other nodes.
     pub uni_received: u64,
     /// Broadcasts sent.
     pub bc_sent: u64,
+    /// Broadcast copies queued for their targets.
+    pub bc_targets_queued: u64,
+    /// Broadcast copies dropped at a full or just-closed link, or without a route.
+    pub bc_targets_missed: u64,
     /// Broadcasts received (each once).
     pub bc_received: u64,
     /// Broadcasts received again after the first time.
@@ -33,36 +39,44 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// Reads the counters of one report line; `None` when it is not a JSON object.
-    pub fn from_report(line: &serde_json::Value) -> Option<Counts> {
-        line.as_object()?;
-        let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-        let req = &line["requests"];
-        let req_failed = match &req["failed"] {
-            serde_json::Value::Object(kinds) => kinds
+    /// The counters of one report line.
+    pub fn from_report(r: &LoadReport) -> Counts {
+        Counts {
+            req_sent: r.requests.sent,
+            req_answered: r.requests.answered,
+            req_failed: r
+                .requests
+                .failed
                 .iter()
-                .map(|(k, v)| (k.clone(), n(v)))
-                .filter(|(_, v)| *v > 0)
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| (k.clone(), *n))
                 .collect(),
-            // A plain number: failures without their kinds.
-            v => match n(v) {
-                0 => BTreeMap::new(),
-                total => BTreeMap::from([("error".to_owned(), total)]),
-            },
-        };
-        Some(Counts {
-            req_sent: n(&req["sent"]),
-            req_answered: n(&req["answered"]),
-            req_failed,
-            req_lost: n(&req["lost"]),
-            req_in_flight: n(&req["in_flight"]),
-            uni_sent: n(&line["unicasts"]["sent"]),
-            uni_send_failed: n(&line["unicasts"]["send_failed"]),
-            uni_received: n(&line["unicasts"]["received"]),
-            bc_sent: n(&line["broadcasts"]["sent"]),
-            bc_received: n(&line["broadcasts"]["received"]),
-            bc_duplicates: n(&line["broadcasts"]["duplicates"]),
-        })
+            req_lost: r.requests.lost,
+            req_in_flight: r.requests.in_flight,
+            uni_sent: r.unicasts.sent,
+            uni_send_failed: r.unicasts.send_failed,
+            uni_received: r.unicasts.received,
+            bc_sent: r.broadcasts.sent,
+            bc_targets_queued: r.broadcasts.targets_queued,
+            bc_targets_missed: r
+                .broadcasts
+                .targets_dropped
+                .saturating_add(r.broadcasts.targets_unreachable),
+            bc_received: r.broadcasts.received,
+            bc_duplicates: r.broadcasts.duplicates,
+        }
+    }
+
+    /// A node's counters over every run in `reports` (its report file, in order): each
+    /// incarnation's last line added up; in flight, the last incarnation's only.
+    pub fn of_runs(reports: &[LoadReport]) -> Counts {
+        let runs = last_per_incarnation(reports);
+        let mut total = Counts::default();
+        for r in &runs {
+            total.add(&Counts::from_report(r));
+        }
+        total.req_in_flight = runs.last().map_or(0, |r| r.requests.in_flight);
+        total
     }
 
     /// Requests failed with a typed error, all kinds.
@@ -82,67 +96,22 @@ impl Counts {
     /// Adds `other`'s counters to these (the in-flight gauge too: the caller decides whether
     /// the two were at the same time).
     pub fn add(&mut self, other: &Counts) {
-        self.req_sent = self.req_sent.saturating_add(other.req_sent);
-        self.req_answered = self.req_answered.saturating_add(other.req_answered);
+        let f = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        f(&mut self.req_sent, other.req_sent);
+        f(&mut self.req_answered, other.req_answered);
         for (kind, n) in &other.req_failed {
-            let e = self.req_failed.entry(kind.clone()).or_insert(0);
-            *e = e.saturating_add(*n);
+            f(self.req_failed.entry(kind.clone()).or_insert(0), *n);
         }
-        self.req_lost = self.req_lost.saturating_add(other.req_lost);
-        self.req_in_flight = self.req_in_flight.saturating_add(other.req_in_flight);
-        self.uni_sent = self.uni_sent.saturating_add(other.uni_sent);
-        self.uni_send_failed = self.uni_send_failed.saturating_add(other.uni_send_failed);
-        self.uni_received = self.uni_received.saturating_add(other.uni_received);
-        self.bc_sent = self.bc_sent.saturating_add(other.bc_sent);
-        self.bc_received = self.bc_received.saturating_add(other.bc_received);
-        self.bc_duplicates = self.bc_duplicates.saturating_add(other.bc_duplicates);
-    }
-}
-
-/// A node's counters over every incarnation seen.
-#[derive(Debug, Clone, Default)]
-pub struct NodeTally {
-    /// Incarnations that have been replaced, added up.
-    done: Counts,
-    /// The latest incarnation and its latest counters.
-    current: Option<(u64, Counts)>,
-    /// Incarnations seen.
-    incarnations: usize,
-}
-
-impl NodeTally {
-    /// Takes one report line. A line of a new incarnation closes the previous one at its last
-    /// counters; a later line of the same incarnation replaces its counters (they only grow).
-    pub fn observe(&mut self, line: &serde_json::Value) {
-        let Some(counts) = Counts::from_report(line) else {
-            return;
-        };
-        let incarnation = line["incarnation"].as_u64().unwrap_or(0);
-        match &mut self.current {
-            Some((inc, c)) if *inc == incarnation => *c = counts,
-            _ => {
-                self.incarnations = self.incarnations.saturating_add(1);
-                if let Some((_, mut old)) = self.current.replace((incarnation, counts)) {
-                    // A replaced process waits for nothing any more.
-                    old.req_in_flight = 0;
-                    self.done.add(&old);
-                }
-            }
-        }
-    }
-
-    /// The counters of the whole run so far.
-    pub fn total(&self) -> Counts {
-        let mut t = self.done.clone();
-        if let Some((_, c)) = &self.current {
-            t.add(c);
-        }
-        t
-    }
-
-    /// Incarnations seen.
-    pub fn incarnations(&self) -> usize {
-        self.incarnations
+        f(&mut self.req_lost, other.req_lost);
+        f(&mut self.req_in_flight, other.req_in_flight);
+        f(&mut self.uni_sent, other.uni_sent);
+        f(&mut self.uni_send_failed, other.uni_send_failed);
+        f(&mut self.uni_received, other.uni_received);
+        f(&mut self.bc_sent, other.bc_sent);
+        f(&mut self.bc_targets_queued, other.bc_targets_queued);
+        f(&mut self.bc_targets_missed, other.bc_targets_missed);
+        f(&mut self.bc_received, other.bc_received);
+        f(&mut self.bc_duplicates, other.bc_duplicates);
     }
 }
 
@@ -151,51 +120,52 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn line(inc: u64, sent: u64, answered: u64, failed: u64, in_flight: u64) -> serde_json::Value {
-        json!({"t_ms": 1000, "node": "ab", "incarnation": inc, "final": false,
-               "requests": {"sent": sent, "answered": answered, "failed": {"timeout": failed},
-                            "lost": 0, "in_flight": in_flight},
-               "unicasts": {"sent": 5, "send_failed": 1, "received": 4},
-               "broadcasts": {"sent": 2, "received": 8, "duplicates": 0}})
+    fn line(inc: u64, sent: u64, answered: u64, timeouts: u64, in_flight: u64) -> LoadReport {
+        serde_json::from_value(json!({
+            "t_ms": 1000, "uptime_ms": 10, "node": "ab".repeat(64), "incarnation": inc,
+            "final": false,
+            "requests": {"sent": sent, "answered": answered, "failed": {"timeout": timeouts,
+                         "unreachable": 0}, "lost": 0, "in_flight": in_flight, "skipped": 0},
+            "unicasts": {"sent": 5, "send_failed": 1, "skipped": 0, "received": 4},
+            "broadcasts": {"sent": 2, "send_failed": 0, "targets_queued": 8,
+                           "targets_unreachable": 1, "targets_dropped": 1, "received": 8,
+                           "duplicates": 0, "stale": 0},
+            "peers": 4, "reachable": 4}))
+        .expect("a report line")
     }
 
     #[test]
-    fn a_report_line_gives_its_counters() {
-        let c = Counts::from_report(&line(7, 10, 8, 1, 1)).expect("an object");
+    fn a_report_line_gives_its_counters_without_empty_failure_kinds() {
+        let c = Counts::from_report(&line(7, 10, 8, 1, 1));
         assert_eq!(
             (c.req_sent, c.req_answered, c.req_failed_total()),
             (10, 8, 1)
         );
-        assert_eq!(c.req_failed.get("timeout"), Some(&1));
+        assert_eq!(c.req_failed, BTreeMap::from([("timeout".to_owned(), 1)]));
         assert_eq!((c.uni_sent, c.uni_send_failed, c.uni_received), (5, 1, 4));
-        assert_eq!((c.bc_sent, c.bc_received, c.bc_duplicates), (2, 8, 0));
+        assert_eq!(
+            (c.bc_sent, c.bc_targets_queued, c.bc_targets_missed),
+            (2, 8, 2)
+        );
+        assert_eq!((c.bc_received, c.bc_duplicates), (8, 0));
         assert_eq!(c.sent(), 17);
-        assert_eq!(Counts::from_report(&json!([1, 2])), None);
     }
 
     #[test]
-    fn missing_fields_count_zero_and_a_plain_failed_number_is_kept() {
-        let c =
-            Counts::from_report(&json!({"requests": {"sent": 3, "failed": 2}})).expect("an object");
-        assert_eq!(c.req_sent, 3);
-        assert_eq!(c.req_failed_total(), 2);
-        assert_eq!(c.bc_received, 0);
-    }
-
-    #[test]
-    fn a_tally_adds_incarnations_and_keeps_only_the_live_ones_in_flight() {
-        let mut t = NodeTally::default();
-        t.observe(&line(1, 10, 9, 0, 1));
-        t.observe(&line(1, 20, 18, 1, 1));
-        // Restarted: the counters start again under another incarnation.
-        t.observe(&line(2, 5, 5, 0, 0));
-        t.observe(&line(2, 7, 6, 0, 1));
-        let total = t.total();
+    fn the_runs_of_a_restarted_node_add_up_with_only_the_last_in_flight() {
+        let reports = [
+            line(1, 10, 9, 0, 1),
+            line(1, 20, 18, 1, 1),
+            // Restarted: the counters start again under another incarnation.
+            line(2, 5, 5, 0, 0),
+            line(2, 7, 6, 0, 1),
+        ];
+        let total = Counts::of_runs(&reports);
         assert_eq!(total.req_sent, 27);
         assert_eq!(total.req_answered, 24);
         assert_eq!(total.req_failed_total(), 1);
         assert_eq!(total.req_in_flight, 1);
         assert_eq!(total.uni_sent, 10);
-        assert_eq!(t.incarnations(), 2);
+        assert_eq!(Counts::of_runs(&[]), Counts::default());
     }
 }

@@ -1,22 +1,29 @@
 //! The soak run itself: start the network, drive the load, sample, restart, stop, judge.
 //! `examples/soak.rs` (and `scripts/soak`) parse the command line into [`Args`] and call
 //! [`run`]; the smoke test calls it for a few seconds.
+//!
+//! The nodes are `chainmesh_testkit::procs` processes with the production timers, each
+//! running the load generator and a channel port; the runner adds one AMOP client per node
+//! ([`super::amop`]). Every blocking call (processes, `/proc`, the admin API) runs with
+//! `block_in_place`, so the AMOP load keeps going on the runtime's other worker meanwhile.
 
-use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chainmesh::identity::load_sdk_identity;
+use chainmesh::config::{Config, TimersConfig};
+use chainmesh::identity::{load_sdk_identity, NetworkCa};
+use chainmesh_testkit::procs::{read_reports, ProcNet, ProcNetOptions};
 use tokio::sync::watch;
+use tokio::task::block_in_place;
 
 use super::amop::{AmopLoad, AmopOptions};
-use super::nodes::Nodes;
+use super::figure;
 use super::record::{self, NodeSample, Tick};
-use super::report::NodeTally;
+use super::report::Counts;
 use super::schedule::{self, Restart};
 use super::summary::Summary;
-use super::svg::{Chart, Line, Panel};
 use super::{admin, procfs};
 
 /// Run a chainmesh network under mixed load for a long time and record RSS, descriptors,
@@ -42,8 +49,12 @@ pub struct Args {
     /// Which nodes are restarted, in turn (comma-separated indices).
     #[arg(long, default_value = "4", value_delimiter = ',')]
     pub restart_nodes: Vec<usize>,
-    /// Load-generator SPEC for every node (`chainmesh node --load SPEC`); empty for none.
-    #[arg(long, default_value = "")]
+    /// Load-generator SPEC of every node (`chainmesh node --load SPEC`: rates per second
+    /// for the whole node); empty for none.
+    #[arg(
+        long,
+        default_value = "requests=20,unicasts=20,broadcasts=5,size=256,request_timeout_ms=2000"
+    )]
     pub load: String,
     /// AMOP unicasts per second from each node's SDK client.
     #[arg(long, default_value_t = 5.0)]
@@ -60,35 +71,25 @@ pub struct Args {
     /// The chainmesh binary.
     #[arg(long, default_value = "target/release/chainmesh")]
     pub bin: PathBuf,
-    /// RUST_LOG of the nodes (their logs: OUT/net/nodeK/node.log).
+    /// RUST_LOG of the nodes (their logs: OUT/net/nodeK/config.log).
     #[arg(long, default_value = "info")]
     pub node_log: String,
 }
 
 /// The AMOP topic of the run.
 const TOPIC: &str = "soak";
-/// How long a node may take after start to link to every other one.
+/// How long the network may take to be whole: at the start, and after each restart.
 const MESH_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a restart waits for the mesh to be whole again (sampling waits meanwhile).
-const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often each node's load generator appends a report line.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// The plot is rewritten this often during the run, so a run cut short still has one.
 const PLOT_EVERY: Duration = Duration::from_secs(60);
 /// How long the AMOP load's publishes in flight may take to end after it stops publishing.
 const DRAIN: Duration = Duration::from_secs(20);
 
-/// Where the run writes what.
-struct Outputs {
-    csv: std::fs::File,
-    svg: PathBuf,
-    summary: PathBuf,
-}
-
-/// What the runner keeps per node between samples.
-struct NodeState {
-    tally: NodeTally,
-    report: PathBuf,
-    report_offset: u64,
-    restarts: u32,
+/// Every node's config tweak: a channel port for the AMOP clients.
+fn with_channel(_: usize, cfg: &mut Config) {
+    cfg.channel.listen = "127.0.0.1:0".into();
 }
 
 /// Runs a soak as `args` say and returns its summary (also printed and written to
@@ -109,6 +110,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let warmup = args.warmup.min(args.duration / 4);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let net_dir = args.out.join("net");
+    let _ = std::fs::remove_dir_all(&net_dir);
     // Nodes run in their own directories: the binary's path must not be relative.
     let bin = std::fs::canonicalize(&args.bin).with_context(|| {
         format!(
@@ -116,57 +119,32 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             args.bin.display()
         )
     })?;
-    let net_dir = args.out.join("net");
-    let _ = std::fs::remove_dir_all(&net_dir);
-    let load = args.load.clone();
-    let mut nodes = Nodes::init(
-        &bin,
-        &net_dir,
-        args.nodes,
-        |_| {
-            if load.is_empty() {
-                Vec::new()
-            } else {
-                vec![
-                    "--load".into(),
-                    load.clone(),
-                    "--load-report".into(),
-                    "load.jsonl".into(),
-                ]
-            }
-        },
-        &args.node_log,
-    )?;
-    for k in 0..nodes.len() {
-        nodes.start(k)?;
-    }
-    let agent = admin::agent(Duration::from_secs(2));
-    let meshed = wait_mesh(&nodes, &agent, MESH_TIMEOUT).await;
+    let mut opts = ProcNetOptions::new(bin);
+    opts.load = (!args.load.is_empty()).then(|| args.load.clone());
+    opts.load_interval = REPORT_INTERVAL;
+    opts.timers = TimersConfig::default();
+    opts.tweak = Some(with_channel);
+    opts.log_filter = args.node_log.clone();
+    let mut net = block_in_place(|| ProcNet::new(&net_dir, args.nodes, opts))?;
+    let meshed = block_in_place(|| net.wait_whole_mesh(MESH_TIMEOUT))?;
     eprintln!(
-        "soak: {} nodes up{}; running {} with a sample every {}, warm-up {}, {}",
-        nodes.len(),
-        meshed.map_or(" (not yet a full mesh)".into(), |d| format!(
-            ", full mesh after {:.1} s",
-            d.as_secs_f64()
-        )),
+        "soak: {} nodes up, mesh whole (links, routes, statuses) after {:.1} s; running {} with a sample every {}, warm-up {}, {}",
+        net.len(),
+        meshed.as_secs_f64(),
         humantime::format_duration(args.duration),
         humantime::format_duration(args.interval),
         humantime::format_duration(warmup),
         restart_text(args),
     );
 
-    let mut states: Vec<NodeState> = (0..nodes.len())
-        .map(|k| NodeState {
-            tally: NodeTally::default(),
-            report: nodes.node_dir(k).join("load.jsonl"),
-            report_offset: 0,
-            restarts: 0,
-        })
-        .collect();
-    let (channel_tx, channel_rx): (Vec<_>, Vec<_>) = (0..nodes.len())
-        .map(|k| watch::channel(nodes.channel(k).map(str::to_owned)))
+    let (channel_tx, channel_rx): (Vec<_>, Vec<_>) = (0..net.len())
+        .map(|k| watch::channel(channel(&net, k)))
         .unzip();
-    let identity = load_sdk_identity(&nodes.sdk_dir()).context("the SDK certificate")?;
+    let sdk = net.dir().join("sdk");
+    NetworkCa::load(net.dir())
+        .and_then(|ca| ca.write_sdk(&sdk))
+        .context("an SDK certificate from the network's CA")?;
+    let identity = load_sdk_identity(&sdk).context("the SDK certificate")?;
     let amop_on = args.amop_unicasts > 0.0 || args.amop_multicasts > 0.0;
     let amop = amop_on.then(|| {
         AmopLoad::start(
@@ -182,16 +160,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         )
     });
 
-    let mut out = Outputs {
-        csv: std::fs::File::create(args.out.join("soak.csv"))?,
-        svg: args.out.join("soak.svg"),
-        summary: args.out.join("summary.txt"),
-    };
-    out.csv.write_all(record::header().as_bytes())?;
+    let csv_path = args.out.join("soak.csv");
+    let svg_path = args.out.join("soak.svg");
+    let mut csv = std::fs::File::create(&csv_path)
+        .with_context(|| format!("creating {}", csv_path.display()))?;
+    csv.write_all(record::header().as_bytes())?;
     let mut plan = schedule::plan(args.duration, args.restart_every, &args.restart_nodes)
         .into_iter()
         .peekable();
-    let mut restarts_done: Vec<(f64, usize)> = Vec::new();
+    let mut restarts: Vec<u32> = vec![0; net.len()];
+    let mut markers: Vec<(f64, usize)> = Vec::new();
+    let mut rejoins: Vec<Duration> = Vec::new();
     let mut ticks: Vec<Tick> = Vec::new();
     let started = Instant::now();
     let mut next_sample = started;
@@ -201,9 +180,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         tokio::time::sleep_until(next_sample.into()).await;
         next_sample += args.interval;
         let elapsed = started.elapsed();
-        let tick = sample(&nodes, &mut states, amop.as_ref(), &agent, elapsed).await;
-        out.csv.write_all(record::rows(&tick).as_bytes())?;
-        out.csv.flush()?;
+        let tick = sample(&net, amop.as_ref(), &restarts, elapsed);
+        csv.write_all(record::rows(&tick).as_bytes())?;
+        csv.flush()?;
         ticks.push(tick);
         if last_status.elapsed() >= Duration::from_secs(60) {
             last_status = Instant::now();
@@ -213,15 +192,15 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         }
         if last_plot.elapsed() >= PLOT_EVERY {
             last_plot = Instant::now();
-            std::fs::write(&out.svg, plot(&ticks, &restarts_done))?;
+            write_plot(&svg_path, &ticks, &markers)?;
         }
         while let Some(Restart { node, .. }) = plan.next_if(|r| r.at <= started.elapsed()) {
-            let at = started.elapsed().as_secs_f64();
-            restart(&mut nodes, node, &channel_tx, &agent).await?;
-            if let Some(s) = states.get_mut(node) {
-                s.restarts = s.restarts.saturating_add(1);
+            markers.push((started.elapsed().as_secs_f64(), node));
+            let took = restart(&mut net, node, &channel_tx)?;
+            rejoins.push(took);
+            if let Some(r) = restarts.get_mut(node) {
+                *r = r.saturating_add(1);
             }
-            restarts_done.push((at, node));
         }
         if elapsed >= args.duration {
             break;
@@ -232,42 +211,31 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     // nodes so their load generators write their final counters.
     if let Some(a) = &amop {
         a.stop_publishing();
+        // A publish spawned just before the stop counts itself as sent when it first runs.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let drain_until = Instant::now() + DRAIN;
-        while Instant::now() < drain_until && (0..nodes.len()).any(|k| a.counts(k).in_flight() > 0)
-        {
+        while Instant::now() < drain_until && (0..net.len()).any(|k| a.counts(k).in_flight() > 0) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let mut last = sample(
-        &nodes,
-        &mut states,
-        amop.as_ref(),
-        &agent,
-        started.elapsed(),
-    )
-    .await;
+    let mut last = sample(&net, amop.as_ref(), &restarts, started.elapsed());
     drop(amop);
-    let stopping = nodes;
-    let stopped = tokio::task::spawn_blocking(move || {
-        let mut nodes = stopping;
-        for k in 0..nodes.len() {
-            nodes.terminate(k);
-        }
-        nodes
-    })
-    .await?;
-    for (k, n) in last.nodes.iter_mut().enumerate() {
-        if let Some(s) = states.get_mut(k) {
-            read_report(s);
-            n.counts = s.tally.total();
-        }
+    let clean = block_in_place(|| net.terminate_all())?;
+    if !clean {
+        eprintln!(
+            "soak: a node did not exit cleanly on SIGTERM; see its log in {}",
+            net_dir.display()
+        );
     }
-    drop(stopped);
-    out.csv.write_all(record::rows(&last).as_bytes())?;
+    for (k, n) in last.nodes.iter_mut().enumerate() {
+        n.counts = counts(&net, k);
+    }
+    csv.write_all(record::rows(&last).as_bytes())?;
     ticks.push(last);
-    std::fs::write(&out.svg, plot(&ticks, &restarts_done))?;
+    write_plot(&svg_path, &ticks, &markers)?;
 
-    let summary = Summary::new(&ticks, warmup.as_secs_f64());
+    let mut summary = Summary::new(&ticks, warmup.as_secs_f64());
+    summary.rejoins = rejoins;
     let text = format!(
         "soak: {} nodes for {} (sampled every {}, warm-up {}), {}; load {}; AMOP {} unicasts/s and {} multicasts/s per node\n{summary}\n",
         args.nodes,
@@ -279,13 +247,14 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         args.amop_unicasts,
         args.amop_multicasts,
     );
-    std::fs::write(&out.summary, &text)?;
+    let summary_path = args.out.join("summary.txt");
+    std::fs::write(&summary_path, &text)?;
     print!("{text}");
     eprintln!(
         "soak: wrote {}, {} and {}",
-        args.out.join("soak.csv").display(),
-        out.svg.display(),
-        out.summary.display()
+        csv_path.display(),
+        svg_path.display(),
+        summary_path.display()
     );
     Ok(summary)
 }
@@ -306,136 +275,75 @@ fn restart_text(args: &Args) -> String {
     )
 }
 
-/// Waits until every node has a live link to every other; the time it took, or `None` after
-/// `timeout`.
-async fn wait_mesh(nodes: &Nodes, agent: &ureq::Agent, timeout: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let admins: Vec<String> = (0..nodes.len())
-        .filter_map(|k| nodes.admin(k).map(str::to_owned))
-        .collect();
-    let want = u64::try_from(nodes.len().saturating_sub(1)).unwrap_or(u64::MAX);
-    while started.elapsed() < timeout {
-        let (agent, admins) = (agent.clone(), admins.clone());
-        let whole = tokio::task::spawn_blocking(move || {
-            admins
-                .iter()
-                .all(|a| admin::sample(&agent, a).is_some_and(|s| s.peers >= want))
-        })
-        .await
-        .unwrap_or(false);
-        if whole {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
+/// Node K's channel port while it runs.
+fn channel(net: &ProcNet, k: usize) -> Option<String> {
+    net.process(k).and_then(|p| p.channel.clone())
 }
 
-/// Stops node K, starts it again on its config, and tells its AMOP client where it is.
-async fn restart(
-    nodes: &mut Nodes,
+/// Node K's load-generator counters over all its runs so far (none when its report cannot
+/// be read: a line being written is left for the next time).
+fn counts(net: &ProcNet, k: usize) -> Counts {
+    read_reports(net.report_path(k))
+        .map(|r| Counts::of_runs(&r))
+        .unwrap_or_default()
+}
+
+/// Stops node K with SIGTERM, starts it again on the same P2P port, tells its AMOP client
+/// where its channel port is now, and waits for the mesh to be whole; returns how long that
+/// took from the restart.
+fn restart(
+    net: &mut ProcNet,
     k: usize,
     channels: &[watch::Sender<Option<String>>],
-    agent: &ureq::Agent,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Duration> {
     let t = Instant::now();
     if let Some(tx) = channels.get(k) {
         tx.send_replace(None);
     }
-    tokio::task::block_in_place(|| {
-        nodes.terminate(k);
-        nodes.start(k)
-    })?;
+    block_in_place(|| net.restart(k))?;
     if let Some(tx) = channels.get(k) {
-        tx.send_replace(nodes.channel(k).map(str::to_owned));
+        tx.send_replace(channel(net, k));
     }
-    let rejoined = wait_mesh(nodes, agent, REJOIN_TIMEOUT).await;
-    eprintln!(
-        "soak: restarted node{k} in {:.1} s; {}",
-        t.elapsed().as_secs_f64(),
-        rejoined.map_or("the mesh was not whole again within 30 s".into(), |d| {
-            format!("full mesh again {:.1} s after its start", d.as_secs_f64())
-        })
-    );
-    Ok(())
-}
-
-/// Reads the lines node K's load generator appended since the last call.
-fn read_report(state: &mut NodeState) {
-    let Ok(mut file) = std::fs::File::open(&state.report) else {
-        return;
-    };
-    use std::io::Seek;
-    if file
-        .seek(std::io::SeekFrom::Start(state.report_offset))
-        .is_err()
-    {
-        return;
+    let whole = block_in_place(|| net.wait_whole_mesh(MESH_TIMEOUT));
+    let took = t.elapsed();
+    match whole {
+        Ok(_) => eprintln!(
+            "soak: restarted node{k}; mesh whole again {:.1} s after the restart began",
+            took.as_secs_f64()
+        ),
+        Err(e) => eprintln!("soak: restarted node{k}; {e}"),
     }
-    let mut reader = std::io::BufReader::new(file);
-    let mut line = String::new();
-    while let Ok(n) = reader.read_line(&mut line) {
-        // A line still being written has no newline yet: it is read whole next time.
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        state.report_offset = state
-            .report_offset
-            .saturating_add(u64::try_from(n).unwrap_or(0));
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-            state.tally.observe(&v);
-        }
-        line.clear();
-    }
+    Ok(took)
 }
 
 /// Every node now: `/proc`, the admin API, its load report and its AMOP client.
-async fn sample(
-    nodes: &Nodes,
-    states: &mut [NodeState],
-    amop: Option<&AmopLoad>,
-    agent: &ureq::Agent,
-    elapsed: Duration,
-) -> Tick {
-    let targets: Vec<(Option<u32>, Option<String>)> = (0..nodes.len())
-        .map(|k| (nodes.pid(k), nodes.admin(k).map(str::to_owned)))
-        .collect();
-    let agent = agent.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        targets
-            .into_iter()
-            .map(|(pid, addr)| {
-                (
+fn sample(net: &ProcNet, amop: Option<&AmopLoad>, restarts: &[u32], elapsed: Duration) -> Tick {
+    let agent = admin::agent(Duration::from_secs(2));
+    let nodes = block_in_place(|| {
+        (0..net.len())
+            .map(|k| {
+                let pid = net.pid(k);
+                NodeSample {
+                    node: k,
                     pid,
-                    pid.and_then(procfs::sample),
-                    addr.and_then(|a| admin::sample(&agent, &a)),
-                )
+                    proc_: pid.and_then(procfs::sample),
+                    admin: net.admin(k).and_then(|a| admin::sample(&agent, &a)),
+                    counts: counts(net, k),
+                    amop: amop.map(|a| a.counts(k)).unwrap_or_default(),
+                    restarts: restarts.get(k).copied().unwrap_or(0),
+                }
             })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    let nodes = read
-        .into_iter()
-        .zip(states.iter_mut())
-        .enumerate()
-        .map(|(k, ((pid, proc_, admin), state))| {
-            read_report(state);
-            NodeSample {
-                node: k,
-                pid,
-                proc_,
-                admin,
-                counts: state.tally.total(),
-                amop: amop.map(|a| a.counts(k)).unwrap_or_default(),
-                restarts: state.restarts,
-            }
-        })
-        .collect();
+            .collect()
+    });
     Tick {
         t_s: elapsed.as_secs_f64(),
         nodes,
     }
+}
+
+fn write_plot(path: &Path, ticks: &[Tick], markers: &[(f64, usize)]) -> anyhow::Result<()> {
+    std::fs::write(path, figure::render(ticks, markers))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn status_line(t: &Tick) -> String {
@@ -464,97 +372,4 @@ fn status_line(t: &Tick) -> String {
         c.bc_duplicates,
         a.mc_duplicates
     )
-}
-
-/// The figure: RSS and descriptors per node, the message rate, and queue depths.
-fn plot(ticks: &[Tick], restarts: &[(f64, usize)]) -> String {
-    let n = ticks.iter().map(|t| t.nodes.len()).max().unwrap_or(0);
-    let per_node = |f: &dyn Fn(&NodeSample) -> Option<f64>| -> Vec<Line> {
-        (0..n)
-            .map(|k| Line {
-                label: format!("node{k}"),
-                segments: segments(ticks.iter().map(|t| (t.t_s, t.nodes.get(k).and_then(f)))),
-            })
-            .collect()
-    };
-    let rate = |f: &dyn Fn(&Tick) -> u64| -> Vec<(f64, f64)> {
-        ticks
-            .windows(2)
-            .filter(|w| w[1].t_s > w[0].t_s)
-            .map(|w| {
-                let d = f(&w[1]).saturating_sub(f(&w[0]));
-                (w[1].t_s, d as f64 / (w[1].t_s - w[0].t_s))
-            })
-            .collect()
-    };
-    let queue = |label: &str, f: &dyn Fn(&Tick) -> u64| Line {
-        label: label.into(),
-        segments: vec![ticks.iter().map(|t| (t.t_s, f(t) as f64)).collect()],
-    };
-    let chart = Chart {
-        title: format!("chainmesh soak: {n} nodes"),
-        panels: vec![
-            Panel {
-                title: "RSS (MiB) per node".into(),
-                lines: per_node(&|s| s.proc_.map(|p| p.rss_kb as f64 / 1024.0)),
-            },
-            Panel {
-                title: "open file descriptors per node".into(),
-                lines: per_node(&|s| s.proc_.map(|p| p.fds as f64)),
-            },
-            Panel {
-                title: "messages per second, all nodes".into(),
-                lines: vec![
-                    Line {
-                        label: "sent, all kinds".into(),
-                        segments: vec![rate(&Tick::messages_sent)],
-                    },
-                    Line {
-                        label: "load generator".into(),
-                        segments: vec![rate(&|t| t.total_counts().0.sent())],
-                    },
-                    Line {
-                        label: "AMOP".into(),
-                        segments: vec![rate(&|t| {
-                            let a = t.total_counts().1;
-                            a.sent.saturating_add(a.mc_published)
-                        })],
-                    },
-                ],
-            },
-            Panel {
-                title: "queues, all nodes: in flight (messages), AMOP queued (KiB)".into(),
-                lines: vec![
-                    queue("requests in flight", &|t| t.total_counts().0.req_in_flight),
-                    queue("AMOP in flight", &|t| t.total_counts().1.in_flight()),
-                    queue("AMOP queued KiB", &|t| {
-                        t.nodes
-                            .iter()
-                            .filter_map(|n| n.admin)
-                            .map(|a| a.amop_queued_bytes / 1024)
-                            .sum()
-                    }),
-                ],
-            },
-        ],
-        markers: restarts
-            .iter()
-            .map(|(t, k)| (*t, format!("node{k} restarted")))
-            .collect(),
-    };
-    super::svg::render(&chart)
-}
-
-/// Runs of consecutive present values.
-fn segments(values: impl Iterator<Item = (f64, Option<f64>)>) -> Vec<Vec<(f64, f64)>> {
-    let mut out: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-    for (t, v) in values {
-        match (v, out.last_mut()) {
-            (Some(v), Some(run)) => run.push((t, v)),
-            (None, Some(run)) if !run.is_empty() => out.push(Vec::new()),
-            _ => {}
-        }
-    }
-    out.retain(|r| !r.is_empty());
-    out
 }

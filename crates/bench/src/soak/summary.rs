@@ -10,6 +10,7 @@
 //! without an outcome, AMOP multicasts pushed twice, AMOP acks carrying another payload.
 
 use std::fmt;
+use std::time::Duration;
 
 use super::amop::AmopCounts;
 use super::flat::{judge, Flatness, Tolerance};
@@ -46,6 +47,8 @@ pub struct Summary {
     pub amop: AmopCounts,
     /// What failed the verdict; empty when it passed.
     pub problems: Vec<String>,
+    /// How long the mesh took to be whole again after each restart (the runner fills it).
+    pub rejoins: Vec<Duration>,
 }
 
 impl Summary {
@@ -135,6 +138,7 @@ impl Summary {
             counts,
             amop,
             problems,
+            rejoins: Vec::new(),
         }
     }
 
@@ -216,8 +220,14 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             out,
-            "broadcasts: {} sent, {} received, {} duplicates",
-            c.bc_sent, c.bc_received, c.bc_duplicates
+            "broadcasts: {} sent, {} copies queued, {} copies without a route or dropped at a closing link, {} received, {} duplicates",
+            c.bc_sent, c.bc_targets_queued, c.bc_targets_missed, c.bc_received, c.bc_duplicates
+        )?;
+        writeln!(
+            out,
+            "queued but not received (on a link that closed under them, around restarts): {} unicasts, {} broadcast copies",
+            c.uni_sent.saturating_sub(c.uni_received),
+            c.bc_targets_queued.saturating_sub(c.bc_received)
         )?;
         let a = &self.amop;
         writeln!(
@@ -231,6 +241,17 @@ impl fmt::Display for Summary {
             "AMOP multicasts: {} published, {} taken, {} refused, {} lost; pushed {}, {} duplicates; {} client sessions",
             a.mc_published, a.mc_sent, a.mc_failed, a.mc_lost, a.mc_received, a.mc_duplicates, a.connects
         )?;
+        if !self.rejoins.is_empty() {
+            let mut secs: Vec<f64> = self.rejoins.iter().map(Duration::as_secs_f64).collect();
+            secs.sort_by(f64::total_cmp);
+            writeln!(
+                out,
+                "restarts: {}; mesh whole again (links, routes, statuses) after {:.1} s median, {:.1} s at most",
+                secs.len(),
+                secs[secs.len() / 2],
+                secs[secs.len() - 1]
+            )?;
+        }
         if self.passed() {
             let judged: Vec<String> = self
                 .nodes

@@ -35,11 +35,11 @@ pub struct Chart {
     pub markers: Vec<(f64, String)>,
 }
 
-const WIDTH: f64 = 960.0;
+const WIDTH: f64 = 1000.0;
 const PANEL_HEIGHT: f64 = 200.0;
 const PANEL_GAP: f64 = 60.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 130.0;
+const RIGHT: f64 = 170.0;
 const TOP: f64 = 60.0;
 const BOTTOM: f64 = 50.0;
 /// Colour-blind-safe (Okabe-Ito), in series order.
@@ -56,7 +56,7 @@ pub fn render(chart: &Chart) -> String {
         chart
             .panels
             .iter()
-            .flat_map(|p| points(p))
+            .flat_map(points)
             .map(|p| p.0)
             .chain(chart.markers.iter().map(|m| m.0))
             .fold(0.0, f64::max)

@@ -21,8 +21,13 @@ use super::spec::{LoadSpec, HEADER_LEN};
 
 /// How often the senders wake to send what their rate allows.
 const TICK: Duration = Duration::from_millis(10);
-/// How long past its timeout a request may take to resolve before it counts as lost.
-pub const LOST_MARGIN: Duration = Duration::from_secs(1);
+/// How long a request may take to resolve, either way, before it counts as lost: its
+/// timeout and as long again (at least a second). The margin is that wide so that a node
+/// frozen (SIGSTOP) for up to its request timeout, whose timers all fire at once when it
+/// runs again, does not take its own pause for a lost request.
+pub fn lost_after(timeout: Duration) -> Duration {
+    timeout.saturating_add(timeout.max(Duration::from_secs(1)))
+}
 
 /// Sends one message of a kind.
 type Sender = fn(&Arc<Traffic>);
@@ -88,8 +93,7 @@ impl Traffic {
         }
     }
 
-    /// Waits for every request sent to resolve (each is bounded by its timeout plus
-    /// [`LOST_MARGIN`]).
+    /// Waits for every request sent to resolve (each is bounded by [`lost_after`]).
     pub async fn drain(&self) {
         self.requests.close();
         self.requests.wait().await;
@@ -132,7 +136,7 @@ impl Traffic {
                 .node
                 .request(dst, this.spec.module, payload.clone(), timeout);
             let c = &this.counters;
-            match tokio::time::timeout(timeout + LOST_MARGIN, asked).await {
+            match tokio::time::timeout(lost_after(timeout), asked).await {
                 Err(_) => c.req_lost.inc(),
                 Ok(Ok(answer)) if answer == payload => c.req_answered.inc(),
                 Ok(Ok(_)) => c.failed(FailKind::Mismatch),

@@ -44,6 +44,8 @@ pub struct Traffic {
     filler: Bytes,
     seq: AtomicU64,
     in_flight: Arc<Semaphore>,
+    /// The pacing tasks, so that stopping can wait until none sends any more.
+    pacers: TaskTracker,
     /// Every request task, so that stopping can wait for their outcomes.
     requests: TaskTracker,
 }
@@ -67,6 +69,7 @@ impl Traffic {
             counters,
             filler: filler.into(),
             seq: AtomicU64::new(0),
+            pacers: TaskTracker::new(),
             requests: TaskTracker::new(),
             spec,
         })
@@ -88,13 +91,18 @@ impl Traffic {
         ];
         for (rate, send) in kinds {
             if rate > 0.0 {
-                tokio::spawn(pace(rate, stop.clone(), self.clone(), send));
+                self.pacers
+                    .spawn(pace(rate, stop.clone(), self.clone(), send));
             }
         }
     }
 
-    /// Waits for every request sent to resolve (each is bounded by [`lost_after`]).
+    /// After `stop` was cancelled: waits until the pacing tasks have stopped (one may be in
+    /// the middle of a burst), then for every request sent to resolve (each is bounded by
+    /// [`lost_after`]).
     pub async fn drain(&self) {
+        self.pacers.close();
+        self.pacers.wait().await;
         self.requests.close();
         self.requests.wait().await;
     }
@@ -184,6 +192,7 @@ async fn pace(rate: f64, stop: CancellationToken, traffic: Arc<Traffic>, send: f
     let mut due = 0.0f64;
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }

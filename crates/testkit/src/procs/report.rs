@@ -256,3 +256,68 @@ impl Totals {
         add(&mut t.malformed, b.malformed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(incarnation: u64, answered: u64, is_final: bool) -> LoadReport {
+        LoadReport {
+            t_ms: 1,
+            uptime_ms: 1,
+            node: crate::id(1),
+            incarnation,
+            is_final,
+            requests: RequestCounts {
+                sent: answered + 1,
+                answered,
+                failed: [("timeout".to_owned(), 1)].into(),
+                ..RequestCounts::default()
+            },
+            unicasts: UnicastCounts::default(),
+            broadcasts: BroadcastCounts::default(),
+            rss_kb: Some(1000),
+            fds: None,
+            peers: 2,
+            reachable: 2,
+        }
+    }
+
+    #[test]
+    fn a_line_still_being_written_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("load.jsonl");
+        assert!(read_reports(&file).unwrap().is_empty());
+        let whole = serde_json::to_string(&line(7, 3, false)).unwrap();
+        std::fs::write(&file, format!("{whole}\n{}", &whole[..20])).unwrap();
+        let got = read_reports(&file).unwrap();
+        assert_eq!(got, [line(7, 3, false)]);
+        // `fds` absent (no /proc) stays absent; `final` is the key on the wire.
+        assert!(!whole.contains("fds") && whole.contains("\"final\":false"));
+        std::fs::write(&file, "not json\n").unwrap();
+        assert!(matches!(
+            read_reports(&file),
+            Err(ReportError::Parse { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn totals_add_the_last_line_of_each_run() {
+        let reports = [
+            line(1, 5, false),
+            line(1, 9, false),
+            line(2, 1, false),
+            line(2, 4, true),
+        ];
+        let last = last_per_incarnation(&reports);
+        assert_eq!(last, [line(1, 9, false), line(2, 4, true)]);
+        let t = Totals::of(&reports);
+        assert_eq!((t.runs, t.final_lines), (2, 1));
+        assert_eq!(t.requests.answered, 13);
+        assert_eq!(t.requests.failed_total(), 2);
+        let mut sum = Totals::default();
+        sum.add(&t);
+        sum.add(&t);
+        assert_eq!((sum.runs, sum.requests.sent), (4, 30));
+    }
+}

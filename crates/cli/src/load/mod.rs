@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use spec::LoadSpec;
 
 use report::{Counters, Reporter};
-use traffic::{Traffic, LOST_MARGIN};
+use traffic::{lost_after, Traffic};
 
 /// A running load generator; [`finish`](Self::finish) stops it.
 pub struct LoadGen {
@@ -58,7 +58,7 @@ impl LoadGen {
         let reporter = Reporter::open(report, node.clone(), incarnation)?;
         let counters = Arc::new(Counters::default());
         receipts::spawn(node, spec.module, counters.clone());
-        let drain_limit = spec.request_timeout + 2 * LOST_MARGIN;
+        let drain_limit = lost_after(spec.request_timeout).saturating_add(Duration::from_secs(1));
         let traffic = Traffic::new(node.clone(), spec, group, incarnation, counters.clone());
         let stop = CancellationToken::new();
         traffic.spawn(&stop);

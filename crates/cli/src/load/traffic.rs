@@ -21,8 +21,13 @@ use super::spec::{LoadSpec, HEADER_LEN};
 
 /// How often the senders wake to send what their rate allows.
 const TICK: Duration = Duration::from_millis(10);
-/// How long past its timeout a request may take to resolve before it counts as lost.
-pub const LOST_MARGIN: Duration = Duration::from_secs(1);
+/// How long a request may take to resolve, either way, before it counts as lost: its
+/// timeout and as long again (at least a second). The margin is that wide so that a node
+/// frozen (SIGSTOP) for up to its request timeout, whose timers all fire at once when it
+/// runs again, does not take its own pause for a lost request.
+pub fn lost_after(timeout: Duration) -> Duration {
+    timeout.saturating_add(timeout.max(Duration::from_secs(1)))
+}
 
 /// Sends one message of a kind.
 type Sender = fn(&Arc<Traffic>);
@@ -39,6 +44,8 @@ pub struct Traffic {
     filler: Bytes,
     seq: AtomicU64,
     in_flight: Arc<Semaphore>,
+    /// The pacing tasks, so that stopping can wait until none sends any more.
+    pacers: TaskTracker,
     /// Every request task, so that stopping can wait for their outcomes.
     requests: TaskTracker,
 }
@@ -62,6 +69,7 @@ impl Traffic {
             counters,
             filler: filler.into(),
             seq: AtomicU64::new(0),
+            pacers: TaskTracker::new(),
             requests: TaskTracker::new(),
             spec,
         })
@@ -83,14 +91,18 @@ impl Traffic {
         ];
         for (rate, send) in kinds {
             if rate > 0.0 {
-                tokio::spawn(pace(rate, stop.clone(), self.clone(), send));
+                self.pacers
+                    .spawn(pace(rate, stop.clone(), self.clone(), send));
             }
         }
     }
 
-    /// Waits for every request sent to resolve (each is bounded by its timeout plus
-    /// [`LOST_MARGIN`]).
+    /// After `stop` was cancelled: waits until the pacing tasks have stopped (one may be in
+    /// the middle of a burst), then for every request sent to resolve (each is bounded by
+    /// [`lost_after`]).
     pub async fn drain(&self) {
+        self.pacers.close();
+        self.pacers.wait().await;
         self.requests.close();
         self.requests.wait().await;
     }
@@ -132,7 +144,7 @@ impl Traffic {
                 .node
                 .request(dst, this.spec.module, payload.clone(), timeout);
             let c = &this.counters;
-            match tokio::time::timeout(timeout + LOST_MARGIN, asked).await {
+            match tokio::time::timeout(lost_after(timeout), asked).await {
                 Err(_) => c.req_lost.inc(),
                 Ok(Ok(answer)) if answer == payload => c.req_answered.inc(),
                 Ok(Ok(_)) => c.failed(FailKind::Mismatch),
@@ -180,6 +192,7 @@ async fn pace(rate: f64, stop: CancellationToken, traffic: Arc<Traffic>, send: f
     let mut due = 0.0f64;
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }

@@ -43,6 +43,7 @@
 //! # }
 //! ```
 
+mod faults;
 mod mesh;
 mod process;
 mod report;
@@ -56,11 +57,12 @@ use chainmesh::identity::{generate_node_files, Curve, IdentityError, NetworkCa};
 use chainmesh::NodeId;
 use chainmesh_admin::{token_path, AdminToken};
 
+pub use faults::{run_faults, FaultPlan, FaultRun, FaultStep};
 pub use mesh::{WholeTimes, Wholeness};
 pub use process::{Launch, NodeProcess, Signal};
 pub use report::{
     last_per_incarnation, read_reports, BroadcastCounts, LoadReport, ReportError, RequestCounts,
-    UnicastCounts,
+    Totals, UnicastCounts,
 };
 
 /// How often the waits of [`ProcNet`] look again.
@@ -136,6 +138,14 @@ pub enum ProcError {
     /// A load report could not be read.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// A condition did not hold within the time given.
+    #[error("not within {timeout:?}: {what}")]
+    Timeout {
+        /// The condition.
+        what: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
     /// The mesh was not whole within the time given.
     #[error("the mesh was not whole within {timeout:?}: {missing}")]
     NotWhole {

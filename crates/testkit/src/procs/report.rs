@@ -57,8 +57,8 @@ pub struct RequestCounts {
     /// `send_queue_full`, `send_too_large`, `send_invalid`, `unsent`, `mismatch`: an answer that is not
     /// the echo).
     pub failed: BTreeMap<String, u64>,
-    /// Requests that resolved neither way within their timeout plus a margin ("got
-    /// neither"); must stay 0.
+    /// Requests that resolved neither way within twice their timeout (at least their
+    /// timeout and a second): "got neither"; must stay 0.
     pub lost: u64,
     /// Requests waiting for their outcome when the line was written.
     pub in_flight: u64,
@@ -183,4 +183,141 @@ pub fn last_per_incarnation(reports: &[LoadReport]) -> Vec<LoadReport> {
         }
     }
     out
+}
+
+/// Counters added up over many report lines: over the runs of a node, or over a network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Runs (incarnations) counted.
+    pub runs: u64,
+    /// Runs that ended with a final line (stopped with SIGTERM or SIGINT).
+    pub final_lines: u64,
+    /// Requests.
+    pub requests: RequestCounts,
+    /// Unicasts.
+    pub unicasts: UnicastCounts,
+    /// Broadcasts.
+    pub broadcasts: BroadcastCounts,
+}
+
+impl Totals {
+    /// The totals of the last line of each run in `reports` (see [`last_per_incarnation`]).
+    pub fn of(reports: &[LoadReport]) -> Totals {
+        let mut t = Totals::default();
+        for r in last_per_incarnation(reports) {
+            t.add_line(&r);
+        }
+        t
+    }
+
+    /// Adds one line's counters (the last of a run).
+    pub fn add_line(&mut self, r: &LoadReport) {
+        self.runs = self.runs.saturating_add(1);
+        self.final_lines = self.final_lines.saturating_add(u64::from(r.is_final));
+        self.add_counts(&r.requests, &r.unicasts, &r.broadcasts);
+    }
+
+    /// Adds another total (another node's).
+    pub fn add(&mut self, other: &Totals) {
+        self.runs = self.runs.saturating_add(other.runs);
+        self.final_lines = self.final_lines.saturating_add(other.final_lines);
+        self.add_counts(&other.requests, &other.unicasts, &other.broadcasts);
+    }
+
+    fn add_counts(&mut self, q: &RequestCounts, u: &UnicastCounts, b: &BroadcastCounts) {
+        fn add(a: &mut u64, b: u64) {
+            *a = a.saturating_add(b);
+        }
+        let t = &mut self.requests;
+        add(&mut t.sent, q.sent);
+        add(&mut t.answered, q.answered);
+        for (k, n) in &q.failed {
+            add(t.failed.entry(k.clone()).or_default(), *n);
+        }
+        add(&mut t.lost, q.lost);
+        add(&mut t.in_flight, q.in_flight);
+        add(&mut t.skipped, q.skipped);
+        add(&mut t.echoed, q.echoed);
+        add(&mut t.echo_failed, q.echo_failed);
+        let t = &mut self.unicasts;
+        add(&mut t.sent, u.sent);
+        add(&mut t.send_failed, u.send_failed);
+        add(&mut t.skipped, u.skipped);
+        add(&mut t.received, u.received);
+        let t = &mut self.broadcasts;
+        add(&mut t.sent, b.sent);
+        add(&mut t.send_failed, b.send_failed);
+        add(&mut t.targets_queued, b.targets_queued);
+        add(&mut t.targets_unreachable, b.targets_unreachable);
+        add(&mut t.targets_dropped, b.targets_dropped);
+        add(&mut t.received, b.received);
+        add(&mut t.duplicates, b.duplicates);
+        add(&mut t.stale, b.stale);
+        add(&mut t.malformed, b.malformed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(incarnation: u64, answered: u64, is_final: bool) -> LoadReport {
+        LoadReport {
+            t_ms: 1,
+            uptime_ms: 1,
+            node: crate::id(1),
+            incarnation,
+            is_final,
+            requests: RequestCounts {
+                sent: answered + 1,
+                answered,
+                failed: [("timeout".to_owned(), 1)].into(),
+                ..RequestCounts::default()
+            },
+            unicasts: UnicastCounts::default(),
+            broadcasts: BroadcastCounts::default(),
+            rss_kb: Some(1000),
+            fds: None,
+            peers: 2,
+            reachable: 2,
+        }
+    }
+
+    #[test]
+    fn a_line_still_being_written_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("load.jsonl");
+        assert!(read_reports(&file).unwrap().is_empty());
+        let whole = serde_json::to_string(&line(7, 3, false)).unwrap();
+        std::fs::write(&file, format!("{whole}\n{}", &whole[..20])).unwrap();
+        let got = read_reports(&file).unwrap();
+        assert_eq!(got, [line(7, 3, false)]);
+        // `fds` absent (no /proc) stays absent; `final` is the key on the wire.
+        assert!(!whole.contains("fds") && whole.contains("\"final\":false"));
+        std::fs::write(&file, "not json\n").unwrap();
+        assert!(matches!(
+            read_reports(&file),
+            Err(ReportError::Parse { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn totals_add_the_last_line_of_each_run() {
+        let reports = [
+            line(1, 5, false),
+            line(1, 9, false),
+            line(2, 1, false),
+            line(2, 4, true),
+        ];
+        let last = last_per_incarnation(&reports);
+        assert_eq!(last, [line(1, 9, false), line(2, 4, true)]);
+        let t = Totals::of(&reports);
+        assert_eq!((t.runs, t.final_lines), (2, 1));
+        assert_eq!(t.requests.answered, 13);
+        assert_eq!(t.requests.failed_total(), 2);
+        let mut sum = Totals::default();
+        sum.add(&t);
+        sum.add(&t);
+        assert_eq!((sum.runs, sum.requests.sent), (4, 30));
+    }
 }

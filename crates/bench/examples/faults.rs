@@ -96,10 +96,14 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| broadcasts received | {} |", b.received);
     println!("| broadcasts received twice | {} |", b.duplicates);
+    println!(
+        "| broadcast copies reported undelivered (their link closed first) | {} |",
+        b.undelivered
+    );
     let u = &t.unicasts;
     println!(
-        "| unicasts sent / refused / received | {} / {} / {} |",
-        u.sent, u.send_failed, u.received
+        "| unicasts sent / refused / received / reported undelivered | {} / {} / {} / {} |",
+        u.sent, u.send_failed, u.received, u.undelivered
     );
     Ok(())
 }

@@ -11,8 +11,9 @@ use chainmesh::config::TimersConfig;
 use chainmesh_testkit::procs::{run_faults, FaultPlan, ProcNet, ProcNetOptions};
 
 /// Request failures the load generator may report: each a typed error of the library.
-const TYPED: [&str; 10] = [
+const TYPED: [&str; 11] = [
     "timeout",
+    "unsent",
     "peer_disconnected",
     "unreachable",
     "remote",

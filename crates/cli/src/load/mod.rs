@@ -58,6 +58,7 @@ impl LoadGen {
         let reporter = Reporter::open(report, node.clone(), incarnation)?;
         let counters = Arc::new(Counters::default());
         receipts::spawn(node, spec.module, counters.clone());
+        traffic::watch_undelivered(node, spec.module, counters.clone());
         let drain_limit = lost_after(spec.request_timeout).saturating_add(Duration::from_secs(1));
         let traffic = Traffic::new(node.clone(), spec, group, incarnation, counters.clone());
         let stop = CancellationToken::new();

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chainmesh::node::NodeHandle;
+use chainmesh::node::{NodeHandle, UndeliveredKind};
 use chainmesh::NodeId;
 use rand::Rng;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -204,4 +205,29 @@ async fn pace(rate: f64, stop: CancellationToken, traffic: Arc<Traffic>, send: f
             send(&traffic);
         }
     }
+}
+
+/// Counts what the node reports of this load's sends still queued when their link closed
+/// (`unicasts.undelivered`, `broadcasts.undelivered`), until the node stops. Events missed
+/// while the reader lags are counted as such: the node's own counters stay exact.
+pub fn watch_undelivered(node: &NodeHandle, module: u16, c: Arc<Counters>) {
+    let mut reports = node.undelivered();
+    tokio::spawn(async move {
+        loop {
+            match reports.recv().await {
+                Ok(u) if u.module == module => match u.kind {
+                    UndeliveredKind::Unicast => c.uni_undelivered.inc(),
+                    UndeliveredKind::Broadcast | UndeliveredKind::Multicast => {
+                        c.bc_undelivered.inc()
+                    }
+                    // Requests fail with their own typed error; responses are the other
+                    // node's requests.
+                    _ => {}
+                },
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => c.undelivered_missed.add(n),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
 }

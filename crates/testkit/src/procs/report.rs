@@ -90,6 +90,14 @@ pub struct UnicastCounts {
     pub skipped: u64,
     /// Load unicasts this node received.
     pub received: u64,
+    /// Unicasts the node reported undelivered: still queued, or in the write under way, when
+    /// their link closed (`chainmesh::node::Undelivered`).
+    #[serde(default)]
+    pub undelivered: u64,
+    /// Undelivered reports (of any kind) the load generator missed because it lagged behind
+    /// the node's bounded report channel.
+    #[serde(default)]
+    pub undelivered_missed: u64,
 }
 
 /// Broadcast counters.
@@ -108,6 +116,9 @@ pub struct BroadcastCounts {
     pub targets_dropped: u64,
     /// Distinct load broadcasts this node received.
     pub received: u64,
+    /// Broadcast copies the node reported undelivered (as for unicasts), summed.
+    #[serde(default)]
+    pub undelivered: u64,
     /// Broadcasts received again with a (node, incarnation, seq) already seen; must stay 0.
     pub duplicates: u64,
     /// Broadcasts too old for the de-duplication window, which cannot be told apart from
@@ -244,6 +255,8 @@ impl Totals {
         add(&mut t.send_failed, u.send_failed);
         add(&mut t.skipped, u.skipped);
         add(&mut t.received, u.received);
+        add(&mut t.undelivered, u.undelivered);
+        add(&mut t.undelivered_missed, u.undelivered_missed);
         let t = &mut self.broadcasts;
         add(&mut t.sent, b.sent);
         add(&mut t.send_failed, b.send_failed);
@@ -251,6 +264,7 @@ impl Totals {
         add(&mut t.targets_unreachable, b.targets_unreachable);
         add(&mut t.targets_dropped, b.targets_dropped);
         add(&mut t.received, b.received);
+        add(&mut t.undelivered, b.undelivered);
         add(&mut t.duplicates, b.duplicates);
         add(&mut t.stale, b.stale);
         add(&mut t.malformed, b.malformed);

@@ -30,7 +30,7 @@
 //! with [`NetNsError::Unavailable`], and [`NetNs::or_skip`] turns that into a "skipped: ..."
 //! line for tests that then pass.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -40,6 +40,13 @@ use parking_lot::Mutex;
 
 /// Largest network: the addresses of a /24 after the bridge's, and one hex digit per link name.
 const MAX_NODES: usize = 16;
+/// Whether a change puts an address into a set or takes it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Delete,
+}
+
 /// The nftables table made in every namespace.
 const TABLE: &str = "chainmesh_test";
 /// Second octets tried for the 10.x.y.0/24 subnet of a network.
@@ -200,49 +207,52 @@ impl NetNs {
 
     /// Drops every packet between `a` and `b`, both ways.
     pub fn cut(&self, a: usize, b: usize) -> Result<(), NetNsError> {
-        self.set_element("add", "cut", b, a)?;
-        self.set_element("add", "cut", a, b)
+        self.split(&[a], &[b])
     }
 
     /// Drops every packet from `from` arriving at `to`: `to`'s packets still reach `from`.
     pub fn cut_one_way(&self, from: usize, to: usize) -> Result<(), NetNsError> {
-        self.set_element("add", "cut", from, to)
+        self.change(&[(Op::Add, "cut", from, to)])
     }
 
     /// Drops the connection attempts (SYNs) of `from` to `to`; `to` can still connect to
     /// `from`, and established connections are untouched.
     pub fn block_dial(&self, from: usize, to: usize) -> Result<(), NetNsError> {
-        self.set_element("add", "nodial", from, to)
+        self.change(&[(Op::Add, "nodial", from, to)])
     }
 
     /// Removes every cut and dial block between `a` and `b`, both ways.
     pub fn heal(&self, a: usize, b: usize) -> Result<(), NetNsError> {
+        let mut changes = Vec::new();
         for set in ["cut", "nodial"] {
-            self.set_element("delete", set, a, b)?;
-            self.set_element("delete", set, b, a)?;
+            changes.push((Op::Delete, set, a, b));
+            changes.push((Op::Delete, set, b, a));
         }
-        Ok(())
+        self.change(&changes)
     }
 
-    /// Removes every cut and dial block and every rate limit.
+    /// Removes every cut and dial block and every rate limit; the namespaces' rules change
+    /// at the same time.
     pub fn heal_all(&self) -> Result<(), NetNsError> {
-        for i in 0..self.nodes {
-            for set in ["cut", "nodial"] {
-                nft(&self.ns(i), &["flush", "set", "inet", TABLE, set])?;
-            }
-        }
+        let flush = format!("flush set inet {TABLE} cut\nflush set inet {TABLE} nodial\n");
+        let scripts: BTreeMap<usize, String> =
+            (0..self.nodes).map(|i| (i, flush.clone())).collect();
+        self.run_scripts(&scripts)?;
         let slowed: Vec<usize> = self.slowed.lock().iter().copied().collect();
         slowed.into_iter().try_for_each(|i| self.unslow(i))
     }
 
-    /// Cuts every link between a node of `side_a` and a node of `side_b`.
+    /// Cuts every link between a node of `side_a` and a node of `side_b`: one nftables
+    /// transaction per namespace, all namespaces at the same time.
     pub fn split(&self, side_a: &[usize], side_b: &[usize]) -> Result<(), NetNsError> {
+        let mut changes = Vec::new();
         for &a in side_a {
             for &b in side_b {
-                self.cut(a, b)?;
+                changes.push((Op::Add, "cut", a, b));
+                changes.push((Op::Add, "cut", b, a));
             }
         }
-        Ok(())
+        self.change(&changes)
     }
 
     /// Limits node `i`'s link to `rate` (a `tc` rate such as `"256kbit"`) both ways, with a
@@ -277,26 +287,47 @@ impl NetNs {
         Ok(())
     }
 
-    /// Adds or deletes `from`'s address in `set` of `to`'s namespace. Deleting an address the
-    /// set does not hold is not an error: heal is idempotent.
-    fn set_element(&self, op: &str, set: &str, from: usize, to: usize) -> Result<(), NetNsError> {
-        self.check(from)?;
-        self.check(to)?;
-        if from == to {
-            return Err(NetNsError::Invalid(format!(
-                "node {from} cannot cut itself"
-            )));
-        }
-        let element = format!("{{ {} }}", self.addr(from));
-        let ns = self.ns(to);
-        match nft(&ns, &[op, "element", "inet", TABLE, set, &element]) {
-            Err(NetNsError::Command { stderr, .. })
-                if op == "delete" && stderr.contains("No such file or directory") =>
-            {
-                Ok(())
+    /// Applies `(op, set, from, to)` changes: `from`'s address into or out of `set` of
+    /// `to`'s namespace.
+    fn change(&self, changes: &[(Op, &str, usize, usize)]) -> Result<(), NetNsError> {
+        let mut scripts: BTreeMap<usize, String> = BTreeMap::new();
+        for &(op, set, from, to) in changes {
+            self.check(from)?;
+            self.check(to)?;
+            if from == to {
+                return Err(NetNsError::Invalid(format!(
+                    "node {from} cannot cut itself"
+                )));
             }
-            other => other,
+            let element = format!("inet {TABLE} {set} {{ {} }}", self.addr(from));
+            let script = scripts.entry(to).or_default();
+            // Adding an element a set holds is a no-op, deleting one it lacks an error that
+            // aborts the transaction: adding first makes a delete idempotent.
+            script.push_str(&format!("add element {element}\n"));
+            if op == Op::Delete {
+                script.push_str(&format!("delete element {element}\n"));
+            }
         }
+        self.run_scripts(&scripts)
+    }
+
+    /// Runs an nftables script in each given namespace, all at once.
+    fn run_scripts(&self, scripts: &BTreeMap<usize, String>) -> Result<(), NetNsError> {
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = scripts
+                .iter()
+                .map(|(&i, script)| {
+                    let ns = self.ns(i);
+                    scope.spawn(move || {
+                        run_stdin(&["ip", "netns", "exec", &ns, "nft", "-f", "-"], script)
+                    })
+                })
+                .collect();
+            runs.into_iter().try_for_each(|run| {
+                run.join()
+                    .unwrap_or_else(|_| Err(NetNsError::Invalid("an nft runner panicked".into())))
+            })
+        })
     }
 
     fn check(&self, i: usize) -> Result<(), NetNsError> {
@@ -499,12 +530,6 @@ fn ip(args: &[&str]) -> Result<(), NetNsError> {
 
 fn tc(args: &[&str]) -> Result<(), NetNsError> {
     let mut cmd = vec!["tc"];
-    cmd.extend(args);
-    run_stdin(&cmd, "")
-}
-
-fn nft(ns: &str, args: &[&str]) -> Result<(), NetNsError> {
-    let mut cmd = vec!["ip", "netns", "exec", ns, "nft"];
     cmd.extend(args);
     run_stdin(&cmd, "")
 }

@@ -1,7 +1,9 @@
 //! The SDK channel: the frame stream, AMOP's topic framing, and the JSON a session parses
-//! (the topic list of a subscribe frame, JSON-RPC requests).
+//! (the topic list of a subscribe frame, JSON-RPC requests, the session-control frames).
 
 use bytes::Bytes;
+use chainmesh::amop::control::{handshake_answer, heartbeat_answer, PROTOCOLS};
+use chainmesh::amop::{parse_call, parse_subscription, RpcError};
 use chainmesh::wire::{
     amop_topic, encode_amop, split_amop, ChannelDecoder, ChannelPack, ChannelType,
     MAX_AMOP_TOPIC_LEN, RESERVE_STEP,
@@ -19,7 +21,7 @@ const MAX_FRAME: u32 = 1 << 16;
 /// Checks: the pieces change nothing; each frame re-encodes to exactly the bytes it was cut
 /// from and decodes the same one-shot; the data of an AMOP frame that splits into topic and
 /// payload joins again to the same bytes; the JSON of a subscribe or RPC frame goes through
-/// [`parse_topics`] and [`parse_rpc`].
+/// the node's own parsers ([`parse_subscription`], [`parse_call`]).
 pub fn channel_stream(data: &[u8]) {
     let decoded = split_invariant(
         &Split::of(data),
@@ -52,50 +54,25 @@ fn check_amop(data: &Bytes) {
     }
 }
 
-/// The JSON payloads of a channel session, from the same bytes: a subscribe frame's topic
-/// list and a JSON-RPC request.
+/// The JSON payloads of a channel session, from the same bytes, through the node's own
+/// readers: a subscribe frame's topic list, a JSON-RPC request, a 0x14 handshake and a 0x13
+/// heartbeat.
 ///
 /// Checks: an accepted topic list keeps the node's bounds and every topic frames as AMOP data;
-/// it and an accepted request survive serialising and parsing again; nothing recurses
-/// without bound.
+/// it and a request survive serialising and parsing again to the same outcome; a request's
+/// answer id is one JSON-RPC allows and its error code the one the bytes call for; an agreed
+/// handshake names a protocol the node speaks; nothing recurses without bound.
 pub fn channel_json(data: &[u8]) {
     check_topics(data);
     check_rpc(data);
+    check_control(data);
 }
 
 /// Topics one subscribe frame may name: `channel.max_topics_per_session`'s default.
 pub const MAX_TOPICS: usize = 256;
 
-/// Why a subscribe frame's topic list is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicsError {
-    /// Not a JSON array of strings.
-    Json(String),
-    /// More topics than the session may hold.
-    TooMany(usize),
-    /// A topic that cannot be AMOP framed: empty or over [`MAX_AMOP_TOPIC_LEN`] bytes.
-    Length(usize),
-}
-
-/// A subscribe frame's data (`["t1", "t2"]`, FISCO BCOS 2.x's 0x32) with the bounds the
-/// node applies: at most `max` topics, each 1 to [`MAX_AMOP_TOPIC_LEN`] bytes.
-pub fn parse_topics(data: &[u8], max: usize) -> Result<Vec<String>, TopicsError> {
-    let topics: Vec<String> =
-        serde_json::from_slice(data).map_err(|e| TopicsError::Json(e.to_string()))?;
-    if topics.len() > max {
-        return Err(TopicsError::TooMany(topics.len()));
-    }
-    if let Some(bad) = topics
-        .iter()
-        .find(|t| !(1..=MAX_AMOP_TOPIC_LEN).contains(&t.len()))
-    {
-        return Err(TopicsError::Length(bad.len()));
-    }
-    Ok(topics)
-}
-
 fn check_topics(data: &[u8]) {
-    if let Ok(topics) = parse_topics(data, MAX_TOPICS) {
+    if let Ok(topics) = parse_subscription(data, MAX_TOPICS) {
         for t in &topics {
             assert!(
                 encode_amop(t, b"").is_ok(),
@@ -103,58 +80,57 @@ fn check_topics(data: &[u8]) {
             );
         }
         let again = serde_json::to_vec(&topics).unwrap_or_default();
-        assert_eq!(parse_topics(&again, MAX_TOPICS), Ok(topics));
+        assert_eq!(parse_subscription(&again, MAX_TOPICS), Ok(topics));
     }
 }
 
-/// A JSON-RPC 2.0 call as a channel session reads it from an 0x12 frame.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RpcCall {
-    /// The method's name.
-    pub method: String,
-    /// Its parameters; `null` when the request has none.
-    pub params: Value,
-    /// The id the answer repeats; `null` when the request has none.
-    pub id: Value,
-}
-
-/// JSON-RPC 2.0's error codes for a request that is not a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RpcReject {
-    /// -32700: not JSON.
-    Parse,
-    /// -32600: JSON, but not a request object with a string `method`.
-    Invalid,
-}
-
-/// Reads a JSON-RPC request: an object with a string `method`, optional `params` and `id`.
-pub fn parse_rpc(data: &[u8]) -> Result<RpcCall, RpcReject> {
-    let v: Value = serde_json::from_slice(data).map_err(|_| RpcReject::Parse)?;
-    let Value::Object(mut o) = v else {
-        return Err(RpcReject::Invalid);
-    };
-    let Some(Value::String(method)) = o.remove("method") else {
-        return Err(RpcReject::Invalid);
-    };
-    Ok(RpcCall {
-        method,
-        params: o.remove("params").unwrap_or(Value::Null),
-        id: o.remove("id").unwrap_or(Value::Null),
-    })
-}
-
+/// The node's own JSON-RPC reader ([`parse_call`]), checked against what the bytes are.
 fn check_rpc(data: &[u8]) {
+    let parsed = parse_call(data);
     let Ok(v) = serde_json::from_slice::<Value>(data) else {
-        assert_eq!(parse_rpc(data), Err(RpcReject::Parse));
+        let code = parsed.map(|_| ()).map_err(|(id, e)| (id, e.code));
+        assert_eq!(code, Err((Value::Null, RpcError::PARSE_ERROR)));
         return;
     };
+    match &parsed {
+        Ok(call) => {
+            assert!(v.is_object());
+            assert_eq!(
+                v.get("method").and_then(Value::as_str),
+                Some(call.method.as_str())
+            );
+            assert!(call.params.is_null() || call.params.is_array() || call.params.is_object());
+            assert!(call.id.is_null() || call.id.is_number() || call.id.is_string());
+        }
+        Err((id, e)) => {
+            assert_eq!(e.code, RpcError::INVALID_REQUEST);
+            assert!(id.is_null() || id.is_number() || id.is_string());
+        }
+    }
     // Without serde_json's float_roundtrip a float may come back one unit in the last place
-    // off; everything else must survive a round trip exactly.
+    // off; everything else must survive a round trip exactly, and parse the same.
     if !has_float(&v) {
         let text = serde_json::to_vec(&v).unwrap_or_default();
         assert_eq!(serde_json::from_slice::<Value>(&text).ok(), Some(v));
-        if let Ok(call) = parse_rpc(data) {
-            assert_eq!(parse_rpc(&text), Ok(call));
+        assert_eq!(parse_call(&text), parsed);
+    }
+}
+
+/// The session-control frames' JSON, through the node's own answers: a 0x14 handshake that
+/// is agreed picks a protocol the node speaks and answers it; a 0x13 answer is one of the two
+/// the notes give.
+fn check_control(data: &[u8]) {
+    if let Ok((version, answer)) = handshake_answer(data) {
+        assert!(PROTOCOLS.contains(&u64::from(version)));
+        let v: Value = serde_json::from_str(&answer).unwrap_or_default();
+        assert_eq!(
+            v.get("protocol").and_then(Value::as_u64),
+            Some(u64::from(version))
+        );
+    }
+    for protocol in 1..=3 {
+        if let Some(answer) = heartbeat_answer(protocol, data) {
+            assert!(answer == b"1" || answer == b"{\"heartBeat\":1}\n");
         }
     }
 }

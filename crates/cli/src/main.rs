@@ -10,6 +10,7 @@ mod client;
 mod demo;
 mod init;
 mod inspect;
+mod load;
 mod node;
 mod peers;
 mod ping;

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
@@ -13,6 +14,7 @@ use chainmesh::config::Config;
 use chainmesh::node::Node;
 use chainmesh_admin::{token_path, Access, AdminToken};
 
+use crate::load::{LoadGen, LoadSpec};
 use crate::rpc;
 
 /// Arguments of `node`.
@@ -21,6 +23,20 @@ pub struct NodeArgs {
     /// The node's config file.
     #[arg(long, short)]
     config: PathBuf,
+    /// Also send load and answer other nodes' load: comma-separated key=value, rates per
+    /// second for the whole node, e.g. `requests=50,unicasts=20,broadcasts=5,size=256`
+    /// (also request_timeout_ms, in_flight, group, module; missing keys are 0 or their
+    /// default). Needs --load-report.
+    #[arg(long, value_name = "SPEC", requires = "load_report")]
+    load: Option<LoadSpec>,
+    /// The file the load generator appends its counters to, one JSON object per line, and a
+    /// last line with "final": true on SIGTERM or SIGINT.
+    #[arg(long, value_name = "FILE", requires = "load")]
+    load_report: Option<PathBuf>,
+    /// How often the load generator appends a report line, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    load_interval_ms: u64,
 }
 
 /// Runs the node; SIGHUP reloads the config file (a bad file is refused and the running
@@ -92,6 +108,25 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             }
         };
         info!(admin = ?admin, read_only = ?read, "admin API");
+        let load = match (args.load.clone(), &args.load_report) {
+            (Some(spec), Some(file)) => {
+                let every = Duration::from_millis(args.load_interval_ms);
+                match LoadGen::start(&h, spec, file, every) {
+                    Ok(load) => Some(load),
+                    Err(e) => {
+                        admin_stop.cancel();
+                        node.shutdown().await;
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        // Installed before the ready line, so a signal sent as soon as it appears is handled
+        // rather than killing the process.
+        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
         println!(
             "chainmesh node {} p2p={} admin={}{}{}",
             h.node_id(),
@@ -100,9 +135,6 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             read.map(|r| format!(" read={r}")).unwrap_or_default(),
             channel.map(|c| format!(" channel={c}")).unwrap_or_default()
         );
-        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-        let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -117,6 +149,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             }
         }
         info!("shutting down");
+        if let Some(load) = load {
+            load.finish().await;
+        }
         admin_stop.cancel();
         node.shutdown().await;
         Ok(())

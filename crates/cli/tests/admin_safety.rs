@@ -14,7 +14,6 @@ use chainmesh::config::{AdminConfig, Config};
 use chainmesh::identity::{generate_node_files, Curve};
 use chainmesh_admin::Access;
 use chainmesh_testkit::{config_for, wait_until, LocalNet, LocalNetOptions};
-use common::NodeProcess;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -344,7 +343,7 @@ async fn the_node_makes_its_token_at_first_start_and_keeps_it_across_restarts() 
     let path = g[0].dir.join("config.toml");
     let file = g[0].dir.join("admin.token");
     assert!(!file.exists());
-    let p = NodeProcess::start(&config_for(&g[0]), &path);
+    let p = common::start_node(&config_for(&g[0]), &path);
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
@@ -365,7 +364,7 @@ async fn the_node_makes_its_token_at_first_start_and_keeps_it_across_restarts() 
     ];
     common::assert_ok(&chainmesh_with(args, None).await);
     drop(p);
-    let _again = NodeProcess::start_existing(&path);
+    let _again = common::start_existing(&path);
     let kept = std::fs::read_to_string(&file).unwrap().trim().to_owned();
     assert_eq!(kept, token);
 }

@@ -38,7 +38,7 @@ fn sdk_node(dir: &Path) -> (NodeProcess, PathBuf) {
     cfg.p2p.peers.clear();
     cfg.admin.listen = "127.0.0.1:0".into();
     cfg.channel.listen = "127.0.0.1:0".into();
-    let node = NodeProcess::start(&cfg, &path);
+    let node = common::start_node(&cfg, &path);
     assert!(node.channel.is_some(), "no channel= in the ready line");
     (node, net.join("sdk"))
 }

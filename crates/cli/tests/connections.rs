@@ -16,7 +16,7 @@ use chainmesh::{Node, NodeHandle, NodeId};
 use chainmesh_testkit::raw::RawPeer;
 use chainmesh_testkit::{config_for, connected_peers, wait_until};
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
-use common::NodeProcess;
+use common::Signal;
 
 const MODULE: u16 = 9;
 
@@ -71,7 +71,7 @@ async fn killed_peer_is_noticed_and_reconnects_after_restart() {
     let mut cfg2 = config_for(&g[2]);
     cfg2.p2p.peers = vec![h0.listen_addr().to_string(), h1.listen_addr().to_string()];
     let cfg_path = g[2].dir.join("config.toml");
-    let mut p2 = NodeProcess::start(&cfg2, &cfg_path);
+    let mut p2 = common::start_node(&cfg2, &cfg_path);
     let mesh = wait_until(Duration::from_secs(10), || {
         h0.peers().sessions().len() == 2 && h1.peers().sessions().len() == 2
     })
@@ -81,7 +81,7 @@ async fn killed_peer_is_noticed_and_reconnects_after_restart() {
     let got = count_messages(&h1);
     let mut events = h0.events();
     let id2: NodeId = p2.node_id.parse().unwrap();
-    p2.signal("KILL");
+    p2.signal(Signal::Kill).unwrap();
     let t_kill = Instant::now();
     // Keep the survivors talking across the death of node 2.
     let mut sent = 0;
@@ -110,9 +110,9 @@ async fn killed_peer_is_noticed_and_reconnects_after_restart() {
         got.load(Ordering::SeqCst)
     );
 
-    let _ = p2.child.wait();
+    let _ = p2.wait_exit(Duration::from_secs(10));
     let t_restart = Instant::now();
-    let p2 = NodeProcess::start_existing(&cfg_path);
+    let p2 = common::start_existing(&cfg_path);
     let back = wait_until(Duration::from_secs(10), || {
         connected_to(&h0, &p2.node_id) && connected_to(&h1, &p2.node_id)
     })
@@ -135,10 +135,10 @@ async fn stopped_peer_is_dropped_on_idle_timeout_and_reconnected() {
     let h0 = n0.handle();
     let mut cfg1 = config_for(&g[1]);
     cfg1.p2p.peers = vec![h0.listen_addr().to_string()];
-    let p1 = NodeProcess::start(&cfg1, &g[1].dir.join("config.toml"));
+    let p1 = common::start_node(&cfg1, &g[1].dir.join("config.toml"));
     assert!(wait_until(Duration::from_secs(10), || connected_to(&h0, &p1.node_id)).await);
     let mut events = h0.events();
-    p1.signal("STOP");
+    p1.signal(Signal::Stop).unwrap();
     let t_stop = Instant::now();
     let reason = next_disconnect(
         &mut events,
@@ -147,7 +147,7 @@ async fn stopped_peer_is_dropped_on_idle_timeout_and_reconnected() {
     )
     .await;
     let dropped_after = t_stop.elapsed();
-    p1.signal("CONT");
+    p1.signal(Signal::Cont).unwrap();
     assert_eq!(reason, Some(CloseReason::IdleTimeout));
     assert!(
         wait_until(Duration::from_secs(10), || connected_to(&h0, &p1.node_id)).await,
@@ -222,7 +222,7 @@ async fn peers_added_at_runtime_are_written_back_and_survive_restart() {
     let path = g[0].dir.join("config.toml");
     let mut cfg0 = config_for(&g[0]);
     cfg0.p2p.groups = vec!["group0".into(), "audit".into()];
-    let p0 = NodeProcess::start(&cfg0, &path);
+    let p0 = common::start_node(&cfg0, &path);
     // The node made its admin token beside its config file at first start.
     let token = g[0].dir.join("admin.token");
     let token = token.to_str().unwrap();
@@ -266,7 +266,7 @@ async fn peers_added_at_runtime_are_written_back_and_survive_restart() {
 
     // Restart: the runtime-added peer comes back from the file.
     drop(p0);
-    let p0 = NodeProcess::start_existing(&path);
+    let p0 = common::start_existing(&path);
     assert!(wait_until(Duration::from_secs(10), || connected_to(&h1, &p0.node_id)).await);
 
     // Remove it: the link closes and the file forgets it.
@@ -297,7 +297,7 @@ async fn sighup_reload_applies_peers_and_blacklist_and_refuses_a_corrupt_file() 
     let path = g[0].dir.join("config.toml");
     let mut cfg0 = config_for(&g[0]);
     cfg0.p2p.peers = vec![h1.listen_addr().to_string()];
-    let p0 = NodeProcess::start(&cfg0, &path);
+    let p0 = common::start_node(&cfg0, &path);
     h2.peers().add_target(&p0.p2p);
     assert!(wait_until(Duration::from_secs(10), || connected_peers(&p0.admin) == 2).await);
 
@@ -307,7 +307,7 @@ async fn sighup_reload_applies_peers_and_blacklist_and_refuses_a_corrupt_file() 
     next.p2p.blacklist = vec![h2.node_id()];
     std::fs::write(&path, next.to_toml()).unwrap();
     let mut ev1 = h1.events();
-    p0.signal("HUP");
+    p0.signal(Signal::Hup).unwrap();
     let id0: NodeId = p0.node_id.parse().unwrap();
     assert!(next_disconnect(&mut ev1, id0, Duration::from_secs(5))
         .await
@@ -327,7 +327,7 @@ async fn sighup_reload_applies_peers_and_blacklist_and_refuses_a_corrupt_file() 
     h1.peers().add_target(&p0.p2p);
     assert!(wait_until(Duration::from_secs(10), || connected_peers(&p0.admin) == 1).await);
     std::fs::write(&path, "this is [not toml").unwrap();
-    p0.signal("HUP");
+    p0.signal(Signal::Hup).unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || p0
             .log()

@@ -6,11 +6,11 @@ use serde_json::Value;
 use super::rpc::SUPPORTED_VERSION as NODE_VERSION;
 
 /// Channel protocol versions the node speaks.
-pub(crate) const PROTOCOLS: std::ops::RangeInclusive<u64> = 1..=3;
+pub const PROTOCOLS: std::ops::RangeInclusive<u64> = 1..=3;
 
 /// Why a 0x14 handshake closes its session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum HandshakeError {
+pub enum HandshakeError {
     /// The data is not a JSON object.
     #[error("0x14 handshake data is not a JSON object: {0}")]
     NotJson(String),
@@ -30,7 +30,7 @@ pub(crate) enum HandshakeError {
 /// The answer to a 0x13 that carries data, at channel protocol `protocol`; `None` when it
 /// gets none. Version 1 answers `"0"` with `"1"`; versions 2 and 3 answer a JSON
 /// `{"heartBeat":0}` with `{"heartBeat":1}` and the newline FISCO's JSON writer adds.
-pub(crate) fn heartbeat_answer(protocol: u8, data: &[u8]) -> Option<&'static [u8]> {
+pub fn heartbeat_answer(protocol: u8, data: &[u8]) -> Option<&'static [u8]> {
     if protocol <= 1 {
         return (data == b"0").then_some(b"1");
     }
@@ -42,7 +42,7 @@ pub(crate) fn heartbeat_answer(protocol: u8, data: &[u8]) -> Option<&'static [u8
 
 /// The protocol agreed by a 0x14 with `data`, and the answer's data: keys sorted, a
 /// trailing newline, as FISCO's node writes it.
-pub(crate) fn handshake_answer(data: &[u8]) -> Result<(u8, String), HandshakeError> {
+pub fn handshake_answer(data: &[u8]) -> Result<(u8, String), HandshakeError> {
     let v: Value =
         serde_json::from_slice(data).map_err(|e| HandshakeError::NotJson(e.to_string()))?;
     if !v.is_object() {

@@ -1,6 +1,5 @@
 //! Where an SDK frame is handled: one arm per channel type.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,12 +9,13 @@ use super::control;
 use super::multicast;
 use super::sessions::SdkSession;
 use super::shared::Shared;
+use super::subscribe::parse_subscription;
 use super::unicast;
 use super::verify;
 use super::view::Counters;
 use super::ChannelFraming;
 use crate::session::{CloseReason, Handler, Pending, SessionHandle};
-use crate::wire::{amop_topic, channel_result, ChannelPack, ChannelType, MAX_AMOP_TOPIC_LEN};
+use crate::wire::{amop_topic, channel_result, ChannelPack, ChannelType};
 
 /// The handler of every SDK session's frames.
 pub(crate) struct Dispatch {
@@ -94,28 +94,11 @@ impl Dispatch {
 
     /// 0x32: the session's whole topic set, replaced.
     fn subscribe(&self, session: &SdkSession, pack: &ChannelPack) {
-        let topics: Vec<String> = match serde_json::from_slice(&pack.data) {
-            Ok(t) => t,
-            Err(e) => {
-                return violation(session, format!("0x32 is not a JSON array of strings: {e}"))
-            }
-        };
         let max = self.shared.cfg.max_topics_per_session;
-        if topics.len() > max {
-            let n = topics.len();
-            return violation(
-                session,
-                format!("0x32 lists {n} topics; channel.max_topics_per_session is {max}"),
-            );
-        }
-        if let Some(t) = topics.iter().find(|t| t.len() > MAX_AMOP_TOPIC_LEN) {
-            let n = t.len();
-            return violation(
-                session,
-                format!("0x32 lists a topic of {n} bytes; at most 254"),
-            );
-        }
-        let set: BTreeSet<String> = topics.into_iter().collect();
+        let set = match parse_subscription(&pack.data, max) {
+            Ok(set) => set,
+            Err(e) => return violation(session, e.to_string()),
+        };
         let shared = &self.shared;
         shared
             .sessions

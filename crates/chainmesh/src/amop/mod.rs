@@ -21,7 +21,7 @@
 
 mod caps;
 mod client;
-mod control;
+pub mod control;
 mod deliver;
 mod dispatch;
 mod failover;
@@ -34,6 +34,7 @@ mod rpc;
 mod server;
 mod sessions;
 mod shared;
+mod subscribe;
 mod topics;
 mod unicast;
 mod verify;
@@ -55,7 +56,8 @@ pub use client::{
     AmopKind, AmopMessage, Client, ClientError, ClientOptions, PublishOutcome, Subscription,
 };
 pub use framing::ChannelFraming;
-pub use rpc::{RpcError, RpcFuture, RpcHandler};
+pub use rpc::{parse_call, RpcCall, RpcError, RpcFuture, RpcHandler};
+pub use subscribe::{parse_subscription, SubscribeError};
 pub use view::{
     AmopStats, AmopView, PrivateTopicView, RemoteTopicsView, SdkSessionView, VerifyStatus,
 };

@@ -97,7 +97,7 @@ impl Rpc {
     /// JSON array) is refused with -32600: FISCO's SDKs never send one on the channel, and
     /// one frame of small calls would cost the node far more than the frame.
     pub(crate) async fn answer(&self, request: &[u8]) -> Bytes {
-        let call = match parse(request) {
+        let call = match parse_call(request) {
             Ok(call) => call,
             Err((id, error)) => return respond(&id, Err(error)),
         };
@@ -121,16 +121,21 @@ impl Rpc {
     }
 }
 
-/// A request as read from a frame.
-#[derive(Debug, PartialEq)]
-struct Call {
-    id: Value,
-    method: String,
-    params: Value,
+/// A JSON-RPC 2.0 call as read from an 0x12 frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcCall {
+    /// The id the answer repeats: a string, a number, or `null` when the request has none.
+    pub id: Value,
+    /// The method's name.
+    pub method: String,
+    /// Its parameters: an array, an object, or `null` when the request has none.
+    pub params: Value,
 }
 
-/// Reads one JSON-RPC 2.0 request object; on failure, the id to answer with and the error.
-fn parse(request: &[u8]) -> Result<Call, (Value, RpcError)> {
+/// Reads one JSON-RPC 2.0 request object, as the node does for every 0x12 frame. On failure:
+/// the id to answer with (`null` when none can be read) and the error the answer carries.
+/// Pure: the channel fuzz target runs it on arbitrary bytes.
+pub fn parse_call(request: &[u8]) -> Result<RpcCall, (Value, RpcError)> {
     let value: Value = serde_json::from_slice(request).map_err(|e| {
         let error = RpcError::new(RpcError::PARSE_ERROR, format!("Parse error: {e}"));
         (Value::Null, error)
@@ -179,7 +184,7 @@ fn parse(request: &[u8]) -> Result<Call, (Value, RpcError)> {
             ))
         }
     };
-    Ok(Call { id, method, params })
+    Ok(RpcCall { id, method, params })
 }
 
 #[derive(Serialize)]

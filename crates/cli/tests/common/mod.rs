@@ -1,18 +1,20 @@
 //! The `chainmesh` binary and node processes for the command-line tests, and a raw TLS dial;
-//! everything else the tests share is in `chainmesh-testkit`.
+//! everything else the tests share is in `chainmesh-testkit` (node processes are its
+//! `procs::NodeProcess`).
 
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use chainmesh::admission::Admission;
 use chainmesh::config::Config;
 use chainmesh::tls::TlsContext;
 use chainmesh::NodeId;
+#[allow(unused_imports)] // Signal: for the tests that send them
+pub use chainmesh_testkit::procs::{Launch, NodeProcess, Signal};
 use chainmesh_testkit::LocalNet;
 use parking_lot::RwLock;
 use tokio::net::TcpStream;
@@ -60,94 +62,14 @@ pub async fn dial_as(net: &LocalNet, from: usize, to: usize) -> (SslStream<TcpSt
     tls.connect(tcp).await.unwrap()
 }
 
-/// A `chainmesh node` process.
-pub struct NodeProcess {
-    pub child: Child,
-    pub p2p: String,
-    pub admin: String,
-    /// The channel port, when the node serves one.
-    pub channel: Option<String>,
-    pub node_id: String,
-    pub config: PathBuf,
-    pub stderr_log: PathBuf,
-    // Held open so the node's later writes to stdout never hit a closed pipe.
-    _stdout: BufReader<std::process::ChildStdout>,
+/// Writes `config` to `path` and starts a node process on it, waiting for its ready line.
+pub fn start_node(config: &Config, path: &Path) -> NodeProcess {
+    std::fs::write(path, config.to_toml()).expect("write config");
+    start_existing(path)
 }
 
-impl NodeProcess {
-    /// Writes `config` to `path` and starts a node process on it, waiting for its ready line.
-    pub fn start(config: &Config, path: &Path) -> NodeProcess {
-        std::fs::write(path, config.to_toml()).expect("write config");
-        Self::start_existing(path)
-    }
-
-    /// Starts a node process on an existing config file.
-    pub fn start_existing(path: &Path) -> NodeProcess {
-        let stderr_log = path.with_extension("log");
-        let log = std::fs::File::create(&stderr_log).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chainmesh"))
-            .args(["node", "--config"])
-            .arg(path)
-            .env("RUST_LOG", "chainmesh=debug")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn chainmesh node");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(stdout);
-        stdout.read_line(&mut line).expect("ready line");
-        // "chainmesh node <id> p2p=<addr> admin=<addr>"
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .map(str::to_owned)
-                .unwrap_or_else(|| {
-                    panic!(
-                        "no {k} in ready line {line:?}; log: {}",
-                        std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                    )
-                })
-        };
-        let node_id = line
-            .split_whitespace()
-            .nth(2)
-            .unwrap_or_default()
-            .to_owned();
-        NodeProcess {
-            p2p: field("p2p="),
-            admin: field("admin="),
-            channel: line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("channel="))
-                .map(str::to_owned),
-            node_id,
-            config: path.to_owned(),
-            stderr_log,
-            child,
-            _stdout: stdout,
-        }
-    }
-
-    /// Sends a signal to the process.
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    /// What the process logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts a node process on an existing config file, logging at debug for chainmesh.
+pub fn start_existing(path: &Path) -> NodeProcess {
+    NodeProcess::spawn(&Launch::new(env!("CARGO_BIN_EXE_chainmesh"), path))
+        .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -66,16 +66,17 @@ fn hex(b: u8) -> String {
 
 #[test]
 fn a_request_object_is_read_with_its_id_method_and_params() {
-    let call = parse(br#"{"jsonrpc": "2.0", "method": "getBlockNumber", "params": [1], "id": 0}"#);
+    let call =
+        parse_call(br#"{"jsonrpc": "2.0", "method": "getBlockNumber", "params": [1], "id": 0}"#);
     assert_eq!(
         call,
-        Ok(Call {
+        Ok(RpcCall {
             id: json!(0),
             method: "getBlockNumber".into(),
             params: json!([1]),
         })
     );
-    let call = parse(br#"{"jsonrpc":"2.0","method":"m","id":"a-1"}"#);
+    let call = parse_call(br#"{"jsonrpc":"2.0","method":"m","id":"a-1"}"#);
     assert_eq!(
         call.map(|c| (c.id, c.params)),
         Ok((json!("a-1"), Value::Null))
@@ -84,7 +85,7 @@ fn a_request_object_is_read_with_its_id_method_and_params() {
 
 #[test]
 fn malformed_requests_get_their_json_rpc_error_codes() {
-    let code = |text: &[u8]| parse(text).map(|_| ()).map_err(|(id, e)| (id, e.code));
+    let code = |text: &[u8]| parse_call(text).map(|_| ()).map_err(|(id, e)| (id, e.code));
     let invalid = RpcError::INVALID_REQUEST;
     assert_eq!(
         code(b"{not json"),

@@ -223,8 +223,19 @@ impl NetNs {
 
     /// Removes every cut and dial block between `a` and `b`, both ways.
     pub fn heal(&self, a: usize, b: usize) -> Result<(), NetNsError> {
+        self.remove(&["cut", "nodial"], a, b)
+    }
+
+    /// Removes the cuts between `a` and `b`, both ways, and keeps their dial blocks: with
+    /// [`block_dial`](Self::block_dial) first, the link comes back one-way dialable with no
+    /// moment in which both sides could dial.
+    pub fn uncut(&self, a: usize, b: usize) -> Result<(), NetNsError> {
+        self.remove(&["cut"], a, b)
+    }
+
+    fn remove(&self, sets: &[&str], a: usize, b: usize) -> Result<(), NetNsError> {
         let mut changes = Vec::new();
-        for set in ["cut", "nodial"] {
+        for &set in sets {
             changes.push((Op::Delete, set, a, b));
             changes.push((Op::Delete, set, b, a));
         }

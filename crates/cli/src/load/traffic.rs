@@ -41,6 +41,9 @@ pub struct Traffic {
     in_flight: Arc<Semaphore>,
     /// Every request task, so that stopping can wait for their outcomes.
     requests: TaskTracker,
+    /// The pacing tasks: stopping waits for them to end before it waits for the requests,
+    /// so no request starts after the wait (and none is reported in flight at the end).
+    pacers: TaskTracker,
 }
 
 impl Traffic {
@@ -63,6 +66,7 @@ impl Traffic {
             filler: filler.into(),
             seq: AtomicU64::new(0),
             requests: TaskTracker::new(),
+            pacers: TaskTracker::new(),
             spec,
         })
     }
@@ -83,7 +87,8 @@ impl Traffic {
         ];
         for (rate, send) in kinds {
             if rate > 0.0 {
-                tokio::spawn(pace(rate, stop.clone(), self.clone(), send));
+                self.pacers
+                    .spawn(pace(rate, stop.clone(), self.clone(), send));
             }
         }
     }
@@ -91,6 +96,8 @@ impl Traffic {
     /// Waits for every request sent to resolve (each is bounded by its timeout plus
     /// [`LOST_MARGIN`]).
     pub async fn drain(&self) {
+        self.pacers.close();
+        self.pacers.wait().await;
         self.requests.close();
         self.requests.wait().await;
     }

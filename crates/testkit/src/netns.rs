@@ -97,11 +97,11 @@ impl NetNs {
                 "a namespace network has 1 to {MAX_NODES} nodes, not {n}"
             )));
         }
-        check_available()?;
-        sweep_dead_runs();
         let pid = std::process::id();
         let seq = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
         let run = format!("{pid}x{seq}");
+        check_available(&run)?;
+        sweep_dead_runs();
         let bridge = format!("cmb{run}");
         if bridge.len() > 15 || format!("cmv{run}_f").len() > 15 {
             return Err(NetNsError::Invalid(format!(
@@ -493,7 +493,7 @@ fn overlaps(dst: &str, subnet: [u8; 3]) -> bool {
 }
 
 /// Says what is missing for namespaces, or nothing.
-fn check_available() -> Result<(), NetNsError> {
+fn check_available(run: &str) -> Result<(), NetNsError> {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -520,8 +520,9 @@ fn check_available() -> Result<(), NetNsError> {
             )));
         }
     }
-    // Root in a container may still lack CAP_SYS_ADMIN: try one.
-    let probe = format!("cm{}probe", std::process::id());
+    // Root in a container may still lack CAP_SYS_ADMIN: try one, named for this network so
+    // that networks built at the same time never race for the name.
+    let probe = format!("cm{run}probe");
     match ip(&["netns", "add", &probe]) {
         Ok(()) => {
             let _ = ip(&["netns", "del", &probe]);

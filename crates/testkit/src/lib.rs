@@ -25,6 +25,7 @@
 pub mod channel;
 mod echo;
 mod net;
+pub mod netns;
 pub mod procs;
 pub mod raw;
 mod wait;

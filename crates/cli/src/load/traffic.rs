@@ -49,9 +49,6 @@ pub struct Traffic {
     pacers: TaskTracker,
     /// Every request task, so that stopping can wait for their outcomes.
     requests: TaskTracker,
-    /// The pacing tasks: stopping waits for them to end before it waits for the requests,
-    /// so no request starts after the wait (and none is reported in flight at the end).
-    pacers: TaskTracker,
 }
 
 impl Traffic {
@@ -75,7 +72,6 @@ impl Traffic {
             seq: AtomicU64::new(0),
             pacers: TaskTracker::new(),
             requests: TaskTracker::new(),
-            pacers: TaskTracker::new(),
             spec,
         })
     }

@@ -103,7 +103,7 @@ fn segments(values: impl Iterator<Item = (f64, Option<f64>)>) -> Vec<Vec<(f64, f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::soak::procfs::ProcSample;
+    use chainmesh_testkit::procs::procfs::ProcSample;
 
     #[test]
     fn a_node_without_a_reading_breaks_its_line() {

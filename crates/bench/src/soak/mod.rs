@@ -8,7 +8,6 @@ pub mod admin;
 pub mod amop;
 pub mod figure;
 pub mod flat;
-pub mod procfs;
 pub mod record;
 pub mod report;
 pub mod runner;

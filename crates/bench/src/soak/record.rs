@@ -6,8 +6,8 @@ use std::fmt::Write;
 
 use super::admin::AdminSample;
 use super::amop::AmopCounts;
-use super::procfs::ProcSample;
 use super::report::Counts;
+use chainmesh_testkit::procs::procfs::ProcSample;
 
 /// One node at one sampling time.
 #[derive(Debug, Clone, Default)]

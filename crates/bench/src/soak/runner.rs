@@ -18,13 +18,14 @@ use chainmesh_testkit::procs::{read_reports, ProcNet, ProcNetOptions};
 use tokio::sync::watch;
 use tokio::task::block_in_place;
 
+use super::admin;
 use super::amop::{AmopLoad, AmopOptions};
 use super::figure;
 use super::record::{self, NodeSample, Tick};
 use super::report::Counts;
 use super::schedule::{self, Restart};
 use super::summary::Summary;
-use super::{admin, procfs};
+use chainmesh_testkit::procs::procfs;
 
 /// Run a chainmesh network under mixed load for a long time and record RSS, descriptors,
 /// queue depths and message counts.

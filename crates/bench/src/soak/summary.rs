@@ -9,6 +9,7 @@
 //! requests with neither an answer nor an error, broadcasts received twice, AMOP publishes
 //! without an outcome, AMOP multicasts pushed twice, AMOP acks carrying another payload.
 
+use chainmesh_testkit::procs::procfs::ProcSample;
 use std::fmt;
 use std::time::Duration;
 
@@ -60,7 +61,7 @@ impl Summary {
         let mut problems = Vec::new();
         let mut nodes = Vec::new();
         for i in 0..n {
-            let read = |f: &dyn Fn(&super::procfs::ProcSample) -> u64| -> Vec<(f64, f64)> {
+            let read = |f: &dyn Fn(&ProcSample) -> u64| -> Vec<(f64, f64)> {
                 ticks
                     .iter()
                     .filter_map(|t| {
@@ -69,7 +70,7 @@ impl Summary {
                     })
                     .collect()
             };
-            let first_last = |f: &dyn Fn(&super::procfs::ProcSample) -> u64| {
+            let first_last = |f: &dyn Fn(&ProcSample) -> u64| {
                 let mut vals = steady
                     .iter()
                     .filter_map(|t| t.nodes.get(i).and_then(|s| s.proc_).map(|p| f(&p)));
@@ -273,7 +274,6 @@ impl fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::soak::procfs::ProcSample;
     use crate::soak::record::NodeSample;
 
     /// Two nodes sampled every 10 s for 10 minutes; node 1 restarted once, node 0's RSS

@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use chainmesh::node::{NodeHandle, RequestError, SendError};
+use chainmesh_testkit::procs::procfs;
 use chainmesh_testkit::procs::{BroadcastCounts, LoadReport, RequestCounts, UnicastCounts};
 use tracing::warn;
 
@@ -190,6 +191,7 @@ impl Reporter {
 
     /// The line the counters make now.
     pub fn line(&self, c: &Counters, in_flight: u64, is_final: bool) -> LoadReport {
+        let own = procfs::sample_self();
         let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         LoadReport {
             t_ms: SystemTime::now()
@@ -221,10 +223,8 @@ impl Reporter {
                 stale: c.bc_stale.get(),
                 malformed: c.malformed.get(),
             },
-            rss_kb: std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|s| rss_kb(&s)),
-            fds: open_fds(),
+            rss_kb: own.map(|p| p.rss_kb),
+            fds: own.map(|p| p.fds),
             peers: self.node.peers().sessions().len() as u64,
             reachable: self.node.reachable_nodes().len() as u64,
         }
@@ -246,31 +246,9 @@ impl Reporter {
     }
 }
 
-/// `VmRSS` of a `/proc/PID/status` text, in kB.
-fn rss_kb(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
-/// Open file descriptors of this process; the one that lists them is left out.
-fn open_fds() -> Option<u64> {
-    let n = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
-    Some(n.saturating_sub(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rss_is_read_from_the_status_text() {
-        let status = "Name:\tchainmesh\nVmPeak:\t  99 kB\nVmRSS:\t   12345 kB\nThreads: 4\n";
-        assert_eq!(rss_kb(status), Some(12345));
-        assert_eq!(rss_kb("Name: x\n"), None);
-    }
 
     #[test]
     fn request_failures_are_listed_by_kind_and_zeros_left_out() {
@@ -288,13 +266,5 @@ mod tests {
             ))),
             FailKind::SendQueueFull
         );
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn this_process_has_an_rss_and_fds() {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        assert!(rss_kb(&status).unwrap() > 0);
-        assert!(open_fds().unwrap() >= 3);
     }
 }

@@ -46,6 +46,7 @@
 mod faults;
 mod mesh;
 mod process;
+pub mod procfs;
 mod report;
 
 use std::ffi::OsString;

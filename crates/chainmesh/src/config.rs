@@ -15,8 +15,10 @@ use crate::identity::NodeId;
 
 pub use crate::wire::DEFAULT_MAX_PACKET;
 pub use channel::ChannelConfig;
+pub use node::NodeConfig;
 
 mod channel;
+mod node;
 
 /// A problem with a config file.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The node's name.
+    #[serde(default)]
+    pub node: NodeConfig,
     /// Where the node's certificates and key are.
     pub identity: IdentityConfig,
     /// The P2P listener, peers and limits.
@@ -384,6 +389,7 @@ impl Config {
     /// A config with default settings for the given files and listen address.
     pub fn new(identity: IdentityConfig, listen: impl Into<String>) -> Self {
         Config {
+            node: NodeConfig::default(),
             identity,
             p2p: P2pConfig {
                 listen: listen.into(),
@@ -467,6 +473,7 @@ impl Config {
         self.validate_timers(&c)?;
         self.validate_limits(&c)?;
         self.validate_admin(&c)?;
+        self.node.validate(&c)?;
         self.channel.validate(&c)
     }
 

@@ -225,6 +225,7 @@ fn plan(args: &InitArgs) -> anyhow::Result<Vec<PlannedNode>> {
             .filter(|(j, _)| *j != k)
             .map(|(_, a)| a.to_string())
             .collect();
+        config.node.name = name.clone();
         config.admin.listen = SocketAddr::new(admin_ip, port(ADMIN_PORT_OFFSET, k)?).to_string();
         // In range: the last channel port was checked above.
         let channel = u16::try_from(u64::from(args.channel_port) + k as u64)

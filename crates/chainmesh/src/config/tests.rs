@@ -264,3 +264,17 @@ fn relative_paths_follow_the_file() {
     let c = Config::load(&f).unwrap();
     assert_eq!(c.identity.ca_cert, dir.path().join("conf/ca.crt"));
 }
+
+#[test]
+fn a_node_name_that_cannot_stand_in_a_log_line_is_refused_naming_its_key() {
+    let ok = with("node", "name = \"bank-a_1.x\"").expect("a plain name loads");
+    assert_eq!(ok.node.name, "bank-a_1.x");
+    for bad in [
+        "name = \"two words\"",
+        "name = \"a\\nb\"",
+        &format!("name = \"{}\"", "n".repeat(65)),
+    ] {
+        let err = with("node", bad).expect_err(bad).to_string();
+        assert!(err.contains("node.name"), "{err}");
+    }
+}

@@ -5,15 +5,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod add_node;
 mod amop;
+mod blacklist;
 mod client;
 mod demo;
 mod init;
 mod inspect;
+mod inventory;
 mod load;
 mod node;
 mod peers;
 mod ping;
+mod resolve;
 mod rpc;
 mod send;
 mod status;
@@ -28,9 +32,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a chain CA, an agency CA, and certificates and configs for N nodes (with --sdk,
-    /// an SDK certificate too).
+    /// Generate a chain CA, an agency CA, and certificates and configs for N nodes on one host
+    /// or on several (--hosts), with nodes.json, start/stop scripts and systemd units (with
+    /// --sdk, an SDK certificate too).
     Init(init::InitArgs),
+    /// Grow a network: issue a new node's certificate from its existing chain CA and write
+    /// its config pointing at the current members.
+    AddNode(add_node::AddNodeArgs),
+    /// Add nodes to, or remove them from, the blacklist in a node's config file.
+    Blacklist(blacklist::BlacklistArgs),
     /// Issue an SDK certificate (ca.crt, sdk.crt, sdk.key) from the chain CA and agency that
     /// `init` wrote.
     SdkCerts(init::SdkCertsArgs),
@@ -60,6 +70,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(a) => init::run_init(a),
+        Command::AddNode(a) => add_node::run(a),
+        Command::Blacklist(a) => blacklist::run(a),
         Command::SdkCerts(a) => init::run_sdk_certs(a),
         Command::NodeId(a) => init::run_node_id(a),
         Command::Inspect(a) => inspect::run(a),

@@ -3,6 +3,8 @@
 use serde::Deserialize;
 
 use super::client::{AdminClient, TokenArgs};
+use super::inventory::InventoryArgs;
+use super::resolve;
 
 /// Arguments of `peers`.
 #[derive(Debug, clap::Args)]
@@ -14,20 +16,23 @@ pub struct PeersArgs {
     admin: String,
     #[command(flatten)]
     token: TokenArgs,
+    #[command(flatten)]
+    inventory: InventoryArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
     /// List connected peers and configured peers that are not connected.
     List,
-    /// Add a peer (`ip:port`) and dial it; it is written to the node's config file.
+    /// Add a peer and dial it; it is written to the node's config file.
     Add {
-        /// The peer's P2P address.
+        /// The peer's P2P address (`ip:port`), or its name or node ID (prefix) in nodes.json.
         address: String,
     },
-    /// Remove a peer (`ip:port`) and close its connection.
+    /// Remove a peer and close its connection.
     Remove {
-        /// The peer's P2P address, as configured.
+        /// The peer's P2P address as configured, or its name or node ID (prefix) in
+        /// nodes.json.
         address: String,
     },
 }
@@ -63,6 +68,7 @@ pub fn run(args: PeersArgs) -> anyhow::Result<()> {
             print!("{}", table(&view.peers, now_ms()));
         }
         Action::Add { address } => {
+            let address = resolve::p2p_address(&address, args.inventory.load()?.as_ref())?;
             let r: serde_json::Value =
                 client.post("/v1/peers", &serde_json::json!({ "address": address }))?;
             if r.get("added").and_then(|v| v.as_bool()) == Some(true) {
@@ -72,6 +78,7 @@ pub fn run(args: PeersArgs) -> anyhow::Result<()> {
             }
         }
         Action::Remove { address } => {
+            let address = resolve::p2p_address(&address, args.inventory.load()?.as_ref())?;
             let path = format!("/v1/peers/{}", encode_path(&address));
             let _: serde_json::Value = client.delete(&path)?;
             println!("removed {address}");

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::client::{AdminClient, TokenArgs};
+use super::inventory::InventoryArgs;
+use super::resolve;
 use chainmesh::identity::NodeId;
 use chainmesh_admin::{PingRequest, PingResult};
 
@@ -17,9 +19,11 @@ pub struct PingArgs {
     admin: String,
     #[command(flatten)]
     token: TokenArgs,
-    /// The node to ping (128 hex characters).
+    /// The node to ping: its ID, a unique prefix of it, or its name in nodes.json.
     #[arg(long)]
-    to: NodeId,
+    to: String,
+    #[command(flatten)]
+    inventory: InventoryArgs,
     /// How many requests to send.
     #[arg(long, short = 'c', default_value_t = 4)]
     count: u32,
@@ -38,7 +42,8 @@ pub struct PingArgs {
 /// summary. Fails when no response came back at all.
 pub fn run(args: PingArgs) -> anyhow::Result<()> {
     let client = AdminClient::with_token(&args.admin, args.token.token()?);
-    let to = args.to.short();
+    let target: NodeId = resolve::node_id_via(&args.to, args.inventory.load()?.as_ref(), &client)?;
+    let to = target.short();
     println!(
         "PING {to} from {} ({} payload bytes)",
         args.admin, args.size
@@ -49,7 +54,7 @@ pub fn run(args: PingArgs) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(args.interval_ms));
         }
         let req = PingRequest {
-            to: args.to,
+            to: target,
             timeout_ms: Some(args.timeout_ms),
             size: args.size,
         };

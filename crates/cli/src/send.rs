@@ -4,6 +4,8 @@
 use anyhow::bail;
 
 use super::client::{AdminClient, TokenArgs};
+use super::inventory::InventoryArgs;
+use super::resolve;
 use chainmesh::identity::NodeId;
 use chainmesh_admin::{SendRequest, SendResult};
 
@@ -16,9 +18,11 @@ pub struct SendArgs {
     admin: String,
     #[command(flatten)]
     token: TokenArgs,
-    /// Unicast to this node ID (128 hex characters).
+    /// Unicast to this node: its ID, a unique prefix of it, or its name in nodes.json.
     #[arg(long)]
-    to: Option<NodeId>,
+    to: Option<String>,
+    #[command(flatten)]
+    inventory: InventoryArgs,
     /// Multicast to the subscribers of this topic.
     #[arg(long)]
     topic: Option<String>,
@@ -44,8 +48,16 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
     } else {
         (Some(args.data), None)
     };
+    let to = match &args.to {
+        Some(spec) => Some(resolve::node_id_via(
+            spec,
+            args.inventory.load()?.as_ref(),
+            &client,
+        )?),
+        None => None,
+    };
     let req = SendRequest {
-        to: args.to,
+        to,
         topic: args.topic,
         group: args.group,
         module: args.module,

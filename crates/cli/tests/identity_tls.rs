@@ -686,7 +686,7 @@ fn init_writes_a_network_that_loads() {
 }
 
 #[test]
-fn init_refuses_a_non_empty_dir_without_force() {
+fn init_refuses_a_non_empty_dir_without_force_and_keeps_the_ca_with_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     assert!(init(&dir, &[]).status.success());
@@ -701,9 +701,24 @@ fn init_refuses_a_non_empty_dir_without_force() {
         before
     );
 
-    assert_ok(&init(&dir, &["--force", "--curve", "prime256v1"]));
-    let text = cert_text(&dir.join("node2/conf/node.crt"));
-    assert!(text.contains("ASN1 OID: prime256v1"), "{text}");
+    // --force keeps the chain CA: it re-issues the nodes from it and refuses another curve.
+    let ca = std::fs::read(dir.join("ca/ca.crt")).unwrap();
+    let out = init(&dir, &["--force", "--curve", "prime256v1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kept"));
+    assert_ok(&init(&dir, &["--force"]));
+    assert_eq!(std::fs::read(dir.join("ca/ca.crt")).unwrap(), ca);
+    assert_ne!(
+        std::fs::read(dir.join("node0/conf/node.crt")).unwrap(),
+        before
+    );
+    let cfg = Config::load(&dir.join("node2/config.toml")).unwrap();
+    Identity::load(
+        &cfg.identity.ca_cert,
+        &cfg.identity.node_cert,
+        &cfg.identity.node_key,
+    )
+    .unwrap();
 }
 
 #[test]

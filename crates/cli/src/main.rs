@@ -11,6 +11,7 @@ mod demo;
 mod init;
 mod inspect;
 mod load;
+mod logging;
 mod node;
 mod peers;
 mod ping;
@@ -24,6 +25,8 @@ mod status;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,13 +66,13 @@ fn main() -> ExitCode {
         Command::SdkCerts(a) => init::run_sdk_certs(a),
         Command::NodeId(a) => init::run_node_id(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Node(a) => node::run(a),
+        Command::Node(a) => node::run(a, &cli.log),
         Command::Demo(a) => demo::run(a),
         Command::Peers(a) => peers::run(a),
         Command::Send(a) => send::run(a),
         Command::Ping(a) => ping::run(a),
         Command::Status(a) => status::run(a),
-        Command::Amop(a) => amop::run(a),
+        Command::Amop(a) => amop::run(a, &cli.log),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,16 +81,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// The runtime every long-running command uses.

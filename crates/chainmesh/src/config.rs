@@ -15,9 +15,11 @@ use crate::identity::NodeId;
 
 pub use crate::wire::DEFAULT_MAX_PACKET;
 pub use channel::ChannelConfig;
+pub use log::{LogConfig, LogFormat};
 pub use node::NodeConfig;
 
 mod channel;
+mod log;
 mod node;
 
 /// A problem with a config file.
@@ -82,6 +84,9 @@ pub struct Config {
     /// The SDK channel port (AMOP, JSON-RPC).
     #[serde(default)]
     pub channel: ChannelConfig,
+    /// Log levels and format.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// The certificate files of a node.
@@ -404,6 +409,7 @@ impl Config {
             admin: AdminConfig::default(),
             limits: LimitsConfig::default(),
             channel: ChannelConfig::default(),
+            log: LogConfig::default(),
         }
     }
 
@@ -474,6 +480,7 @@ impl Config {
         self.validate_limits(&c)?;
         self.validate_admin(&c)?;
         self.node.validate(&c)?;
+        self.log.validate(&c)?;
         self.channel.validate(&c)
     }
 

@@ -11,6 +11,8 @@ use chainmesh::amop::{AmopKind, Client, ClientOptions, PublishOutcome};
 use chainmesh::identity::{load_sdk_identity, Identity};
 use chainmesh::wire::channel_result;
 
+use crate::logging::LogArgs;
+
 /// Arguments of `amop`.
 #[derive(Debug, clap::Args)]
 pub struct AmopArgs {
@@ -85,8 +87,8 @@ struct MulticastArgs {
 }
 
 /// Runs `amop`.
-pub fn run(args: AmopArgs) -> anyhow::Result<()> {
-    super::init_logging();
+pub fn run(args: AmopArgs, log: &LogArgs) -> anyhow::Result<()> {
+    crate::logging::init_default(log);
     let rt = super::runtime()?;
     match args.command {
         AmopCommand::Subscribe(a) => rt.block_on(subscribe(a)),

@@ -14,6 +14,7 @@ mod init;
 mod inspect;
 mod inventory;
 mod load;
+mod logging;
 mod node;
 mod peers;
 mod ping;
@@ -28,6 +29,8 @@ mod status;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,13 +78,13 @@ fn main() -> ExitCode {
         Command::SdkCerts(a) => init::run_sdk_certs(a),
         Command::NodeId(a) => init::run_node_id(a),
         Command::Inspect(a) => inspect::run(a),
-        Command::Node(a) => node::run(a),
+        Command::Node(a) => node::run(a, &cli.log),
         Command::Demo(a) => demo::run(a),
         Command::Peers(a) => peers::run(a),
         Command::Send(a) => send::run(a),
         Command::Ping(a) => ping::run(a),
         Command::Status(a) => status::run(a),
-        Command::Amop(a) => amop::run(a),
+        Command::Amop(a) => amop::run(a, &cli.log),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,16 +93,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// The runtime every long-running command uses.

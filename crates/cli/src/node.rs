@@ -11,10 +11,12 @@ use tracing::{error, info, warn};
 
 use chainmesh::amop::Amop;
 use chainmesh::config::Config;
+use chainmesh::identity::node_id_of_file;
 use chainmesh::node::Node;
 use chainmesh_admin::{token_path, Access, AdminToken};
 
 use crate::load::{LoadGen, LoadSpec};
+use crate::logging::LogArgs;
 use crate::rpc;
 
 /// Arguments of `node`.
@@ -41,9 +43,9 @@ pub struct NodeArgs {
 
 /// Runs the node; SIGHUP reloads the config file (a bad file is refused and the running
 /// config kept).
-pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    super::init_logging();
+pub fn run(args: NodeArgs, log: &LogArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
+    crate::logging::init(log, &config.log, &local_name(&config));
     let settings = config.admin.clone();
     // Made before the node starts, so an unwritable directory stops start-up at once.
     let token = if settings.listen.is_empty() {
@@ -156,6 +158,17 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         node.shutdown().await;
         Ok(())
     })
+}
+
+/// The name on this node's log lines: `node.name`, else the short node ID of its certificate
+/// (empty when that cannot be read; starting the node then reports why).
+fn local_name(config: &Config) -> String {
+    if !config.node.name.is_empty() {
+        return config.node.name.clone();
+    }
+    node_id_of_file(&config.identity.node_cert)
+        .map(|id| id.short())
+        .unwrap_or_default()
 }
 
 /// The admin token kept beside `config_file`, made there on first start.

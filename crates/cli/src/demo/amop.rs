@@ -57,7 +57,7 @@ async fn next(sub: &mut Subscription, who: &str) -> anyhow::Result<AmopMessage> 
 pub(super) async fn amop(net: &LocalNet) -> anyhow::Result<()> {
     let n = net.len();
     let far = n - 1;
-    println!("\nAMOP: SDK clients on the channel ports (FISCO's 2.x channel protocol)");
+    println!("SDK clients on the channel ports (FISCO's 2.x channel protocol)");
     for i in 0..n {
         println!("  node{i}  channel {}", net.channel_addr(i));
     }

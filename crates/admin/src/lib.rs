@@ -13,6 +13,7 @@
 mod amop;
 mod messages;
 mod metrics;
+mod page;
 mod peers;
 mod server;
 pub mod status;
@@ -37,6 +38,7 @@ use chainmesh::node::NodeHandle;
 
 pub use amop::AmopInfo;
 pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
+pub use page::{EventEntry, LinkEntry, NetworkView, NodeEntry, MAX_EVENTS};
 pub use peers::{peers_view, PeerEntry, PeersView};
 pub use server::Access;
 pub use token::{token_path, AdminToken, TokenError, TOKEN_FILE};
@@ -121,8 +123,8 @@ struct HandlerLimits {
 /// (`/v1/amop` answers 404 without one).
 pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig) -> Router {
     let status = status::router(node.status().clone());
+    let node_for_page = node.clone();
     Router::new()
-        .route("/", get(metrics::page))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/node", get(get_node))
         .route("/v1/peers", get(peers::list).post(peers::add))
@@ -133,6 +135,7 @@ pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig
         .route("/v1/amop", get(amop::get))
         .with_state(node)
         .merge(status)
+        .merge(page::router(node_for_page))
         .layer(Extension::<amop::MaybeAmop>(amop))
         .layer(Extension(HandlerLimits {
             max_ping: settings.max_ping_bytes,

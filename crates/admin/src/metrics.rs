@@ -1,15 +1,13 @@
-//! `GET /metrics`: Prometheus text exposition of the node's counters, and `GET /`: a small
-//! human status page. Both read the same live data as `/v1/peers`.
+//! `GET /metrics`: Prometheus text exposition of the node's counters.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::State;
 use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::Extension;
 
-use super::peers::peers_view;
 use chainmesh::amop::AmopHandle;
 use chainmesh::node::NodeHandle;
 
@@ -166,56 +164,4 @@ pub(super) async fn metrics(
         )],
         render(&node, amop.as_ref()),
     )
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The status page: who this node is and how its peers are doing; refreshes itself.
-pub(super) async fn page(State(node): State<NodeHandle>) -> Html<String> {
-    let view = peers_view(&node);
-    let mut rows = String::new();
-    for p in &view.peers {
-        let _ = write!(
-            rows,
-            "<tr class=\"{cls}\"><td><code>{id}</code></td><td>{addr}</td><td>{state}</td><td>{dir}</td>\
-             <td class=n>{bi}</td><td class=n>{bo}</td><td class=n>{pi}</td><td class=n>{po}</td><td>{err}</td></tr>",
-            cls = if p.connected { "up" } else { "down" },
-            id = p.node_id.map(|i| i.short()).unwrap_or_else(|| "-".into()),
-            addr = esc(&p.address),
-            state = p.state,
-            dir = p.direction.map(|d| format!("{d:?}").to_lowercase()).unwrap_or_default(),
-            bi = p.bytes_in,
-            bo = p.bytes_out,
-            pi = p.packets_in,
-            po = p.packets_out,
-            err = esc(p.last_error.as_deref().unwrap_or("")),
-        );
-    }
-    let connected = view.peers.iter().filter(|p| p.connected).count();
-    Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=2>\
-         <title>chainmesh {short}</title><style>\
-         body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}\
-         table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}\
-         td.n{{text-align:right;font-variant-numeric:tabular-nums}}tr.up td:first-child{{border-left:4px solid #2a2}}\
-         tr.down td:first-child{{border-left:4px solid #c33}}code{{font-size:13px}}</style></head><body>\
-         <h1>chainmesh node <code>{short}</code></h1>\
-         <p>node ID <code>{id}</code><br>P2P listen {listen} &middot; groups {groups} &middot; version {version}</p>\
-         <h2>Peers: {connected} connected of {total}</h2>\
-         <table><tr><th>node</th><th>address</th><th>state</th><th>direction</th><th>bytes in</th>\
-         <th>bytes out</th><th>packets in</th><th>packets out</th><th>last event</th></tr>{rows}</table>\
-         <p><a href=/v1/peers>/v1/peers</a> &middot; <a href=/v1/node>/v1/node</a> &middot; \
-         <a href=/metrics>/metrics</a></p></body></html>",
-        short = node.node_id().short(),
-        id = node.node_id(),
-        listen = node.listen_addr(),
-        groups = esc(&node.groups().join(", ")),
-        version = env!("CARGO_PKG_VERSION"),
-        total = view.peers.len(),
-    ))
 }

@@ -225,6 +225,12 @@ impl NodeHandle {
         self.inner.router.counters()
     }
 
+    /// The links of the network as routing knows them: this node's live links and those
+    /// between reached nodes that both ends attest, each once as (smaller ID, larger ID).
+    pub fn route_links(&self) -> Vec<(NodeId, NodeId)> {
+        self.inner.router.links()
+    }
+
     /// Other nodes' signed neighbour lists held: at most `limits.max_routing_nodes`.
     pub fn routing_lists(&self) -> usize {
         self.inner.router.list_count()

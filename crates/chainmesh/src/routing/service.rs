@@ -254,6 +254,11 @@ impl Router {
             .collect()
     }
 
+    /// The links of the network as this node knows them ([`RoutingTable::links`]).
+    pub fn links(&self) -> Vec<(NodeId, NodeId)> {
+        self.table.read().links()
+    }
+
     /// Other nodes' neighbour lists held: at most `limits.max_routing_nodes`.
     pub fn list_count(&self) -> usize {
         self.table.read().list_count()

@@ -427,6 +427,25 @@ impl RoutingTable {
         v
     }
 
+    /// The links routes are computed over, each once as (smaller ID, larger ID), sorted:
+    /// this node's live links, and the links between reached nodes that both ends' lists
+    /// name. Lists of origins no longer reached are left out: they are kept for a while,
+    /// but their links are not part of the network any more.
+    pub fn links(&self) -> Vec<(NodeId, NodeId)> {
+        let pair = |a: NodeId, b: NodeId| if a < b { (a, b) } else { (b, a) };
+        let mut links: BTreeSet<(NodeId, NodeId)> =
+            self.sessions.iter().map(|n| pair(self.local, *n)).collect();
+        let reached = |n: &NodeId| self.routes.contains_key(n);
+        for (origin, stored) in self.lists.iter().filter(|(o, _)| reached(o)) {
+            for v in stored.list.neighbours.iter().filter(|v| reached(v)) {
+                if self.lists.get(v).is_some_and(|s| s.list.names(origin)) {
+                    links.insert(pair(*origin, *v));
+                }
+            }
+        }
+        links.into_iter().collect()
+    }
+
     /// Recomputes every route from the live links and the lists, returns what changed and
     /// moves the seq on if anything did. A destination whose next hop is excluded for it
     /// takes the shortest path that avoids that next hop, if there is one.

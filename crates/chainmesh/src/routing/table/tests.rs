@@ -220,6 +220,32 @@ fn a_claimed_link_the_other_end_denies_changes_nothing() {
 }
 
 #[test]
+fn links_are_the_attested_ones_and_leave_out_a_node_that_left() {
+    // 1 - 2 - 3 - 4 and 2 - 4; 4 also claims 1, which does not name it back.
+    let mut sim = Sim::new(4, &[(0, 1), (1, 2), (2, 3), (1, 3)]);
+    sim.converge();
+    let t = sim.tables.get_mut(&id(1)).unwrap();
+    assert_eq!(
+        t.offer(signed(id(4), 99, vec![id(1), id(2), id(3)]), verify),
+        Verdict::Stored
+    );
+    t.recompute();
+    let want = vec![
+        (id(1), id(2)),
+        (id(2), id(3)),
+        (id(2), id(4)),
+        (id(3), id(4)),
+    ];
+    assert_eq!(t.links(), want);
+    sim.remove(id(4));
+    sim.converge();
+    assert_eq!(
+        sim.tables[&id(1)].links(),
+        vec![(id(1), id(2)), (id(2), id(3))]
+    );
+}
+
+#[test]
 fn versions_replace_only_forwards() {
     let mut t = RoutingTable::new(id(1), LIMITS);
     t.add_neighbour(id(2));

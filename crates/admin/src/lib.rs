@@ -11,12 +11,14 @@
 #![warn(missing_docs)]
 
 mod amop;
+mod listen;
 mod messages;
 mod metrics;
 mod peers;
 mod server;
 pub mod status;
 mod token;
+mod topics;
 
 use std::net::SocketAddr;
 
@@ -36,10 +38,12 @@ use chainmesh::identity::NodeId;
 use chainmesh::node::NodeHandle;
 
 pub use amop::AmopInfo;
+pub use listen::{ListenQuery, ListenedMessage, KEEPALIVE};
 pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
 pub use peers::{peers_view, PeerEntry, PeersView};
 pub use server::Access;
 pub use token::{token_path, AdminToken, TokenError, TOKEN_FILE};
+pub use topics::{TopicRequest, TopicsView};
 
 /// An error answer: a status and a message, sent as `{"error": message}`.
 #[derive(Debug)]
@@ -131,6 +135,9 @@ pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig
         .route("/v1/ping", post(messages::ping))
         .route("/v1/routes", get(messages::routes))
         .route("/v1/amop", get(amop::get))
+        .route("/v1/listen", get(listen::listen))
+        .route("/v1/topics", get(topics::list).post(topics::add))
+        .route("/v1/topics/{topic}", delete(topics::remove))
         .with_state(node)
         .merge(status)
         .layer(Extension::<amop::MaybeAmop>(amop))

@@ -10,6 +10,7 @@ mod client;
 mod demo;
 mod init;
 mod inspect;
+mod listen;
 mod load;
 mod node;
 mod peers;
@@ -17,6 +18,7 @@ mod ping;
 mod rpc;
 mod send;
 mod status;
+mod topics;
 
 /// chainmesh: peer-to-peer network node for permissioned blockchains.
 #[derive(Debug, Parser)]
@@ -51,6 +53,10 @@ enum Command {
     Ping(ping::PingArgs),
     /// Print every node's status as a running node knows it: seq, age, groups, topics, app.
     Status(status::StatusArgs),
+    /// Print the messages a running node receives for a module (and topic) as they arrive.
+    Listen(listen::ListenArgs),
+    /// List, add or remove the topics a running node subscribes to.
+    Topics(topics::TopicsArgs),
     /// Subscribe, publish or multicast through a node's SDK channel port (AMOP), with an
     /// SDK certificate.
     Amop(amop::AmopArgs),
@@ -69,6 +75,8 @@ fn main() -> ExitCode {
         Command::Send(a) => send::run(a),
         Command::Ping(a) => ping::run(a),
         Command::Status(a) => status::run(a),
+        Command::Listen(a) => listen::run(a),
+        Command::Topics(a) => topics::run(a),
         Command::Amop(a) => amop::run(a),
     };
     match result {

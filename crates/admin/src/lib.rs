@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod amop;
+mod listen;
 mod messages;
 mod metrics;
 mod page;
@@ -18,6 +19,7 @@ mod peers;
 mod server;
 pub mod status;
 mod token;
+mod topics;
 
 use std::net::SocketAddr;
 
@@ -37,11 +39,13 @@ use chainmesh::identity::NodeId;
 use chainmesh::node::NodeHandle;
 
 pub use amop::AmopInfo;
+pub use listen::{ListenQuery, ListenedMessage, KEEPALIVE};
 pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
 pub use page::{EventEntry, LinkEntry, NetworkView, NodeEntry, MAX_EVENTS};
 pub use peers::{peers_view, PeerEntry, PeersView};
 pub use server::Access;
 pub use token::{token_path, AdminToken, TokenError, TOKEN_FILE};
+pub use topics::{TopicRequest, TopicsView};
 
 /// An error answer: a status and a message, sent as `{"error": message}`.
 #[derive(Debug)]
@@ -133,6 +137,9 @@ pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig
         .route("/v1/ping", post(messages::ping))
         .route("/v1/routes", get(messages::routes))
         .route("/v1/amop", get(amop::get))
+        .route("/v1/listen", get(listen::listen))
+        .route("/v1/topics", get(topics::list).post(topics::add))
+        .route("/v1/topics/{topic}", delete(topics::remove))
         .with_state(node)
         .merge(status)
         .merge(page::router(node_for_page))

@@ -110,6 +110,28 @@ impl AdminClient {
         self.check(&format!("GET {path}"), self.agent.get(&url).call())
     }
 
+    /// `GET path` of a response that stays open (`/v1/listen`), read line by line: no
+    /// overall timeout, only one on connecting.
+    pub fn stream(&self, path: &str) -> anyhow::Result<impl std::io::BufRead> {
+        let url = format!("{}{path}", self.base);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let resp = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {path}: cannot reach {}", self.base))?;
+        if !resp.status().is_success() {
+            // The error body is JSON, as for every other route.
+            return self
+                .check::<()>(&format!("GET {path}"), Ok(resp))
+                .and_then(|()| Err(anyhow!("GET {path}: unexpected answer")));
+        }
+        Ok(std::io::BufReader::new(resp.into_body().into_reader()))
+    }
+
     /// `POST path` with a JSON body, decoded from JSON.
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,

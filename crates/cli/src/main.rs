@@ -13,6 +13,7 @@ mod demo;
 mod init;
 mod inspect;
 mod inventory;
+mod listen;
 mod load;
 mod logging;
 mod node;
@@ -22,6 +23,7 @@ mod resolve;
 mod rpc;
 mod send;
 mod status;
+mod topics;
 
 /// chainmesh: peer-to-peer network node for permissioned blockchains.
 #[derive(Debug, Parser)]
@@ -64,6 +66,10 @@ enum Command {
     Ping(ping::PingArgs),
     /// Print every node's status as a running node knows it: seq, age, groups, topics, app.
     Status(status::StatusArgs),
+    /// Print the messages a running node receives for a module (and topic) as they arrive.
+    Listen(listen::ListenArgs),
+    /// List, add or remove the topics a running node subscribes to.
+    Topics(topics::TopicsArgs),
     /// Subscribe, publish or multicast through a node's SDK channel port (AMOP), with an
     /// SDK certificate.
     Amop(amop::AmopArgs),
@@ -84,6 +90,8 @@ fn main() -> ExitCode {
         Command::Send(a) => send::run(a),
         Command::Ping(a) => ping::run(a),
         Command::Status(a) => status::run(a),
+        Command::Listen(a) => listen::run(a),
+        Command::Topics(a) => topics::run(a),
         Command::Amop(a) => amop::run(a, &cli.log),
     };
     match result {

@@ -201,8 +201,7 @@ impl NodeHandle {
             return self.unicast_plain(peer, opts, seq, ext, responder, Ok(payload));
         }
         // Known before any decompression: a payload for no handler costs nothing to drop.
-        let handled =
-            opts.module == ECHO_MODULE || self.inner.modules.read().contains_key(&opts.module);
+        let handled = opts.module == ECHO_MODULE || self.wanted(opts.module);
         if !handled {
             return self.no_handler(peer, opts.module, responder);
         }
@@ -266,7 +265,7 @@ impl NodeHandle {
         }
         // What can be known before decompressing: the module, and a broadcast's group (a
         // multicast's topic is inside the payload).
-        if !self.inner.modules.read().contains_key(&opts.module) {
+        if !self.wanted(opts.module) {
             debug!(peer = %peer, module = opts.module, "no handler for module");
             return None;
         }
@@ -319,6 +318,11 @@ impl NodeHandle {
         self.to_module(peer, env, payload, None)
     }
 
+    /// Whether a message to `module` is handled or tapped here.
+    fn wanted(&self, module: u16) -> bool {
+        self.inner.modules.read().contains_key(&module) || self.inner.taps.wants(module)
+    }
+
     /// Answers a request for a module nobody handles with an error; drops anything else.
     fn no_handler(
         &self,
@@ -341,6 +345,7 @@ impl NodeHandle {
         payload: Bytes,
         responder: Option<Responder>,
     ) -> Option<Pending> {
+        self.inner.taps.offer(&env, &payload, responder.is_some());
         // The common case, room in the queue, needs only the read lock: the `Sender` is
         // cloned (an atomic increment and, on drop, a decrement) only to wait for room.
         let modules = self.inner.modules.read();

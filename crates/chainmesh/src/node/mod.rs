@@ -29,7 +29,8 @@
 //! [`crate::auth`]), `inbound` (what sessions hand over: relay or deliver), `deliver` (delivery to
 //! modules, waiting requests and protocols), `inflate` (decompressing what is delivered,
 //! within its limits), `protocol` (the plug-in point), `builtin`
-//! (status synchronization and the routing exchange as protocols), `watch` (reachability
+//! (status synchronization and the routing exchange as protocols), `tap` (copies of
+//! delivered messages for observers), `watch` (reachability
 //! changes), `undelivered` (what closing links still held) and `runtime` (peer changes and
 //! config reloads).
 
@@ -46,6 +47,7 @@ mod protocol;
 mod runtime;
 mod start;
 mod tagging;
+mod tap;
 mod undelivered;
 mod unicast;
 mod watch;
@@ -75,6 +77,7 @@ pub use inflate::DecompressStats;
 pub use message::{Message, MessageKind, Responder};
 pub use protocol::{Origin, Protocol, ProtocolContext, ProtocolError};
 pub use runtime::PeerChangeError;
+pub use tap::TappedMessage;
 pub use undelivered::{
     Undelivered, UndeliveredCounts, UndeliveredKind, UndeliveredReason, UNDELIVERED_BUFFER,
 };
@@ -119,6 +122,8 @@ struct Inner {
     pending: PendingTable,
     /// Looked up per delivered message, hence foldhash rather than SipHash.
     modules: RwLock<HashMap<u16, mpsc::Sender<Message>, foldhash::fast::RandomState>>,
+    /// Copies of delivered messages for observers, by module.
+    taps: tap::Taps,
     dedup: Dedup,
     /// The keys that tag what this node sends through relays and check what reaches it so.
     keys: crate::auth::Keyring,

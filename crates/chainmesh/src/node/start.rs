@@ -43,14 +43,16 @@ fn initial_seq() -> u32 {
     }
 }
 
-/// The status a node starts with: its configured groups, no topics, checked against what the
-/// status engine of `config` accepts.
-fn initial_status(groups: &[String], config: &StatusConfig) -> Result<LocalStatus, StatusError> {
-    LocalStatus::new(
-        random_epoch(),
-        NodeStatus::with_groups(groups.iter().cloned()),
-        config.max_status_len,
-    )
+/// The status a node starts with: its configured groups and topics, checked against what
+/// the status engine of `config` accepts.
+fn initial_status(
+    groups: &[String],
+    topics: &[String],
+    config: &StatusConfig,
+) -> Result<LocalStatus, StatusError> {
+    let mut status = NodeStatus::with_groups(groups.iter().cloned());
+    status.topics = topics.to_vec();
+    LocalStatus::new(random_epoch(), status, config.max_status_len)
 }
 
 /// The status engine's settings: its interval and its `[limits]`.
@@ -104,7 +106,7 @@ impl Node {
         let listen = listener.local_addr().map_err(bind_error)?;
         let id = identity.node_id;
         let status_config = status_config(&config);
-        let local_status = initial_status(&config.p2p.groups, &status_config)?;
+        let local_status = initial_status(&config.p2p.groups, &config.node.topics, &status_config)?;
         let router = Router::new(
             &identity,
             RoutingLimits {
@@ -144,6 +146,7 @@ impl Node {
                 seq: AtomicU32::new(initial_seq()),
                 pending,
                 modules: RwLock::new(HashMap::default()),
+                taps: super::tap::Taps::new(config.node.tap_buffer),
                 dedup: Dedup::new(config.limits.dedup_sources),
                 keys,
                 auth: Default::default(),
@@ -202,15 +205,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_initial_status_holds_the_configured_groups_and_refuses_bad_names() {
+    fn the_initial_status_holds_the_configured_groups_and_topics_and_refuses_bad_names() {
         let config = StatusConfig::default();
         let groups = ["group1".to_owned(), "group0".to_owned()];
-        let local = initial_status(&groups, &config).unwrap();
+        let topics = ["blocks".to_owned()];
+        let local = initial_status(&groups, &topics, &config).unwrap();
         assert_eq!(local.status().groups, ["group0", "group1"]);
-        assert!(local.status().topics.is_empty());
+        assert_eq!(local.status().topics, ["blocks"]);
         assert_eq!(local.version().seq, 1);
         assert_eq!(
-            initial_status(&[String::new()], &config).unwrap_err(),
+            initial_status(&[String::new()], &[], &config).unwrap_err(),
             StatusError::EmptyName { field: "group" }
         );
     }

@@ -138,3 +138,40 @@ fn a_bad_log_format_is_refused_by_the_command_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("text or json"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_node_says_the_peer_refused_it_once_not_at_every_redial() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = files(dir.path());
+    let mut cfg = config_for(&g[1]);
+    cfg.p2p.blacklist = vec![g[0].node_id];
+    let refuser = Node::start(cfg, None).await.unwrap();
+    let h = refuser.handle();
+    let mut events = h.events();
+
+    let mut cfg = config_for(&g[0]);
+    cfg.p2p.peers = vec![h.listen_addr().to_string()];
+    cfg.timers.backoff_max = Duration::from_millis(200);
+    let path = g[0].dir.join("config.toml");
+    std::fs::write(&path, cfg.to_toml()).unwrap();
+    let mut launch = Launch::new(env!("CARGO_BIN_EXE_chainmesh"), &path);
+    launch.log_filter = "info".into();
+    let p = NodeProcess::spawn(&launch).unwrap_or_else(|e| panic!("{e}"));
+    // Five refusals seen by the refusing side: five dials by the refused one.
+    let refused = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut n = 0;
+        while n < 5 {
+            match events.recv().await {
+                Ok(chainmesh::peers::PeerEvent::Refused { .. }) => n += 1,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events closed: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "fewer than 5 dials; the log:\n{}", p.log());
+    let log = stop(p);
+    refuser.shutdown().await;
+    let said = log.matches("refused by the peer").count();
+    assert_eq!(said, 1, "one warning for the repeated refusal:\n{log}");
+}

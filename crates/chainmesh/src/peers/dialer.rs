@@ -14,6 +14,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::addr::Host;
 use super::backoff::Backoff;
 use super::refusal::RefusalReason;
+use super::repeat::RepeatWarning;
 use super::setup::{Established, SetupError};
 use super::target::TargetStatus;
 use super::{PeerEvent, Peers};
@@ -70,6 +71,7 @@ impl Peers {
             let t = &self.inner.settings.timers;
             Backoff::new(t.backoff_initial, t.backoff_max)
         };
+        let mut warning = RepeatWarning::default();
         loop {
             // A node already connected through another path needs no second connection.
             if let Some(peer) = self.inner.registry.target_node(&address) {
@@ -102,9 +104,18 @@ impl Peers {
                     // a peer that answered and then failed the handshakes is worth a warning.
                     match &e {
                         ConnectError::Refused(RefusalReason::TlsTimedOut(_)) => {}
-                        ConnectError::Refused(_) => {
-                            warn!(reason = %e, "handshake with configured peer failed")
-                        }
+                        ConnectError::Refused(r) => match warning.due(r.kind(), Instant::now()) {
+                            None => {}
+                            // A TLS alert is how a peer refuses this node's certificate or ID.
+                            Some(held_back) if matches!(r, RefusalReason::PeerAlert(_)) => warn!(
+                                reason = %e, held_back,
+                                "refused by the peer: it ended the TLS handshake (it may not \
+                                 trust this chain's CA, or blacklist this node)"
+                            ),
+                            Some(held_back) => warn!(
+                                reason = %e, held_back, "handshake with configured peer failed"
+                            ),
+                        },
                         _ => {}
                     }
                     let failures = backoff.failures().saturating_add(1);

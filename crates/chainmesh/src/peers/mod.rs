@@ -18,6 +18,7 @@ mod limits;
 mod listener;
 mod refusal;
 mod registry;
+mod repeat;
 mod setup;
 mod target;
 

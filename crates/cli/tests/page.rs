@@ -94,7 +94,7 @@ async fn the_page_shows_every_node_of_a_four_node_line_and_a_stopped_one_as_unre
 
     net.stop(3).await;
     let gone = |dom: &str| {
-        shown_state(dom, &ids[3]).is_none_or(|s| s == "unreachable")
+        shown_state(dom, &ids[3]).map_or(true, |s| s == "unreachable")
             && shown_state(dom, &ids[2]).as_deref() == Some("relayed")
     };
     let dom = load_until(&url, Duration::from_secs(30), gone).await;

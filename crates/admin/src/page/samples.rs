@@ -110,7 +110,7 @@ impl Samples {
             let due = !inner.round_running
                 && inner
                     .last_round
-                    .is_none_or(|t| now.saturating_duration_since(t) >= PING_EVERY);
+                    .map_or(true, |t| now.saturating_duration_since(t) >= PING_EVERY);
             if due {
                 inner.round_running = true;
                 inner.last_round = Some(now);

@@ -1,6 +1,5 @@
-//! The admin HTTP API of a chainmesh node: JSON views and controls, Prometheus metrics and the
-//! status page, served from a [`NodeHandle`] ([`serve`]). Kept out of the core library so an
-//! application that embeds a node ships no HTTP server unless it wants one.
+//! The admin HTTP API of a chainmesh node: JSON views and controls and Prometheus metrics,
+//! served from a [`NodeHandle`] ([`serve`]). Kept out of the core library so an application that embeds a node ships no HTTP server unless it wants one.
 //!
 //! Errors come back as `{"error": "..."}` with a 4xx or 5xx status.
 //!
@@ -14,6 +13,7 @@ mod amop;
 mod messages;
 mod metrics;
 mod peers;
+pub mod procfs;
 mod server;
 pub mod status;
 mod token;
@@ -122,7 +122,6 @@ struct HandlerLimits {
 pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig) -> Router {
     let status = status::router(node.status().clone());
     Router::new()
-        .route("/", get(metrics::page))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/node", get(get_node))
         .route("/v1/peers", get(peers::list).post(peers::add))

@@ -119,7 +119,6 @@ async fn writes_need_the_token_and_reads_do_not() {
         401
     );
     for path in [
-        "/",
         "/metrics",
         "/v1/node",
         "/v1/peers",

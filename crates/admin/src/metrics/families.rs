@@ -28,7 +28,8 @@ pub(crate) fn counters(
 
 /// A counter family of one unlabelled series.
 pub(crate) fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Result {
-    counters(enc, name, help, [(Labels::new(), v)])
+    // Straight from the descriptor: a family with an empty label set would be written `{}`.
+    ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
 /// A gauge family.
@@ -47,7 +48,7 @@ pub(crate) fn gauges(
 
 /// A gauge family of one unlabelled series.
 pub(crate) fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> fmt::Result {
-    gauges(enc, name, help, [(Labels::new(), v)])
+    ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
 /// A histogram family of one unlabelled series, from the core's cumulative buckets.
@@ -65,7 +66,6 @@ pub(crate) fn histogram(
         below = *cumulative;
     }
     buckets.push((f64::MAX, h.count.saturating_sub(below)));
-    let mut fam = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    fam.encode_family(&Labels::new())?
+    enc.encode_descriptor(name, help, None, MetricType::Histogram)?
         .encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)
 }

@@ -140,7 +140,7 @@ impl Closed {
                 });
             }
         }
-        out.sort_by(|a, b| a.peer.cmp(&b.peer));
+        out.sort_by_key(|p| p.peer);
         out
     }
 }

@@ -1,6 +1,8 @@
 //! `GET /v1/amop` and the AMOP families of `/metrics`: what the node's channel port is doing.
 
-use std::fmt::Write;
+use std::fmt;
+
+use prometheus_client::encoding::DescriptorEncoder;
 
 use axum::{Extension, Json};
 use serde::Serialize;
@@ -36,15 +38,15 @@ pub(super) async fn get(Extension(amop): Extension<MaybeAmop>) -> Result<Json<Am
     }))
 }
 
-/// Appends the `chainmesh_amop_*` families to a Prometheus text exposition.
-pub(super) fn render(out: &mut String, amop: &AmopHandle) {
+/// Writes the `chainmesh_amop_*` families of `/metrics`.
+pub(super) fn encode(enc: &mut DescriptorEncoder, amop: &AmopHandle) -> fmt::Result {
     let s = amop.stats();
-    let _ = writeln!(
-        out,
-        "# HELP chainmesh_amop_sessions_open SDK sessions open on the channel port."
-    );
-    let _ = writeln!(out, "# TYPE chainmesh_amop_sessions_open gauge");
-    let _ = writeln!(out, "chainmesh_amop_sessions_open {}", s.sessions_open);
+    super::metrics::gauge(
+        enc,
+        "chainmesh_amop_sessions_open",
+        "SDK sessions open on the channel port.",
+        s.sessions_open as f64,
+    )?;
     let counters: [(&str, &str, u64); 21] = [
         (
             "sessions_accepted",
@@ -145,8 +147,7 @@ pub(super) fn render(out: &mut String, amop: &AmopHandle) {
         ),
     ];
     for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP chainmesh_amop_{name}_total {help}");
-        let _ = writeln!(out, "# TYPE chainmesh_amop_{name}_total counter");
-        let _ = writeln!(out, "chainmesh_amop_{name}_total {value}");
+        super::metrics::counter(enc, &format!("chainmesh_amop_{name}"), help, value)?;
     }
+    Ok(())
 }

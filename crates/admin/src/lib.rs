@@ -1,6 +1,5 @@
-//! The admin HTTP API of a chainmesh node: JSON views and controls, Prometheus metrics and the
-//! status page, served from a [`NodeHandle`] ([`serve`]). Kept out of the core library so an
-//! application that embeds a node ships no HTTP server unless it wants one.
+//! The admin HTTP API of a chainmesh node: JSON views and controls and Prometheus metrics,
+//! served from a [`NodeHandle`] ([`serve`]). Kept out of the core library so an application that embeds a node ships no HTTP server unless it wants one.
 //!
 //! Errors come back as `{"error": "..."}` with a 4xx or 5xx status.
 //!
@@ -16,6 +15,7 @@ mod messages;
 mod metrics;
 mod page;
 mod peers;
+pub mod procfs;
 mod server;
 pub mod status;
 mod token;

@@ -83,7 +83,7 @@ async fn metrics_carry_the_amop_families_only_where_a_channel_port_runs() {
     let open = wait_until(WAIT, || {
         metrics()
             .lines()
-            .any(|l| l == "chainmesh_amop_sessions_open 1")
+            .any(|l| l == "chainmesh_amop_sessions_open 1.0")
     })
     .await;
     let text = metrics();

@@ -121,6 +121,8 @@ async fn writes_need_the_token_and_reads_do_not() {
     for path in [
         "/",
         "/metrics",
+        "/v1/network",
+        "/v1/topics",
         "/v1/node",
         "/v1/peers",
         "/v1/routes",

@@ -10,7 +10,7 @@ pub struct AdminSample {
     /// Peers with a live session (`chainmesh_peers_connected`).
     pub peers: u64,
     /// Packets refused because a peer's write queue was full, summed over peers
-    /// (`chainmesh_peer_dropped_out_total`).
+    /// (`chainmesh_peer_dropped_packets_total`).
     pub dropped_out: u64,
     /// Bytes queued for the node's SDK sessions, summed (`/v1/amop` `sessions[].queued_bytes`).
     pub amop_queued_bytes: u64,
@@ -23,7 +23,7 @@ pub fn sample(agent: &ureq::Agent, addr: &str) -> Option<AdminSample> {
     let metrics = get(agent, addr, "/metrics")?;
     let mut s = AdminSample {
         peers: metric_sum(&metrics, "chainmesh_peers_connected")?,
-        dropped_out: metric_sum(&metrics, "chainmesh_peer_dropped_out_total").unwrap_or(0),
+        dropped_out: metric_sum(&metrics, "chainmesh_peer_dropped_packets_total").unwrap_or(0),
         amop_sessions: metric_sum(&metrics, "chainmesh_amop_sessions_open").unwrap_or(0),
         amop_queued_bytes: 0,
     };
@@ -100,8 +100,8 @@ mod tests {
 # TYPE chainmesh_peers_connected gauge
 chainmesh_peers_connected 4
 chainmesh_peers_connected_total 99
-chainmesh_peer_dropped_out_total{peer=\"b306b4c8\",address=\"127.0.0.1:47320\"} 3
-chainmesh_peer_dropped_out_total{peer=\"a0\",address=\"127.0.0.1:47321\"} 5
+chainmesh_peer_dropped_packets_total{peer=\"b306b4c8\",address=\"127.0.0.1:47320\"} 3
+chainmesh_peer_dropped_packets_total{peer=\"a0\",address=\"127.0.0.1:47321\"} 5
 chainmesh_amop_sessions_open 1.5
 ";
 
@@ -109,7 +109,7 @@ chainmesh_amop_sessions_open 1.5
     fn a_metric_is_summed_over_its_labels_and_not_confused_with_a_longer_name() {
         assert_eq!(metric_sum(METRICS, "chainmesh_peers_connected"), Some(4));
         assert_eq!(
-            metric_sum(METRICS, "chainmesh_peer_dropped_out_total"),
+            metric_sum(METRICS, "chainmesh_peer_dropped_packets_total"),
             Some(8)
         );
     }

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 use super::message::Envelope;
 use super::pending::Reply;
 use super::protocol::Origin;
+use super::stats;
 use super::{Message, MessageKind, NodeHandle, RequestError, Responder, ECHO_MODULE};
 use crate::identity::NodeId;
 use crate::session::{Pending, SessionHandle};
@@ -92,6 +93,7 @@ impl NodeHandle {
         // cannot be a duplicate, so it skips the window.
         let check = !response && !packet.ext.is_direct();
         if check && !self.inner.dedup.first_time(&opts.src, packet.seq) {
+            stats::count(&self.inner.stats.duplicates);
             debug!(peer = %peer, src = %opts.src.short(), seq = packet.seq, "duplicate message dropped");
             return None;
         }
@@ -351,8 +353,10 @@ impl NodeHandle {
         let modules = self.inner.modules.read();
         let Some(tx) = modules.get(&env.module) else {
             drop(modules);
+            stats::count(&self.inner.stats.unhandled);
             return self.no_handler(peer, env.module, responder);
         };
+        self.inner.stats.delivered(env.module);
         match tx.try_send(Message::new(env, payload, responder)) {
             Ok(()) => None,
             Err(TrySendError::Closed(msg)) => {

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use super::copies::Copies;
 use super::deliver::PeerName;
+use super::stats;
 use super::{Inner, NodeHandle};
 use crate::auth::Tag;
 use crate::identity::NodeId;
@@ -155,6 +156,11 @@ impl NodeHandle {
                 return None;
             }
             Onward::Dropped(why) => {
+                match why {
+                    DropReason::TtlExhausted => stats::count(&self.inner.stats.ttl_dropped),
+                    DropReason::NoRoute => stats::count(&self.inner.stats.no_route_dropped),
+                    _ => {}
+                }
                 debug!(peer = %from.peer.short(), src = %opts.src.short(), seq = packet.seq,
                     reason = %why, "not passed on");
                 None
@@ -179,6 +185,7 @@ impl NodeHandle {
             too_large_for(&session, &format_args!("{} bytes", out.len()));
             return None;
         }
+        stats::count(&self.inner.stats.relayed);
         offer_relayed(session, out, self.inner.relay_wait)
     }
 
@@ -223,6 +230,7 @@ impl NodeHandle {
             };
             match copies.frame(copy, s.version, self.link_limit(Some(&s))) {
                 Ok(frame) => {
+                    stats::count(&self.inner.stats.relayed);
                     let queued = offer_relayed(s, frame.into_owned(), self.inner.relay_wait);
                     waits = chain(waits, queued);
                 }

@@ -46,6 +46,7 @@ mod pending;
 mod protocol;
 mod runtime;
 mod start;
+pub mod stats;
 mod tagging;
 mod tap;
 mod undelivered;
@@ -144,9 +145,16 @@ struct Inner {
     stop: CancellationToken,
     /// What closing links still held: the events and their counts.
     undelivered: undelivered::Undelivery,
+    /// Relays, drops, deliveries and latencies, for the metrics.
+    stats: stats::NodeStats,
 }
 
 impl NodeHandle {
+    /// What this node did with the packets it handled, and its latency histograms.
+    pub fn stats(&self) -> &stats::NodeStats {
+        &self.inner.stats
+    }
+
     /// This node's ID.
     pub fn node_id(&self) -> NodeId {
         self.inner.id
@@ -350,9 +358,13 @@ impl NodeHandle {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
-        self.request_reply(dst, module, &payload, timeout)
-            .await
-            .map(|r| r.payload)
+        let started = std::time::Instant::now();
+        let reply = self.request_reply(dst, module, &payload, timeout).await;
+        // A timeout or a lost link says nothing of how fast the other side answers.
+        if matches!(reply, Ok(_) | Err(RequestError::Remote(_))) {
+            self.inner.stats.request_latency.observe(started.elapsed());
+        }
+        reply.map(|r| r.payload)
     }
 
     /// Sends a request to the built-in echo module of `dst` and measures the round trip.
@@ -367,8 +379,12 @@ impl NodeHandle {
         let reply = self
             .request_reply(dst, ECHO_MODULE, &payload, timeout)
             .await?;
+        let rtt = started.elapsed();
+        if reply.hops == 1 {
+            self.inner.stats.link_rtt.observe(rtt);
+        }
         Ok(PingReply {
-            rtt: started.elapsed(),
+            rtt,
             hops: reply.hops,
         })
     }

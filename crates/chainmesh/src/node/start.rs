@@ -77,6 +77,7 @@ fn peer_settings(config: &Config) -> PeerSettings {
         connections_per_ip: config.limits.connections_per_ip,
         handshakes_per_identity: config.limits.handshakes_per_identity,
         read_budget_bytes: config.limits.read_budget_bytes,
+        remembered_peers: config.limits.max_routing_nodes,
     }
 }
 
@@ -158,6 +159,7 @@ impl Node {
                 ctx,
                 stop: stop.clone(),
                 undelivered: Default::default(),
+                stats: Default::default(),
             }
         });
         let handle = NodeHandle { inner };

@@ -21,6 +21,7 @@ mod registry;
 mod repeat;
 mod setup;
 mod target;
+mod traffic;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -48,6 +49,7 @@ pub use dialer::ConnectError;
 pub use refusal::{RefusalReason, ALREADY_CONNECTED};
 pub use registry::PeerEvent;
 pub use target::{TargetError, TargetInfo, TargetState};
+pub use traffic::{PeerTraffic, Totals};
 
 /// Settings of the connection layer.
 #[derive(Debug, Clone)]
@@ -70,6 +72,9 @@ pub struct PeerSettings {
     pub handshakes_per_identity: usize,
     /// Bytes a session reads per wake before it yields (`limits.read_budget_bytes`).
     pub read_budget_bytes: usize,
+    /// Peers whose traffic counters are kept while they are not connected: as many as the
+    /// nodes routed to (`limits.max_routing_nodes`).
+    pub remembered_peers: usize,
 }
 
 /// The peer set. Cloning gives another handle to the same set.
@@ -115,7 +120,7 @@ impl Peers {
                 local,
                 tls,
                 admission,
-                registry: registry::Registry::new(local, stale_after),
+                registry: registry::Registry::new(local, stale_after, settings.remembered_peers),
                 conn_ids: AtomicU64::new(1),
                 incarnation: random_incarnation(),
                 handshakes_per_ip: limits::PerKey::new(settings.handshakes_per_ip),
@@ -144,6 +149,22 @@ impl Peers {
     /// [`RefusalReason::kind`].
     pub fn refusal_counts(&self) -> BTreeMap<&'static str, u64> {
         self.inner.registry.refusal_counts()
+    }
+
+    /// Peers that became connected since start.
+    pub fn connects(&self) -> u64 {
+        self.inner.registry.connects()
+    }
+
+    /// Peers that stopped being connected since start, by [`CloseReason::kind`].
+    pub fn disconnect_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.inner.registry.disconnect_counts()
+    }
+
+    /// Every peer's traffic since start, summed over its connections and kept by node ID
+    /// across reconnects (for up to `remembered_peers` peers not connected), sorted.
+    pub fn traffic(&self) -> Vec<PeerTraffic> {
+        self.inner.registry.traffic()
     }
 
     /// Accepts connections on `listener` until shutdown.

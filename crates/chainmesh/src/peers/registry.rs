@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -16,6 +17,7 @@ use super::addr::PeerAddr;
 use super::duplicate::{self, Existing, Verdict};
 use super::refusal::RefusalReason;
 use super::target::{TargetInfo, TargetStatus};
+use super::traffic::{Closed, PeerTraffic};
 use crate::identity::{NodeId, PeerMap};
 use crate::session::{CloseReason, Direction, SessionHandle};
 
@@ -96,13 +98,21 @@ pub(super) struct Registry {
     last_reason: Mutex<HashMap<NodeId, CloseReason>>,
     /// Refusals counted by [`RefusalReason::kind`].
     refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// What peers' closed connections carried. Taken with `sessions` held, so that a
+    /// connection's counters move from live to closed in one step for a reader.
+    closed: Mutex<Closed>,
+    /// Peers that became connected.
+    connects: AtomicU64,
+    /// Peers that stopped being connected, by [`CloseReason::kind`].
+    disconnects: Mutex<BTreeMap<&'static str, u64>>,
     events: broadcast::Sender<PeerEvent>,
 }
 
 impl Registry {
     /// Empty tables for node `local`; a live session silent for `stale_after` gives way to a
-    /// new incarnation of its peer.
-    pub(super) fn new(local: NodeId, stale_after: Duration) -> Self {
+    /// new incarnation of its peer; the traffic of at most `remembered` peers is kept while
+    /// they are not connected.
+    pub(super) fn new(local: NodeId, stale_after: Duration, remembered: usize) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Registry {
             local,
@@ -111,6 +121,9 @@ impl Registry {
             targets: Mutex::new(BTreeMap::new()),
             last_reason: Mutex::new(HashMap::new()),
             refusals: Mutex::new(BTreeMap::new()),
+            closed: Mutex::new(Closed::new(remembered)),
+            connects: AtomicU64::new(0),
+            disconnects: Mutex::new(BTreeMap::new()),
             events,
         }
     }
@@ -179,6 +192,7 @@ impl Registry {
                     self.disconnected(new.peer, &CloseReason::Restarted);
                 }
                 info!(peer = %new.peer.short(), addr = %new.addr, direction = ?new.direction, "peer connected");
+                self.connects.fetch_add(1, Relaxed);
                 let _ = self.events.send(PeerEvent::Connected {
                     peer: new.peer,
                     addr: new.addr,
@@ -214,6 +228,7 @@ impl Registry {
     /// Records that `peer` is no longer connected, with `reason`.
     fn disconnected(&self, peer: NodeId, reason: &CloseReason) {
         info!(peer = %peer.short(), %reason, "peer disconnected");
+        count_in(&mut self.disconnects.lock(), reason.kind());
         self.last_reason.lock().insert(peer, reason.clone());
         let _ = self.events.send(PeerEvent::Disconnected {
             peer,
@@ -221,10 +236,13 @@ impl Registry {
         });
     }
 
-    /// Removes connection `conn` to `peer`, unless it is not the peer's session (a retired
-    /// duplicate, or one a new connection replaced: the peer is then still connected).
-    pub(super) fn unregister(&self, peer: NodeId, conn: u64, reason: &CloseReason) {
+    /// Removes connection `ended`, which has stopped, and keeps what it carried; the peer is
+    /// disconnected unless `ended` is not its session (a retired duplicate, or one a new
+    /// connection replaced: the peer is then still connected).
+    pub(super) fn unregister(&self, ended: &SessionHandle, reason: &CloseReason) {
+        let (peer, conn) = (ended.peer, ended.id);
         let mut sessions = self.sessions.write();
+        self.closed.lock().add(ended);
         let Some(live) = sessions.get_mut(&peer) else {
             return;
         };
@@ -247,9 +265,26 @@ impl Registry {
 
     /// Counts a refusal under its kind.
     pub(super) fn count_refusal(&self, reason: &RefusalReason) {
-        let mut counts = self.refusals.lock();
-        let n = counts.entry(reason.kind()).or_insert(0);
-        *n = n.saturating_add(1);
+        count_in(&mut self.refusals.lock(), reason.kind());
+    }
+
+    /// Peers that became connected since start.
+    pub(super) fn connects(&self) -> u64 {
+        self.connects.load(Relaxed)
+    }
+
+    /// Peers that stopped being connected since start, by [`CloseReason::kind`].
+    pub(super) fn disconnect_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.disconnects.lock().clone()
+    }
+
+    /// Every peer's traffic since start, across its connections, by node ID.
+    pub(super) fn traffic(&self) -> Vec<PeerTraffic> {
+        let sessions = self.sessions.read();
+        let live = sessions
+            .values()
+            .map(|l| (&l.handle, l.retired.as_ref().filter(|r| !r.is_finished())));
+        self.closed.lock().view(live)
     }
 
     /// Refusals so far, by [`RefusalReason::kind`].
@@ -379,6 +414,12 @@ impl Registry {
     }
 }
 
+/// Adds one to `kind`'s count.
+fn count_in(counts: &mut BTreeMap<&'static str, u64>, kind: &'static str) {
+    let n = counts.entry(kind).or_insert(0);
+    *n = n.saturating_add(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,7 +466,7 @@ mod tests {
 
     #[test]
     fn a_first_session_connects_the_peer_and_its_target() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         let mut events = r.subscribe();
         assert!(r.add_target("127.0.0.1:30302", CancellationToken::new()));
         r.update_target("127.0.0.1:30302", |t| t.dialed(id(2), false));
@@ -446,7 +487,7 @@ mod tests {
     #[test]
     fn a_winning_duplicate_replaces_the_live_session_without_events() {
         // We (1) are smaller: our dial wins over the peer's.
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         let theirs = handle(1, id(2), "127.0.0.1:40000", 30302, Direction::Inbound);
         assert!(registered(&r, &theirs));
         let mut events = r.subscribe();
@@ -455,7 +496,10 @@ mod tests {
         assert!(theirs.is_closed() && !ours.is_closed());
         assert_eq!(r.session(&id(2)).map(|s| s.id), Some(2));
         // The retired one ending does not disconnect the peer.
-        r.unregister(id(2), 1, &CloseReason::Duplicate);
+        r.unregister(
+            &handle(1, id(2), "127.0.0.1:1", 1, Direction::Inbound),
+            &CloseReason::Duplicate,
+        );
         assert!(r.is_connected(&id(2)));
         assert_eq!(drain(&mut events), []);
         assert_eq!(r.last_reason(&id(2)), None);
@@ -463,7 +507,7 @@ mod tests {
 
     #[test]
     fn a_losing_duplicate_is_closed_and_not_registered() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         let first = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
         assert!(registered(&r, &first));
         let mut events = r.subscribe();
@@ -476,13 +520,16 @@ mod tests {
 
     #[test]
     fn the_current_session_ending_disconnects_with_its_reason() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         assert!(registered(
             &r,
             &handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound)
         ));
         let mut events = r.subscribe();
-        r.unregister(id(2), 1, &CloseReason::IdleTimeout);
+        r.unregister(
+            &handle(1, id(2), "127.0.0.1:1", 1, Direction::Inbound),
+            &CloseReason::IdleTimeout,
+        );
         assert!(!r.is_connected(&id(2)));
         assert_eq!(r.last_reason(&id(2)), Some(CloseReason::IdleTimeout));
         assert_eq!(
@@ -496,7 +543,7 @@ mod tests {
 
     #[test]
     fn removing_a_target_closes_the_session_at_its_address() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         let cancel = CancellationToken::new();
         assert!(r.add_target("127.0.0.1:30302", cancel.clone()));
         // Node 2 dialed us from its IPv4-mapped address before our dial learned its ID.
@@ -519,7 +566,7 @@ mod tests {
 
     #[test]
     fn removing_a_named_target_closes_sessions_from_what_it_resolved_to() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         assert!(r.add_target("node2.example:30302", CancellationToken::new()));
         r.set_resolved("node2.example:30302", &["10.0.0.2:30302".parse().unwrap()]);
         let s = handle(1, id(2), "10.0.0.2:30302", 30302, Direction::Outbound);
@@ -531,7 +578,7 @@ mod tests {
 
     #[test]
     fn removing_a_target_closes_the_node_found_there_at_any_address() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         assert!(r.add_target("127.0.0.1:30302", CancellationToken::new()));
         r.update_target("127.0.0.1:30302", |t| t.dialed(id(2), false));
         let s = handle(1, id(2), "10.9.9.9:51000", 0, Direction::Inbound);
@@ -542,7 +589,7 @@ mod tests {
 
     #[test]
     fn another_incarnation_is_refused_while_the_live_session_is_heard() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         let real = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
         assert!(registered(&r, &real));
         let mut events = r.subscribe();
@@ -561,14 +608,17 @@ mod tests {
         assert!(!real.is_closed());
         assert_eq!(r.session(&id(2)).map(|s| s.id), Some(1));
         // The copy's end does not disconnect the real one.
-        r.unregister(id(2), 2, &CloseReason::ClosedByPeer);
+        r.unregister(
+            &handle(2, id(2), "127.0.0.1:1", 1, Direction::Inbound),
+            &CloseReason::ClosedByPeer,
+        );
         assert!(r.is_connected(&id(2)));
         assert_eq!(drain(&mut events), []);
     }
 
     #[test]
     fn another_incarnation_replaces_a_silent_session_at_once() {
-        let r = Registry::new(id(1), Duration::ZERO);
+        let r = Registry::new(id(1), Duration::ZERO, 16);
         let old = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
         assert!(registered(&r, &old));
         let mut events = r.subscribe();
@@ -594,13 +644,16 @@ mod tests {
             ]
         );
         // The old one ending later changes nothing.
-        r.unregister(id(2), 1, &CloseReason::Restarted);
+        r.unregister(
+            &handle(1, id(2), "127.0.0.1:1", 1, Direction::Inbound),
+            &CloseReason::Restarted,
+        );
         assert!(r.is_connected(&id(2)));
     }
 
     #[test]
     fn at_most_one_retired_duplicate_drains_per_peer() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         let first = handle(1, id(2), "127.0.0.1:30302", 30302, Direction::Outbound);
         assert!(registered(&r, &first));
         let second = handle(2, id(2), "127.0.0.2:30302", 30302, Direction::Outbound);
@@ -614,7 +667,7 @@ mod tests {
 
     #[test]
     fn a_target_is_added_once() {
-        let r = Registry::new(id(1), STALE);
+        let r = Registry::new(id(1), STALE, 16);
         assert!(r.add_target("127.0.0.1:30302", CancellationToken::new()));
         assert!(!r.add_target("127.0.0.1:30302", CancellationToken::new()));
         assert_eq!(r.targets().len(), 1);

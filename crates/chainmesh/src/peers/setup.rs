@@ -149,6 +149,9 @@ impl Peers {
             registered: _,
         } = est;
         let (peer, conn) = (handle.peer, handle.id);
+        // A second handle, one pointer wide, for the registry to read the ended connection's
+        // counters from.
+        let ended = handle.clone();
         let t = &self.inner.settings.timers;
         let cfg = SessionConfig {
             // Capped, so that the session's clock arithmetic cannot overflow even for a
@@ -172,7 +175,7 @@ impl Peers {
             }
             // A no-op for a connection that is not the peer's session (a retired duplicate):
             // its end never disconnects the peer.
-            self.inner.registry.unregister(peer, conn, &reason);
+            self.inner.registry.unregister(&ended, &reason);
             reason
         })
     }

@@ -113,20 +113,33 @@ pub enum CloseReason {
     Restarted,
 }
 
+impl CloseReason {
+    /// The reason without its detail, for counting closes by reason: one of a fixed set
+    /// of words, whatever the peer or the stream said.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CloseReason::IdleTimeout => "idle-timeout",
+            CloseReason::ClosedByPeer => "closed-by-peer",
+            CloseReason::PeerLeft(_) => "peer-left",
+            CloseReason::Io(_) => "io",
+            CloseReason::Protocol(_) => "protocol",
+            CloseReason::Duplicate => "duplicate",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Removed => "removed",
+            CloseReason::Blacklisted => "blacklisted",
+            CloseReason::NotWhitelisted => "not-whitelisted",
+            CloseReason::Restarted => "restarted",
+        }
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CloseReason::IdleTimeout => f.write_str("idle-timeout"),
-            CloseReason::ClosedByPeer => f.write_str("closed-by-peer"),
             CloseReason::PeerLeft(why) => write!(f, "peer-left: {why}"),
             CloseReason::Io(e) => write!(f, "io: {e}"),
             CloseReason::Protocol(e) => write!(f, "protocol: {e}"),
-            CloseReason::Duplicate => f.write_str("duplicate"),
-            CloseReason::Shutdown => f.write_str("shutdown"),
-            CloseReason::Removed => f.write_str("removed"),
-            CloseReason::Blacklisted => f.write_str("blacklisted"),
-            CloseReason::NotWhitelisted => f.write_str("not-whitelisted"),
-            CloseReason::Restarted => f.write_str("restarted"),
+            other => f.write_str(other.kind()),
         }
     }
 }

@@ -46,7 +46,8 @@
 mod faults;
 mod mesh;
 mod process;
-pub mod procfs;
+/// The `/proc` reader, shared with the admin API's process metrics.
+pub use chainmesh_admin::procfs;
 mod report;
 
 use std::ffi::OsString;

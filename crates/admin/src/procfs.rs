@@ -1,7 +1,7 @@
 //! What the kernel says about a process: its resident set and its open descriptors, read
-//! from `/proc/<pid>/status` and `/proc/<pid>/fd` (Linux). The soak reads node processes
-//! from outside, as the operating system sees them; the load generator reads its own
-//! process for its report lines.
+//! from `/proc/<pid>/status` and `/proc/<pid>/fd` (Linux). `/metrics` reads its own
+//! process; the soak reads node processes from outside, as the operating system sees them;
+//! the load generator reads its own process for its report lines.
 
 use std::path::Path;
 

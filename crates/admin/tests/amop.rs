@@ -90,11 +90,11 @@ async fn metrics_carry_the_amop_families_only_where_a_channel_port_runs() {
     assert!(open, "{text}");
     for family in [
         "# TYPE chainmesh_amop_sessions_open gauge",
-        "# TYPE chainmesh_amop_frames_in_total counter",
-        "# TYPE chainmesh_amop_unicasts_total counter",
-        "# TYPE chainmesh_amop_multicast_deliveries_total counter",
-        "# TYPE chainmesh_amop_forwarded_out_total counter",
-        "# TYPE chainmesh_amop_handshakes_failed_total counter",
+        "# TYPE chainmesh_amop_frames_in counter",
+        "# TYPE chainmesh_amop_unicasts counter",
+        "# TYPE chainmesh_amop_multicast_deliveries counter",
+        "# TYPE chainmesh_amop_forwarded_out counter",
+        "# TYPE chainmesh_amop_handshakes_failed counter",
     ] {
         assert!(text.contains(family), "{family} missing:\n{text}");
     }

@@ -126,6 +126,9 @@ pub struct P2pConfig {
     /// When not empty, only these node IDs are admitted.
     #[serde(default)]
     pub whitelist: Vec<NodeId>,
+    /// Modules whose packets go in each link's priority lane, ahead of bulk traffic.
+    #[serde(default)]
+    pub priority_modules: Vec<u16>,
 }
 
 /// Every timer of the connection layer; tests shorten them.
@@ -404,6 +407,7 @@ impl Config {
                 compress_threshold: default_compress_threshold(),
                 blacklist: Vec::new(),
                 whitelist: Vec::new(),
+                priority_modules: Vec::new(),
             },
             timers: TimersConfig::default(),
             admin: AdminConfig::default(),

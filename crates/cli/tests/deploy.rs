@@ -331,13 +331,32 @@ fn a_three_host_bundle_runs_across_namespaces_grows_and_refuses_a_removed_node()
         .unwrap()
         .success());
     let (_, admin4, short4) = at(&inv, "node4");
-    wait("node4 is cut off from every member", || {
+    let cut_off = || {
         connected(&hosts[3], &admin4).is_empty()
             && names.iter().all(|m| {
                 let (h, admin, _) = at(&inv, m);
                 !connected(&hosts[h], &admin).contains(&short4)
             })
-    });
+    };
+    let start = Instant::now();
+    while !cut_off() {
+        if start.elapsed() > WAIT {
+            let seen: Vec<String> = names
+                .iter()
+                .map(|m| {
+                    let (h, admin, _) = at(&inv, m);
+                    format!("{m}: {:?}", connected(&hosts[h], &admin))
+                })
+                .collect();
+            panic!(
+                "node4 is not cut off within {WAIT:?}: node4 sees {:?}; {seen:?}\nnode0's log:\n{}\nnode4's log:\n{}",
+                connected(&hosts[3], &admin4),
+                procs[0].log(),
+                node4.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // node4 still dials its configured peers; they refuse it.
     wait("a member refuses node4 as blacklisted", || {
         procs[0].log().contains("blacklisted")

@@ -117,6 +117,27 @@ impl RawPeer {
         .await
     }
 
+    /// Runs the protocol handshake in two halves, as an ordinary node of this version would:
+    /// reads the node's Handshake (it sends it only once it has admitted the link), calls
+    /// `between`, then answers. A test puts in `between` what must happen after the node's
+    /// admission check and before the session is registered.
+    pub async fn handshake_around(&mut self, between: impl FnOnce()) -> Result<u16, RawError> {
+        let mut decoder = Decoder::new(DEFAULT_MAX_PACKET);
+        let theirs = loop {
+            if let Some(p) = decoder.decode(&mut self.buf)? {
+                break Handshake::decode(&p.payload)?;
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        };
+        between();
+        let ours = Handshake::ours(0, DEFAULT_MAX_PACKET, random_incarnation());
+        self.send(&Packet::handshake(&ours)).await?;
+        self.version = ours.negotiate(&theirs)?;
+        Ok(self.version)
+    }
+
     /// Publishes a neighbour list signed with `identity` that names `neighbours`, as an
     /// honest node of that identity would: with it, the other ends of those links (which name
     /// this node in their own lists) route to this peer. Version `seq` of a fixed epoch.

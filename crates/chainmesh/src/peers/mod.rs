@@ -225,11 +225,7 @@ impl Peers {
         let admission = self.inner.admission.read();
         self.inner
             .registry
-            .close_where(|s| match admission.check(&s.peer) {
-                Ok(()) => None,
-                Err(Refusal::Blacklisted) => Some(CloseReason::Blacklisted),
-                Err(Refusal::NotWhitelisted) => Some(CloseReason::NotWhitelisted),
-            });
+            .close_where(|s| admission.check(&s.peer).err().map(excluded));
     }
 
     /// Tells every peer we are leaving, closes every session, stops dialing and accepting,
@@ -250,6 +246,14 @@ impl Peers {
             Some(s) => s.try_send(frame),
             None => Err(session::QueueError::Closed),
         }
+    }
+}
+
+/// Why a live session the admission policy now excludes is closed.
+fn excluded(refusal: Refusal) -> CloseReason {
+    match refusal {
+        Refusal::Blacklisted => CloseReason::Blacklisted,
+        Refusal::NotWhitelisted => CloseReason::NotWhitelisted,
     }
 }
 

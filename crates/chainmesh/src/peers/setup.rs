@@ -110,7 +110,15 @@ impl Peers {
             inner.settings.queue_bytes,
         );
         let registered = match inner.registry.register(&handle, agreed.peer.incarnation) {
-            Registration::Registered => true,
+            Registration::Registered => {
+                // A reload between the check above and the registration swept the sessions
+                // before this one was among them; checked again now that it is, so either
+                // the sweep or this check sees it.
+                if let Err(refusal) = inner.admission.read().check(&peer) {
+                    handle.close(super::excluded(refusal));
+                }
+                true
+            }
             Registration::Retired => false,
             Registration::Refused(reason) => {
                 // Told in a Goodbye, so the refused process can say why it was turned away.

@@ -379,3 +379,31 @@ async fn certificates_that_are_not_node_certificates_are_refused_both_ways() {
     assert_eq!(a.peers().refusal_counts().get("not-a-leaf"), Some(&2));
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_blacklisted_while_its_handshake_is_in_flight_is_closed_once_registered() {
+    let net = LocalNet::start(LocalNetOptions {
+        timers: steady_timers(),
+        ..LocalNetOptions::new(2)
+    })
+    .await
+    .unwrap();
+    let (a, b) = (net.handle(0), net.handle(1).node_id());
+    // Blacklisted after the node admitted the link and before the session is registered: a
+    // reload in that gap sweeps the sessions without this one among them.
+    let mut raw = RawPeer::dial_as(&net, 1, 0).await.unwrap();
+    raw.handshake_around(|| {
+        a.peers()
+            .set_admission(chainmesh::admission::Admission::new([b], []))
+    })
+    .await
+    .unwrap();
+    assert!(raw.closed_within(WAIT).await, "the link is closed");
+    assert!(
+        wait_until(WAIT, || !a.peers().is_connected(&b)).await,
+        "no session of the blacklisted member stays"
+    );
+    // Closed for being blacklisted, not later for its silence.
+    assert_eq!(a.peers().last_reason(&b), Some(CloseReason::Blacklisted));
+    net.shutdown().await;
+}

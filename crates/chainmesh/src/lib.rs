@@ -75,5 +75,6 @@ struct ReadmeDoctests;
 pub use config::Config;
 pub use identity::NodeId;
 pub use node::{
-    Fanout, Message, MessageKind, Node, NodeHandle, RequestError, Responder, SendError,
+    Fanout, Message, MessageKind, Node, NodeHandle, RequestError, Responder, SendError, SendOptions,
 };
+pub use session::Lane;

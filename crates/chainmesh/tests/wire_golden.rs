@@ -249,3 +249,35 @@ fn routing_examples_carry_a_real_signature_and_the_digest_of_what_they_offer() {
     assert_eq!(summary.count, 3);
     assert_eq!(summary.digest, h.finish());
 }
+
+/// The hex block of the example under `heading`, as bytes.
+fn example_bytes(heading: &str) -> Vec<u8> {
+    let at = SPEC
+        .find(heading)
+        .unwrap_or_else(|| panic!("protocol.md has no {heading:?}"));
+    let ex = examples(&SPEC[at..])
+        .into_iter()
+        .next()
+        .expect("an example");
+    let digits: String = ex.hex.split_whitespace().collect();
+    hex::decode(digits).expect("hex")
+}
+
+#[test]
+fn the_fragment_example_is_the_header_a_version_4_link_writes_before_its_piece() {
+    let bytes = example_bytes("### Fragment\n");
+    let (head, piece) = bytes.split_at(chainmesh::wire::HEADER_LEN);
+    assert_eq!(
+        chainmesh::wire::fragment_header(4, 0, piece.len()).unwrap(),
+        head,
+        "Length 14 + piece, Version 4, type 0x10, Seq = offset, Ext 0"
+    );
+    // The piece starts the inner packet: its own Length says how long the run is.
+    assert_eq!(&piece[..4], &100_000u32.to_be_bytes());
+    let next = chainmesh::wire::fragment_header(4, 16, 100).unwrap();
+    assert_eq!(
+        &next[8..12],
+        &[0, 0, 0, 0x10],
+        "the next piece's Seq is its offset"
+    );
+}

@@ -155,6 +155,7 @@ impl NodeHandle {
         report.dropped = planned.too_large;
         report.unreachable.extend(planned.untagged);
         let mut blocked = Vec::new();
+        let lane = self.inner.lanes.of(out.packet_type, out.module);
         'copies: for copy in &list {
             let mut closed = None;
             // A second attempt covers a link replaced a moment ago (see `queue_now`).
@@ -173,7 +174,7 @@ impl NodeHandle {
                         break;
                     }
                 };
-                match s.offer_shared(&frame) {
+                match s.offer_shared_in(lane, &frame) {
                     Ok(()) => {
                         report.queued.extend_from_slice(&copy.targets);
                         continue 'copies;
@@ -189,7 +190,7 @@ impl NodeHandle {
         }
         for (s, list, frame) in blocked {
             let queued = if wait {
-                s.send(frame).await.is_ok()
+                s.send_in(lane, frame).await.is_ok()
             } else {
                 s.count_drop();
                 false

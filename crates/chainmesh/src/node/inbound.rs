@@ -15,7 +15,7 @@ use super::{Inner, NodeHandle};
 use crate::auth::Tag;
 use crate::identity::NodeId;
 use crate::routing::{decide, DropReason, FanoutPlan, Onward};
-use crate::session::{CloseReason, Inbound, Leftover, Pending, QueueError, SessionHandle};
+use crate::session::{CloseReason, Inbound, Lane, Leftover, Pending, QueueError, SessionHandle};
 use crate::wire::{relay_copy, DataFrame, Options, Packet, MAX_PROTOCOL_VERSION};
 
 /// The node's [`Inbound`] sink. Holds the node weakly: sessions must not keep a stopped node
@@ -84,8 +84,8 @@ fn chain(a: Option<Pending>, b: Option<Pending>) -> Option<Pending> {
 
 /// Waits (at most `limits.relay_wait`) for room for a relayed frame, counting a drop if none
 /// comes.
-async fn wait_for_room(session: SessionHandle, frame: Bytes, wait: Duration) {
-    if tokio::time::timeout(wait, session.send(frame))
+async fn wait_for_room(session: SessionHandle, lane: Lane, frame: Bytes, wait: Duration) {
+    if tokio::time::timeout(wait, session.send_in(lane, frame))
         .await
         .is_err()
     {
@@ -94,11 +94,16 @@ async fn wait_for_room(session: SessionHandle, frame: Bytes, wait: Duration) {
     }
 }
 
-/// Queues a relayed frame, or returns the wait for room.
-fn offer_relayed(session: SessionHandle, frame: Bytes, wait: Duration) -> Option<Pending> {
-    match session.offer(frame) {
+/// Queues a relayed frame in `lane`, or returns the wait for room.
+fn offer_relayed(
+    session: SessionHandle,
+    lane: Lane,
+    frame: Bytes,
+    wait: Duration,
+) -> Option<Pending> {
+    match session.offer_in(lane, frame) {
         Ok(()) => None,
-        Err((QueueError::Full, frame)) => Some(Box::pin(wait_for_room(session, frame, wait))),
+        Err((QueueError::Full, frame)) => Some(Box::pin(wait_for_room(session, lane, frame, wait))),
         Err((QueueError::Closed, _)) => None,
     }
 }
@@ -149,7 +154,11 @@ impl NodeHandle {
         }
         let relayed = match decision.onward {
             Onward::Nowhere => None,
-            Onward::Relay { next_hop, ttl } => self.relay_one(&frame, next_hop, ttl),
+            Onward::Relay { next_hop, ttl } => {
+                // The lane of the module as this relay configures it.
+                let lane = self.inner.lanes.of(packet.packet_type, opts.module);
+                self.relay_one(&frame, lane, next_hop, ttl)
+            }
             Onward::Split { plan, ttl } => self.relay_split(&packet, &plan, ttl),
             Onward::Dropped(why) if why.is_malformed() => {
                 malformed(from, why);
@@ -175,7 +184,7 @@ impl NodeHandle {
     }
 
     /// Forwards a packet with one destination: the received bytes with `ttl` left.
-    fn relay_one(&self, frame: &Bytes, next_hop: NodeId, ttl: u8) -> Option<Pending> {
+    fn relay_one(&self, frame: &Bytes, lane: Lane, next_hop: NodeId, ttl: u8) -> Option<Pending> {
         let Some(session) = self.inner.peers.session(&next_hop) else {
             debug!(next_hop = %next_hop.short(), "next hop just went away; not relaying");
             return None;
@@ -186,7 +195,7 @@ impl NodeHandle {
             return None;
         }
         stats::count(&self.inner.stats.relayed);
-        offer_relayed(session, out, self.inner.relay_wait)
+        offer_relayed(session, lane, out, self.inner.relay_wait)
     }
 
     /// Forwards a broadcast or multicast to the destinations listed (other than us), split
@@ -223,6 +232,7 @@ impl NodeHandle {
             debug!(dst = %t.short(), seq = packet.seq, "no tag for the target; not relaying");
         }
         let list = planned.copies;
+        let lane = self.inner.lanes.of(packet.packet_type, opts.module);
         let mut waits = None;
         for copy in &list {
             let Some(s) = self.inner.peers.session(&copy.hop) else {
@@ -231,7 +241,7 @@ impl NodeHandle {
             match copies.frame(copy, s.version, self.link_limit(Some(&s))) {
                 Ok(frame) => {
                     stats::count(&self.inner.stats.relayed);
-                    let queued = offer_relayed(s, frame.into_owned(), self.inner.relay_wait);
+                    let queued = offer_relayed(s, lane, frame.into_owned(), self.inner.relay_wait);
                     waits = chain(waits, queued);
                 }
                 Err(e) => too_large_for(&s, &e),
@@ -248,7 +258,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::session::{new_session, Direction, SessionInfo, MIN_QUEUE_BYTES};
+    use crate::session::{new_session, Direction, Lane, SessionInfo, MIN_QUEUE_BYTES};
 
     fn link() -> SessionHandle {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
@@ -285,9 +295,9 @@ mod tests {
     async fn a_relay_queues_while_there_is_room_then_waits_and_gives_up() {
         let s = link();
         let frame = Bytes::from(vec![0u8; MIN_QUEUE_BYTES / 2]);
-        assert!(offer_relayed(s.clone(), frame.clone(), Duration::ZERO).is_none());
-        assert!(offer_relayed(s.clone(), frame.clone(), Duration::ZERO).is_none());
-        let wait = offer_relayed(s.clone(), frame, Duration::from_millis(1))
+        assert!(offer_relayed(s.clone(), Lane::Bulk, frame.clone(), Duration::ZERO).is_none());
+        assert!(offer_relayed(s.clone(), Lane::Bulk, frame.clone(), Duration::ZERO).is_none());
+        let wait = offer_relayed(s.clone(), Lane::Bulk, frame, Duration::from_millis(1))
             .expect("a full queue makes the relay wait");
         wait.await;
         assert_eq!(s.stats.dropped_out.load(Ordering::Relaxed), 1);

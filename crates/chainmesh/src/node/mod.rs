@@ -42,6 +42,7 @@ mod fanout;
 mod inbound;
 mod inflate;
 mod message;
+mod options;
 mod pending;
 mod protocol;
 mod runtime;
@@ -76,6 +77,7 @@ pub use error::{NodeError, RequestError, SendError};
 pub use fanout::Fanout;
 pub use inflate::DecompressStats;
 pub use message::{Message, MessageKind, Responder};
+pub use options::SendOptions;
 pub use protocol::{Origin, Protocol, ProtocolContext, ProtocolError};
 pub use runtime::PeerChangeError;
 pub use tap::TappedMessage;
@@ -116,6 +118,8 @@ struct Inner {
     default_group: String,
     max_packet: u32,
     compress_threshold: usize,
+    /// Which lane of a link each module's packets take (`p2p.priority_modules`).
+    lanes: options::Lanes,
     config_path: Option<PathBuf>,
     peers: Peers,
     router: Arc<Router>,
@@ -324,7 +328,20 @@ impl NodeHandle {
     /// Errors: [`SendError::Unreachable`] (no link or route), [`SendError::TooLarge`] (the
     /// packet would exceed `p2p.max_packet_size`), [`SendError::Invalid`].
     pub async fn send(&self, dst: NodeId, module: u16, payload: Bytes) -> Result<(), SendError> {
-        let u = Unicast::new(dst, module, self.next_seq(), Ext(0), &payload);
+        self.send_with(dst, module, payload, SendOptions::default())
+            .await
+    }
+
+    /// Like [`send`](Self::send), with per-call [`SendOptions`]: a
+    /// [`lane`](SendOptions::lane) other than the module's, for instance.
+    pub async fn send_with(
+        &self,
+        dst: NodeId,
+        module: u16,
+        payload: Bytes,
+        options: SendOptions,
+    ) -> Result<(), SendError> {
+        let u = Unicast::new(dst, module, self.next_seq(), Ext(0), &payload).in_lane(options.lane);
         self.unicast(u).await
     }
 
@@ -358,8 +375,24 @@ impl NodeHandle {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
+        self.request_with(dst, module, payload, timeout, SendOptions::default())
+            .await
+    }
+
+    /// Like [`request`](Self::request), with per-call [`SendOptions`]. The lane is the
+    /// request's; the response takes the lane its module has on the responding node.
+    pub async fn request_with(
+        &self,
+        dst: NodeId,
+        module: u16,
+        payload: Bytes,
+        timeout: Duration,
+        options: SendOptions,
+    ) -> Result<Bytes, RequestError> {
         let started = std::time::Instant::now();
-        let reply = self.request_reply(dst, module, &payload, timeout).await;
+        let reply = self
+            .request_reply(dst, module, &payload, timeout, options.lane)
+            .await;
         // A timeout or a lost link says nothing of how fast the other side answers.
         if matches!(reply, Ok(_) | Err(RequestError::Remote(_))) {
             self.inner.stats.request_latency.observe(started.elapsed());
@@ -377,7 +410,7 @@ impl NodeHandle {
     ) -> Result<PingReply, RequestError> {
         let started = std::time::Instant::now();
         let reply = self
-            .request_reply(dst, ECHO_MODULE, &payload, timeout)
+            .request_reply(dst, ECHO_MODULE, &payload, timeout, None)
             .await?;
         let rtt = started.elapsed();
         if reply.hops == 1 {

@@ -135,6 +135,7 @@ impl Node {
                 default_group: config.p2p.groups.first().cloned().unwrap_or_default(),
                 max_packet: config.p2p.max_packet_size,
                 compress_threshold: config.p2p.compress_threshold,
+                lanes: super::options::Lanes::new(&config.p2p.priority_modules),
                 config_path,
                 peers: Peers::new(
                     id,

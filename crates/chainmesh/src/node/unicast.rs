@@ -15,7 +15,7 @@ use super::pending::{PendingRequest, Reply};
 use super::tagging::on_the_wire;
 use super::{NodeHandle, RequestError, SendError};
 use crate::identity::NodeId;
-use crate::session::{QueueError, SessionHandle};
+use crate::session::{Lane, QueueError, SessionHandle};
 use crate::wire::{
     DataFrame, Ext, Options, Packet, PacketType, WireError, DEFAULT_TTL, DIRECT_FORM_VERSION,
     MAX_PROTOCOL_VERSION,
@@ -39,6 +39,8 @@ pub(super) struct Unicast<'a> {
     seq: u32,
     ext: Ext,
     payload: &'a [u8],
+    /// The caller's lane; `None` is the module's.
+    lane: Option<Lane>,
 }
 
 impl<'a> Unicast<'a> {
@@ -49,7 +51,13 @@ impl<'a> Unicast<'a> {
             seq,
             ext,
             payload,
+            lane: None,
         }
+    }
+
+    /// The same unicast in `lane` (`None`: the module's).
+    pub(super) fn in_lane(self, lane: Option<Lane>) -> Self {
+        Unicast { lane, ..self }
     }
 }
 
@@ -129,6 +137,12 @@ fn routable(packet: &Packet) -> Result<&Options, SendError> {
 }
 
 impl NodeHandle {
+    /// The lane `u` takes on its next hop's link.
+    fn lane_of(&self, u: &Unicast<'_>) -> Lane {
+        u.lane
+            .unwrap_or_else(|| self.inner.lanes.of_module(u.module))
+    }
+
     /// The group a unicast carries: the node's first.
     pub(super) fn default_group(&self) -> &str {
         &self.inner.default_group
@@ -227,7 +241,9 @@ impl NodeHandle {
             return Some(Err(wire_to_send_error(e)));
         }
         session
-            .offer_encoded(f.plain_len(), |out| f.encode_plain_into(out))
+            .offer_encoded_in(self.lane_of(u), f.plain_len(), |out| {
+                f.encode_plain_into(out)
+            })
             .ok()
             .map(Ok)
     }
@@ -259,7 +275,8 @@ impl NodeHandle {
             Attempt::Queued => Ok(()),
             Attempt::Loopback(frame) => self.loopback(frame).await,
             Attempt::General => {
-                self.queue_routed(u.dst, |s| self.unicast_frame(Some(s), &u))
+                let lane = self.lane_of(&u);
+                self.queue_routed(u.dst, lane, |s| self.unicast_frame(Some(s), &u))
                     .await
             }
         }
@@ -274,12 +291,15 @@ impl NodeHandle {
             // full.
             Attempt::Loopback(frame) => futures_util::FutureExt::now_or_never(self.loopback(frame))
                 .unwrap_or(Err(SendError::QueueFull(u.dst))),
-            Attempt::General => self.queue_or_drop(u.dst, &|s| self.unicast_frame(Some(s), &u)),
+            Attempt::General => {
+                let lane = self.lane_of(&u);
+                self.queue_or_drop(u.dst, lane, &|s| self.unicast_frame(Some(s), &u))
+            }
         }
     }
 
-    /// Queues the frame `encode` makes for `dst` on the link to its next hop, waiting for
-    /// room.
+    /// Queues the frame `encode` makes for `dst` in `lane` of the link to its next hop,
+    /// waiting for room.
     ///
     /// Everything up to a full queue happens in [`queue_now`](Self::queue_now), without an
     /// await; only the wait is a future of its own (boxed: it is rare, and keeping it out
@@ -287,18 +307,19 @@ impl NodeHandle {
     async fn queue_routed(
         &self,
         dst: NodeId,
+        lane: Lane,
         encode: impl Fn(&SessionHandle) -> Result<Bytes, SendError>,
     ) -> Result<(), SendError> {
-        let Some((session, frame)) = self.queue_now(dst, &encode)? else {
+        let Some((session, frame)) = self.queue_now(dst, lane, &encode)? else {
             return Ok(());
         };
-        if Box::pin(session.send(frame)).await.is_ok() {
+        if Box::pin(session.send_in(lane, frame)).await.is_ok() {
             return Ok(());
         }
         // The link closed while we waited: once more on whatever replaced it.
-        match self.queue_now(dst, &encode)? {
+        match self.queue_now(dst, lane, &encode)? {
             None => Ok(()),
-            Some((session, frame)) => Box::pin(session.send(frame))
+            Some((session, frame)) => Box::pin(session.send_in(lane, frame))
                 .await
                 .map_err(|_| SendError::Unreachable(dst)),
         }
@@ -309,9 +330,10 @@ impl NodeHandle {
     fn queue_or_drop(
         &self,
         dst: NodeId,
+        lane: Lane,
         encode: &impl Fn(&SessionHandle) -> Result<Bytes, SendError>,
     ) -> Result<(), SendError> {
-        match self.queue_now(dst, encode)? {
+        match self.queue_now(dst, lane, encode)? {
             None => Ok(()),
             Some((session, _)) => {
                 session.count_drop();
@@ -328,6 +350,7 @@ impl NodeHandle {
     fn queue_now(
         &self,
         dst: NodeId,
+        lane: Lane,
         encode: &impl Fn(&SessionHandle) -> Result<Bytes, SendError>,
     ) -> Result<Option<(SessionHandle, Bytes)>, SendError> {
         let unreachable = SendError::Unreachable(dst);
@@ -335,7 +358,7 @@ impl NodeHandle {
         // A few attempts cover a replaced link; a link that keeps closing means the route
         // is going away, which the caller hears as unreachable.
         for _ in 0..3 {
-            match session.offer(encode(&session)?) {
+            match session.offer_in(lane, encode(&session)?) {
                 Ok(()) => return Ok(None),
                 Err((QueueError::Full, frame)) => return Ok(Some((session, frame))),
                 Err((QueueError::Closed, _)) => match self.link_for(&dst) {
@@ -363,6 +386,7 @@ impl NodeHandle {
         module: u16,
         payload: &[u8],
         timeout: Duration,
+        lane: Option<Lane>,
     ) -> Result<Reply, RequestError> {
         let seq = self.next_seq();
         let (tx, rx) = oneshot::channel();
@@ -375,7 +399,7 @@ impl NodeHandle {
         };
         // Removes the entry however this future ends, including when the caller drops it.
         let _guard = self.inner.pending.insert(seq, pending)?;
-        let u = Unicast::new(dst, module, seq, Ext::REQUEST, payload);
+        let u = Unicast::new(dst, module, seq, Ext::REQUEST, payload).in_lane(lane);
         match self.unicast_attempt(&u)? {
             Attempt::Queued => {}
             // Waiting for queue room counts against the timeout.
@@ -462,15 +486,21 @@ impl NodeHandle {
         packet: &Packet,
     ) -> Result<(), SendError> {
         let (u, opts) = self.packet_unicast(dst, packet)?;
-        self.queue_routed(dst, |s| self.packet_frame(s, &u, packet.packet_type, opts))
-            .await
+        let lane = self.inner.lanes.of(packet.packet_type, opts.module);
+        self.queue_routed(dst, lane, |s| {
+            self.packet_frame(s, &u, packet.packet_type, opts)
+        })
+        .await
     }
 
     /// [`routed_packet`](Self::routed_packet) without waiting: a full queue is
     /// [`SendError::QueueFull`], counted as a drop on that link.
     pub(super) fn routed_packet_now(&self, dst: NodeId, packet: &Packet) -> Result<(), SendError> {
         let (u, opts) = self.packet_unicast(dst, packet)?;
-        self.queue_or_drop(dst, &|s| self.packet_frame(s, &u, packet.packet_type, opts))
+        let lane = self.inner.lanes.of(packet.packet_type, opts.module);
+        self.queue_or_drop(dst, lane, &|s| {
+            self.packet_frame(s, &u, packet.packet_type, opts)
+        })
     }
 }
 

@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::{Admission, Refusal};
 use crate::config::TimersConfig;
 use crate::identity::NodeId;
-use crate::session::{self, CloseReason, Inbound, SessionHandle};
+use crate::session::{self, CloseReason, Inbound, Lane, SessionHandle};
 use crate::tls::TlsContext;
 use crate::wire::Packet;
 
@@ -233,7 +233,8 @@ impl Peers {
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutdown.cancel();
         for s in self.sessions() {
-            let _ = s.try_send(Packet::goodbye(s.version, "shutdown").to_bytes());
+            let goodbye = Packet::goodbye(s.version, "shutdown").to_bytes();
+            let _ = s.try_send_in(Lane::Control, goodbye);
             s.close(CloseReason::Shutdown);
         }
         self.inner.tasks.close();

@@ -25,7 +25,7 @@ use super::table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, V
 use crate::identity::keys::{curve_of, KeyError};
 use crate::identity::{Identity, NodeId, PeerMap};
 use crate::peers::{PeerEvent, Peers};
-use crate::session::{CloseReason, SessionHandle};
+use crate::session::{CloseReason, Lane, SessionHandle};
 use crate::wire::{
     decode_lists, encode_lists, Ext, ListVersion, NeighbourList, Packet, PacketType, RouterSummary,
     WireError, HEADER_LEN,
@@ -386,7 +386,7 @@ fn send_packet(
         payload,
     }
     .to_bytes();
-    match session.try_send(frame) {
+    match session.try_send_in(Lane::Control, frame) {
         Ok(()) => Some(session.id),
         Err(e) => {
             debug!(peer = %to.short(), error = %e, packet_type = packet_type.0,

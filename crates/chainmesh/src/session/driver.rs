@@ -15,18 +15,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
+use super::writer::Writer;
 use super::{
     CloseReason, FrameKind, Framing, Handler, Inbound, Leftover, P2pFraming, Pending,
-    SessionConfig, SessionHandle, SessionStats, Taken, READ_BUDGET_PACKETS,
+    SessionConfig, SessionHandle, SessionStats, READ_BUDGET_PACKETS,
 };
 
 /// Room made in the read buffer before each read: one whole TLS record (OpenSSL hands out at
 /// most one record's 16 KiB of plaintext per read) plus a partial frame's worth.
 const READ_CHUNK: usize = 17 * 1024;
-/// A written batch smaller than this marks a lightly used link, whose buffer is given back
-/// instead of kept for the next batch: idle connections hold no write buffer, busy ones keep
-/// theirs.
-const LIGHT_BATCH: usize = 16 * 1024;
 
 /// Runs a P2P session until it ends and returns why. `initial` holds bytes already read from
 /// the stream (after the handshake packet) that belong to this session.
@@ -65,15 +62,8 @@ where
     // arguments beside the state they are moved into, in every connection's task.
     let now = Instant::now();
     let mut st = State {
+        writer: Writer::new(handle.peer_max_packet),
         session: handle,
-        wbuf: BytesMut::new(),
-        wbuf_written: 0,
-        wbuf_batch: 0,
-        wbuf_permits: 0,
-        big: None,
-        big_written: 0,
-        big_permits: 0,
-        write_blocked: false,
         rbuf: initial,
         framing,
         pending: None,
@@ -108,26 +98,8 @@ struct State<F> {
     /// The shared side: the queue's byte budget (permits come back there once their bytes
     /// are written), the close request, the counters.
     session: SessionHandle<F>,
-    /// The batch being written, swapped out of the session's outbox (its frames were
-    /// encoded or copied there by the senders). Kept whole until written, so that what is
-    /// left of it when the session ends can be cut into frames from its start.
-    wbuf: BytesMut,
-    /// Bytes of `wbuf` the stream has taken.
-    wbuf_written: usize,
-    /// Permits of the frames in `wbuf`, returned when it is fully written.
-    wbuf_permits: usize,
-    /// Bytes in the batch being written, to tell a light link from a busy one.
-    wbuf_batch: usize,
-    /// A chunk taken from the outbox (a big frame, or the frames queued before one; any one
-    /// frame for a framing that does not coalesce) being written from its own buffer.
-    big: Option<Bytes>,
-    /// Bytes of `big` the stream has taken.
-    big_written: usize,
-    big_permits: usize,
-    /// The last write returned Pending. OpenSSL then requires the retry to pass the same
-    /// buffer (same address, at least as long): nothing may be appended to `wbuf`, which
-    /// could move it, until that write completes.
-    write_blocked: bool,
+    /// The two write slots and the order they are served in.
+    writer: Writer,
     rbuf: BytesMut,
     framing: F,
     pending: Option<Pending>,
@@ -190,15 +162,9 @@ impl<F: Framing> State<F> {
     /// outbox still held: the chunk being written counts from its start, with the bytes the
     /// stream took of it.
     fn leftover(&mut self, queued: Vec<Bytes>) -> Leftover {
-        let mut writing = Vec::new();
-        // `wbuf` holds bytes queued before `big`.
-        if !self.wbuf.is_empty() {
-            writing.push((self.wbuf.split().freeze(), self.wbuf_written));
-        }
-        if let Some(big) = self.big.take() {
-            writing.push((big, self.big_written));
-        }
-        Leftover::new(writing, queued)
+        let (writing, mut unsent) = self.writer.leftover();
+        unsent.extend(queued);
+        Leftover::new(writing, unsent)
     }
 
     fn close_requested(&self) -> Option<CloseReason> {
@@ -219,99 +185,21 @@ impl<F: Framing> State<F> {
         }
     }
 
-    /// Moves queued frames into the write buffer and the buffer onto the stream until the
-    /// stream would block or nothing is left.
+    /// Moves queued frames onto the stream until it would block or nothing is left.
     fn poll_write<S: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
     ) -> Result<(), CloseReason> {
-        loop {
-            // One thing at a time, in queue order: the next chunk, or the whole batch swapped
-            // for our empty buffer.
-            if !self.write_blocked && self.wbuf.is_empty() && self.big.is_none() && !self.shut_down
-            {
-                let (taken, frames) = self.session.take(&mut self.wbuf);
-                SessionStats::add(&self.session.stats.packets_out, frames);
-                match taken {
-                    Some(Taken::Chunk(chunk, permits)) => {
-                        self.big = Some(chunk);
-                        self.big_permits = permits;
-                    }
-                    Some(Taken::Batch(permits)) => self.wbuf_permits = permits,
-                    None => {}
-                }
-            }
-            // `wbuf` holds bytes queued before `big`, so it goes first.
-            let from_batch = !self.wbuf.is_empty();
-            if from_batch && !self.write_blocked {
-                self.wbuf_batch = self.wbuf_batch.max(self.wbuf.len());
-            }
-            // What the stream has not taken yet; the same bytes at the same address when a
-            // blocked write is retried.
-            let chunk: &[u8] = if from_batch {
-                self.wbuf.get(self.wbuf_written..).unwrap_or_default()
-            } else if let Some(big) = &self.big {
-                big.get(self.big_written..).unwrap_or_default()
-            } else {
-                if self.closing.is_some() && !self.shut_down {
-                    match Pin::new(&mut *stream).poll_shutdown(cx) {
-                        Poll::Ready(_) => self.shut_down = true,
-                        Poll::Pending => return Ok(()),
-                    }
-                }
-                return Ok(());
-            };
-            let n = match Pin::new(&mut *stream).poll_write(cx, chunk) {
-                Poll::Ready(Ok(0)) => return Err(CloseReason::Io("write returned zero".into())),
-                Poll::Ready(Ok(n)) => n,
-                Poll::Ready(Err(e)) => return Err(CloseReason::Io(e.to_string())),
-                Poll::Pending => {
-                    self.write_blocked = true;
-                    return Ok(());
-                }
-            };
-            self.write_blocked = false;
-            self.last_write = Instant::now();
-            SessionStats::add(&self.session.stats.bytes_out, n as u64);
-            let drained = if from_batch {
-                self.wbuf_written = self.wbuf_written.saturating_add(n);
-                let done = self.wbuf_written >= self.wbuf.len();
-                if done {
-                    self.wbuf_written = 0;
-                    if std::mem::take(&mut self.wbuf_batch) < LIGHT_BATCH {
-                        // A light link: give the buffer back rather than hold it idle.
-                        self.wbuf = BytesMut::new();
-                    } else {
-                        // A busy one: keep the allocation for the next batch.
-                        self.wbuf.clear();
-                    }
-                    self.session
-                        .budget
-                        .add_permits(std::mem::take(&mut self.wbuf_permits));
-                }
-                done
-            } else {
-                self.big_written = self.big_written.saturating_add(n);
-                let done = self
-                    .big
-                    .as_ref()
-                    .map_or(true, |b| self.big_written >= b.len());
-                if done {
-                    self.big = None;
-                    self.big_written = 0;
-                    self.session
-                        .budget
-                        .add_permits(std::mem::take(&mut self.big_permits));
-                }
-                done
-            };
-            if drained && self.wbuf.is_empty() && self.big.is_none() {
-                if let Poll::Ready(Err(e)) = Pin::new(&mut *stream).poll_flush(cx) {
-                    return Err(CloseReason::Io(e.to_string()));
-                }
-            }
-        }
+        self.writer.poll_write(
+            cx,
+            stream,
+            &self.session,
+            &self.framing,
+            self.closing.is_some(),
+            &mut self.shut_down,
+            &mut self.last_write,
+        )
     }
 
     /// Delivers decoded frames and reads more. Returns `Ok(true)` when it stopped because the
@@ -349,7 +237,7 @@ impl<F: Framing> State<F> {
                     Err(e) => {
                         warn!(peer = %self.session.peer.short(), conn = self.session.id, error = %e,
                             "malformed packet, closing the connection");
-                        return Err(CloseReason::Protocol(e.to_string()));
+                        return Err(F::close_reason(e));
                     }
                 };
                 handled += 1;
@@ -442,10 +330,10 @@ impl<F: Framing> State<F> {
                     // Only between frames: a large frame may be half written.
                     // A framing whose clients send the heartbeats has an empty one.
                     let beat = self.framing.heartbeat();
-                    if !beat.is_empty() && self.wbuf.is_empty() && self.big.is_none() {
-                        // Alone in the buffer, so it is a write of its own even for a framing
-                        // that does not coalesce.
-                        self.wbuf.extend_from_slice(beat);
+                    if !beat.is_empty() && self.writer.between_frames() {
+                        // Alone in the urgent slot, so it is a write of its own even for a
+                        // framing that does not coalesce.
+                        self.writer.push_heartbeat(beat);
                         SessionStats::add(&self.session.stats.packets_out, 1);
                     }
                     // Counts as written for scheduling even if the stream is slow to take it.

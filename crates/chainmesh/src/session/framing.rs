@@ -12,9 +12,12 @@ use std::pin::Pin;
 
 use bytes::{Bytes, BytesMut};
 
+use super::fragment::{FragmentError, Reassembly};
 use super::{CloseReason, Leftover, SessionHandle};
 use crate::identity::NodeId;
-use crate::wire::{Decoder, Ext, Packet, PacketType, WireError};
+use crate::wire::{
+    fragment_header, Decoder, Ext, Packet, PacketType, WireError, FRAGMENT_VERSION, HEADER_LEN,
+};
 
 /// A protocol's framing as the session task sees it.
 pub trait Framing: Sized + Send + 'static {
@@ -47,6 +50,25 @@ pub trait Framing: Sized + Send + 'static {
     /// The frame that tells the peer this side is leaving, with `reason`; `None` when the
     /// protocol has no such frame and leaving is just closing the stream.
     fn goodbye(&self, reason: &str) -> Option<Bytes>;
+
+    /// The length of the frame `queued` starts with, as this side encoded it, so the writer
+    /// can stop between frames of a bulk batch to let the other lanes go; `None` (the
+    /// default) when the framing cannot tell, and batches are written whole.
+    fn frame_len(_queued: &[u8]) -> Option<usize> {
+        None
+    }
+
+    /// The header that sends `len` bytes from `offset` of one frame as a fragment of its
+    /// own; `None` (the default) when the link cannot carry fragments, and frames are
+    /// written whole.
+    fn fragment_header(&self, _offset: usize, _len: usize) -> Option<[u8; HEADER_LEN]> {
+        None
+    }
+
+    /// The close reason for a decoding error.
+    fn close_reason(error: Self::Error) -> CloseReason {
+        CloseReason::Protocol(error.to_string())
+    }
 }
 
 /// What a decoded frame means to the session.
@@ -131,16 +153,22 @@ pub enum LinkError {
         /// The payload's length.
         len: usize,
     },
+    /// Fragments that do not join into a packet.
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
 }
 
 /// The P2P framing of `docs/protocol.md`: packets back to back, which may share a write.
 /// Besides cutting packets, it applies the link rules the codec leaves to it: every packet
-/// carries the agreed Version, no second Handshake, no Heartbeat payload.
-#[derive(Debug, Clone)]
+/// carries the agreed Version, no second Handshake, no Heartbeat payload; and it joins
+/// Fragments (version 4) back into the packet they carry, which it hands up as if it had
+/// come whole.
+#[derive(Debug)]
 pub struct P2pFraming {
     decoder: Decoder,
     version: u16,
     heartbeat: Bytes,
+    reassembly: Reassembly,
 }
 
 impl P2pFraming {
@@ -151,22 +179,12 @@ impl P2pFraming {
             decoder: Decoder::on_link(max_packet, peer),
             version,
             heartbeat: Packet::heartbeat(version).to_bytes(),
+            reassembly: Reassembly::default(),
         }
     }
-}
 
-impl Framing for P2pFraming {
-    /// The packet, and the whole packet as received (see [`Decoder::decode_frame`]).
-    type Frame = (Packet, Bytes);
-    type Error = LinkError;
-
-    const COALESCE: bool = true;
-
-    #[inline]
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, LinkError> {
-        let Some((packet, frame)) = self.decoder.decode_frame(buf)? else {
-            return Ok(None);
-        };
+    /// The link rules every packet obeys, whole or joined from Fragments.
+    fn check(&self, packet: &Packet) -> Result<(), LinkError> {
         if packet.version != self.version {
             return Err(LinkError::WrongVersion {
                 expected: self.version,
@@ -183,7 +201,56 @@ impl Framing for P2pFraming {
                     len: packet.payload.len(),
                 })
             }
-            _ => Ok(Some((packet, frame))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds a Fragment to the packet being joined; that packet, decoded and checked, once
+    /// its last piece is in.
+    #[cold]
+    fn join(&mut self, fragment: &Packet) -> Result<Option<(Packet, Bytes)>, LinkError> {
+        if self.version < FRAGMENT_VERSION {
+            return Err(FragmentError::NotNegotiated {
+                version: self.version,
+            }
+            .into());
+        }
+        let Some(mut whole) = self.reassembly.push(fragment, self.decoder.max_len())? else {
+            return Ok(None);
+        };
+        // Its Length is the joined length, checked against the limit: it decodes whole.
+        let Some((packet, frame)) = self.decoder.decode_shared(&mut whole)? else {
+            return Err(WireError::Truncated {
+                needed: HEADER_LEN,
+                available: whole.len(),
+            }
+            .into());
+        };
+        self.check(&packet)?;
+        Ok(Some((packet, frame)))
+    }
+}
+
+impl Framing for P2pFraming {
+    /// The packet, and the whole packet as received (see [`Decoder::decode_frame`]).
+    type Frame = (Packet, Bytes);
+    type Error = LinkError;
+
+    const COALESCE: bool = true;
+
+    #[inline]
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Frame>, LinkError> {
+        loop {
+            let Some((packet, frame)) = self.decoder.decode_frame(buf)? else {
+                return Ok(None);
+            };
+            self.check(&packet)?;
+            if packet.packet_type != PacketType::FRAGMENT {
+                return Ok(Some((packet, frame)));
+            }
+            if let Some(joined) = self.join(&packet)? {
+                return Ok(Some(joined));
+            }
         }
     }
 
@@ -206,5 +273,25 @@ impl Framing for P2pFraming {
 
     fn goodbye(&self, reason: &str) -> Option<Bytes> {
         Some(Packet::goodbye(self.version, reason).to_bytes())
+    }
+
+    #[inline]
+    fn frame_len(queued: &[u8]) -> Option<usize> {
+        let length = queued.get(..4)?;
+        Some(u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize)
+    }
+
+    fn fragment_header(&self, offset: usize, len: usize) -> Option<[u8; HEADER_LEN]> {
+        if self.version < FRAGMENT_VERSION {
+            return None;
+        }
+        fragment_header(self.version, offset, len)
+    }
+
+    fn close_reason(error: LinkError) -> CloseReason {
+        match error {
+            LinkError::Fragment(e) => CloseReason::Fragment(e),
+            other => CloseReason::Protocol(other.to_string()),
+        }
     }
 }

@@ -1,22 +1,29 @@
-//! One task per live connection: framing, heartbeats, idle timeout, and a write queue bounded
-//! in bytes whose writer batches queued packets into large TLS writes.
+//! One task per live connection: framing, heartbeats, idle timeout, and three write lanes
+//! bounded in bytes whose writer batches queued packets into large TLS writes.
 //!
-//! The queue is an outbox: senders append small frames to one shared batch buffer (encoding
-//! a unicast straight into it), and the session's task swaps that buffer for its own empty
-//! one and writes the whole batch in one TLS write. Frames of [`BIG_FRAME`] bytes or more are
-//! queued as they are instead of copied. Two buffers, swapped: no allocation and one copy per
-//! frame on a busy link.
+//! Each [`Lane`] is an outbox: senders append small frames to the lane's batch buffer
+//! (encoding a unicast straight into it), and the session's task swaps that buffer for its
+//! own empty one and writes the whole batch. Frames of [`BIG_FRAME`] bytes or more are queued
+//! as they are instead of copied. Two buffers, swapped: no allocation and one copy per frame
+//! on a busy link.
 //!
-//! The queue's bound is a [`Semaphore`] holding one permit per byte: a sender takes a frame's
+//! The writer serves the control lane, then the priority lane, then the bulk lane, and hands
+//! the stream at most [`PIECE`] bytes of bulk before it looks at the other two again: bulk
+//! batches are cut at frame boundaries, and on a link of protocol version 4 a bulk frame
+//! longer than a piece goes out as Fragments, which the receiving session joins back
+//! before decoding (`docs/protocol.md`, "Lanes and fragments").
+//!
+//! A lane's bound is a [`Semaphore`] holding one permit per byte: a sender takes a frame's
 //! length in permits before queuing it (waiting for them, or failing at once), and the
 //! writer gives them back once the frame is written to the stream. Memory held for a peer is
-//! therefore bounded by its queue budget plus one write batch, however slow the peer reads.
+//! therefore bounded by its lanes' budgets plus one write batch per write slot, however slow
+//! the peer reads.
 //!
 //! A framing that does not coalesce ([`Framing::COALESCE`]) gets every frame queued as a chunk
 //! of its own, so that each write carries one frame.
 //!
 //! A session knows nothing of routing or of the peer set: it moves encoded frames out of its
-//! queue onto the stream, and hands each decoded data frame to a [`Handler`] (for the P2P
+//! lanes onto the stream, and hands each decoded data frame to a [`Handler`] (for the P2P
 //! framing, an [`Inbound`] sink). When it ends with frames not written, it hands those over
 //! too, once, as a [`Leftover`]: what was never handed to the stream, and what was being
 //! written. Nothing is recorded per frame on the way in; the leftover is cut into frames
@@ -24,12 +31,14 @@
 //! over in-memory duplex pipes, and over the [`Framing`], monomorphised.
 
 mod driver;
+mod fragment;
 mod framing;
+mod lanes;
 mod leftover;
 #[cfg(test)]
 mod tests;
+mod writer;
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -37,17 +46,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::{Semaphore, TryAcquireError};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::identity::NodeId;
 
 pub use driver::{run, run_framed};
+pub use fragment::FragmentError;
 pub use framing::{FrameKind, Framing, Handler, Inbound, LinkError, P2pFraming, Pending};
+pub use lanes::Lane;
+use lanes::Outbox;
+pub(crate) use lanes::Taken;
 pub use leftover::{Fate, LeftPackets, Leftover};
 
 /// Timers and limits of one session.
@@ -111,6 +123,8 @@ pub enum CloseReason {
     /// The peer connected again as a new incarnation (it restarted) while this connection
     /// had gone silent: the new connection replaced it.
     Restarted,
+    /// The peer's Fragments do not join into a packet (out of order, too big, malformed).
+    Fragment(FragmentError),
 }
 
 impl CloseReason {
@@ -129,6 +143,7 @@ impl CloseReason {
             CloseReason::Blacklisted => "blacklisted",
             CloseReason::NotWhitelisted => "not-whitelisted",
             CloseReason::Restarted => "restarted",
+            CloseReason::Fragment(_) => "fragment",
         }
     }
 }
@@ -139,6 +154,7 @@ impl fmt::Display for CloseReason {
             CloseReason::PeerLeft(why) => write!(f, "peer-left: {why}"),
             CloseReason::Io(e) => write!(f, "io: {e}"),
             CloseReason::Protocol(e) => write!(f, "protocol: {e}"),
+            CloseReason::Fragment(e) => write!(f, "fragment: {e}"),
             other => f.write_str(other.kind()),
         }
     }
@@ -178,55 +194,10 @@ struct Shared {
 /// Frames at least this long are queued as they are rather than copied into the batch.
 pub const BIG_FRAME: usize = 64 * 1024;
 
-/// First allocation of an outbox batch: enough for a burst of small frames.
-const BATCH_INITIAL: usize = 16 * 1024;
-
-/// Frames queued and not yet taken by the session's task, in order: `chunks` first, then
-/// `batch`.
-#[derive(Debug, Default)]
-struct Outbox {
-    /// Big frames, and the part of the batch queued before each of them, with their permits;
-    /// for a framing that does not coalesce, every frame.
-    chunks: VecDeque<(Bytes, usize)>,
-    /// Small frames back to back.
-    batch: BytesMut,
-    batch_permits: usize,
-    /// Frames queued since the task last took them, for the packets-out counter.
-    frames: u64,
-    /// The session has ended: nothing more is taken.
-    closed: bool,
-}
-
-impl Outbox {
-    fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.batch.is_empty()
-    }
-
-    /// Makes room for `len` more bytes in the batch.
-    fn reserve(&mut self, len: usize) {
-        if self.batch.capacity() - self.batch.len() < len {
-            self.batch.reserve(len.max(BATCH_INITIAL));
-        }
-    }
-
-    /// Queues a frame as a chunk of its own, after everything already in the batch.
-    fn push_chunk(&mut self, frame: Bytes, permits: usize) {
-        if !self.batch.is_empty() {
-            let before = self.batch.split().freeze();
-            self.chunks
-                .push_back((before, std::mem::take(&mut self.batch_permits)));
-        }
-        self.chunks.push_back((frame, permits));
-    }
-}
-
-/// What the session's task takes from the outbox to write next.
-pub(crate) enum Taken {
-    /// A chunk to write from its own buffer.
-    Chunk(Bytes, usize),
-    /// The batch, swapped into the task's buffer; its permits.
-    Batch(usize),
-}
+/// Most bytes of the bulk lane the writer hands the stream before it looks at the other
+/// lanes again: batches are written up to the first frame boundary past it, and on a link
+/// of protocol version 4 a bigger frame is sent as Fragments of this many bytes each.
+pub const PIECE: usize = 64 * 1024;
 
 /// Why a packet could not be queued on a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -280,10 +251,11 @@ pub struct Session<F = P2pFraming> {
     created: Instant,
     /// Milliseconds after `created` when the task last read from the peer.
     heard_ms: AtomicU64,
-    // Bounded in bytes by `budget`: nothing goes in without first taking its length in
-    // permits.
+    // Each lane is bounded in bytes by its budget: nothing goes in without first taking its
+    // length in permits.
     outbox: Mutex<Outbox>,
-    budget: Semaphore,
+    /// One per lane, in [`Lane::index`] order; each holds `capacity` permits.
+    budgets: [Semaphore; 3],
     capacity: usize,
     shared: Shared,
     // How queued frames are laid out depends on the framing; a function pointer type keeps
@@ -332,16 +304,23 @@ pub struct SessionInfo {
 /// Smallest queue budget: room for a few ordinary packets whatever the caller asks for.
 pub const MIN_QUEUE_BYTES: usize = crate::config::LimitsConfig::MIN_SESSION_QUEUE_BYTES;
 
-/// Permits a frame of `len` bytes takes from a queue of `capacity` bytes. A frame larger than
-/// the whole budget takes all of it, so it waits for an empty queue instead of never fitting.
-fn permits_for(len: usize, capacity: usize) -> u32 {
-    // `capacity` is at most u32::MAX (see `new_session`), so this cannot truncate.
-    len.min(capacity) as u32
+impl<F> Session<F> {
+    /// Permits a frame of `len` bytes takes from a lane. A frame larger than the whole
+    /// budget takes all of it, so it waits for an empty lane instead of never fitting.
+    fn permits_for(&self, len: usize) -> u32 {
+        // `capacity` is at most u32::MAX (see `new_session`), so this cannot truncate.
+        len.min(self.capacity) as u32
+    }
+
+    /// The byte budget of `lane`.
+    fn budget(&self, lane: Lane) -> &Semaphore {
+        &self.budgets[lane.index()]
+    }
 }
 
 /// Creates the handle of a new P2P session, to pass to [`run`]. `queue_bytes` bounds the
-/// bytes of the packets waiting to be written (at least [`MIN_QUEUE_BYTES`], at most
-/// `u32::MAX`).
+/// bytes of the packets waiting to be written in each [`Lane`] (at least
+/// [`MIN_QUEUE_BYTES`], at most `u32::MAX`).
 pub fn new_session(id: u64, info: SessionInfo, queue_bytes: usize) -> SessionHandle {
     new_framed_session(id, info, queue_bytes)
 }
@@ -367,7 +346,7 @@ pub fn new_framed_session<F: Framing>(
         created: Instant::now(),
         heard_ms: AtomicU64::new(0),
         outbox: Mutex::new(Outbox::default()),
-        budget: Semaphore::new(capacity),
+        budgets: [(); 3].map(|()| Semaphore::new(capacity)),
         capacity,
         shared: Shared::default(),
         framing: PhantomData,
@@ -375,175 +354,6 @@ pub fn new_framed_session<F: Framing>(
 }
 
 impl<F: Framing> SessionHandle<F> {
-    /// Queues one encoded packet, failing at once when the queue has no room for its bytes.
-    /// A refusal is counted in [`SessionStats::dropped_out`].
-    pub fn try_send(&self, frame: Bytes) -> Result<(), QueueError> {
-        self.offer(frame).map_err(|(e, _)| {
-            if e == QueueError::Full {
-                self.count_drop();
-            }
-            e
-        })
-    }
-
-    /// Queues one encoded packet if there is room now, and hands it back otherwise. Unlike
-    /// [`try_send`](Self::try_send) a refusal is not counted as a drop, since the caller may
-    /// still [`send`](Self::send) it; a caller that gives up calls
-    /// [`count_drop`](Self::count_drop).
-    pub fn offer(&self, frame: Bytes) -> Result<(), (QueueError, Bytes)> {
-        let permits = permits_for(frame.len(), self.capacity);
-        match self.budget.try_acquire_many(permits) {
-            // The writer returns the permits once the bytes are on the stream.
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::NoPermits) => return Err((QueueError::Full, frame)),
-            Err(TryAcquireError::Closed) => return Err((QueueError::Closed, frame)),
-        }
-        self.append(frame, permits as usize)
-    }
-
-    /// Like [`offer`](Self::offer) for a frame shared with other queues (the copies of a
-    /// broadcast): a small frame is copied in from the reference, so the shared buffer's
-    /// count is not touched; a big one is queued by reference.
-    pub fn offer_shared(&self, frame: &Bytes) -> Result<(), QueueError> {
-        if frame.len() >= BIG_FRAME {
-            return self.offer(frame.clone()).map_err(|(e, _)| e);
-        }
-        let len = frame.len();
-        self.offer_encoded(len, |out| out.extend_from_slice(frame))
-    }
-
-    /// Queues a packet of exactly `len` bytes that `encode` writes straight into the queue,
-    /// if there is room now: no buffer of its own, no copy. Fails without calling `encode`.
-    /// A refusal is not counted as a drop (see [`offer`](Self::offer)).
-    ///
-    /// `encode` runs under the queue's lock: it must only write its `len` bytes.
-    pub fn offer_encoded(
-        &self,
-        len: usize,
-        encode: impl FnOnce(&mut BytesMut),
-    ) -> Result<(), QueueError> {
-        let permits = permits_for(len, self.capacity);
-        match self.budget.try_acquire_many(permits) {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::NoPermits) => return Err(QueueError::Full),
-            Err(TryAcquireError::Closed) => return Err(QueueError::Closed),
-        }
-        let mut outbox = self.outbox.lock();
-        if outbox.closed {
-            return Err(QueueError::Closed);
-        }
-        let was_empty = outbox.is_empty();
-        outbox.reserve(len);
-        encode(&mut outbox.batch);
-        // An empty frame is never a chunk: the writer takes a write of zero bytes for a
-        // closed stream.
-        if F::COALESCE || outbox.batch.is_empty() {
-            outbox.batch_permits += permits as usize;
-        } else {
-            // The batch holds nothing else in this mode: the split is exactly this frame,
-            // sharing the batch's allocation.
-            let frame = outbox.batch.split().freeze();
-            outbox.chunks.push_back((frame, permits as usize));
-        }
-        outbox.frames += 1;
-        drop(outbox);
-        self.wake_if(was_empty);
-        Ok(())
-    }
-
-    /// Puts a frame whose permits are taken into the outbox.
-    fn append(&self, frame: Bytes, permits: usize) -> Result<(), (QueueError, Bytes)> {
-        let mut outbox = self.outbox.lock();
-        if outbox.closed {
-            return Err((QueueError::Closed, frame));
-        }
-        let was_empty = outbox.is_empty();
-        // As in `offer_encoded`, an empty frame is never a chunk.
-        if frame.len() >= BIG_FRAME || (!F::COALESCE && !frame.is_empty()) {
-            outbox.push_chunk(frame, permits);
-        } else {
-            outbox.reserve(frame.len());
-            outbox.batch.extend_from_slice(&frame);
-            outbox.batch_permits += permits;
-        }
-        outbox.frames += 1;
-        drop(outbox);
-        self.wake_if(was_empty);
-        Ok(())
-    }
-
-    /// Wakes the session's task for an outbox that was empty; one that was not already has
-    /// a wake-up on its way.
-    fn wake_if(&self, was_empty: bool) {
-        if was_empty {
-            self.shared.waker.wake();
-        }
-    }
-
-    /// Takes the next thing to write, for the session's task: the oldest chunk, else the
-    /// whole batch swapped with `spare` (which must be empty; its allocation becomes the
-    /// senders' next batch). Also returns how many frames were queued since the last take.
-    pub(crate) fn take(&self, spare: &mut BytesMut) -> (Option<Taken>, u64) {
-        let mut outbox = self.outbox.lock();
-        let frames = std::mem::take(&mut outbox.frames);
-        let taken = if let Some((chunk, permits)) = outbox.chunks.pop_front() {
-            Some(Taken::Chunk(chunk, permits))
-        } else if outbox.batch.is_empty() {
-            if !F::COALESCE {
-                // Frames of this mode are split off the batch and the writer's buffer is not
-                // swapped in, so the batch would keep its allocation on an idle link.
-                outbox.batch = BytesMut::new();
-            }
-            None
-        } else {
-            std::mem::swap(&mut outbox.batch, spare);
-            Some(Taken::Batch(std::mem::take(&mut outbox.batch_permits)))
-        };
-        (taken, frames)
-    }
-
-    /// Ends the queue, for the session's task as it stops: later sends fail with
-    /// [`QueueError::Closed`], senders waiting for room are woken to fail, and what was
-    /// still queued is returned, in queue order.
-    pub(crate) fn close_queue(&self) -> Vec<Bytes> {
-        self.budget.close();
-        let mut outbox = self.outbox.lock();
-        outbox.closed = true;
-        let mut left: Vec<Bytes> = outbox.chunks.drain(..).map(|(chunk, _)| chunk).collect();
-        let batch = std::mem::take(&mut outbox.batch);
-        if !batch.is_empty() {
-            left.push(batch.freeze());
-        }
-        left
-    }
-
-    /// Counts one packet given up for lack of queue room in [`SessionStats::dropped_out`].
-    pub fn count_drop(&self) {
-        SessionStats::add(&self.stats.dropped_out, 1);
-    }
-
-    /// Queues one encoded packet, waiting until the queue has room for its bytes. Fails only
-    /// when the session ends.
-    pub async fn send(&self, frame: Bytes) -> Result<(), QueueError> {
-        let permits = permits_for(frame.len(), self.capacity);
-        match self.budget.acquire_many(permits).await {
-            Ok(permit) => permit.forget(),
-            Err(_) => return Err(QueueError::Closed),
-        }
-        self.append(frame, permits as usize).map_err(|(e, _)| e)
-    }
-
-    /// Bytes queued and not yet written to the stream.
-    pub fn queued_bytes(&self) -> usize {
-        self.capacity
-            .saturating_sub(self.budget.available_permits())
-    }
-
-    /// The queue's bound in bytes.
-    pub fn queue_capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Asks the session to end: it writes what is already queued, shuts the stream down, reads
     /// what the peer still sends for a short while, and stops. The first reason given wins.
     pub fn close(&self, reason: CloseReason) {

@@ -174,12 +174,12 @@ fn queue_four<F: Framing>(h: &SessionHandle<F>) -> Vec<Bytes> {
     frames
 }
 
-/// Everything the session's task would take, in order, as (bytes, permits).
+/// Everything the session's task would take from the bulk lane, in order, as (bytes, permits).
 fn take_all<F: Framing>(h: &SessionHandle<F>) -> Vec<(Bytes, usize)> {
     let mut out = Vec::new();
     loop {
         let mut spare = BytesMut::new();
-        match h.take(&mut spare).0 {
+        match h.take(None, Some(&mut spare)).bulk {
             Some(Taken::Chunk(chunk, permits)) => out.push((chunk, permits)),
             Some(Taken::Batch(permits)) => out.push((spare.freeze(), permits)),
             None => return out,
@@ -195,7 +195,7 @@ fn without_coalescing_every_frame_is_taken_alone_with_its_permits() {
     let expected: Vec<(Bytes, usize)> = frames.iter().map(|f| (f.clone(), f.len())).collect();
     assert_eq!(taken, expected);
     assert!(
-        h.outbox.lock().batch.capacity() == 0,
+        h.outbox.lock().batch_capacity(Lane::Bulk) == 0,
         "a drained outbox keeps no batch buffer"
     );
 }
@@ -219,4 +219,41 @@ fn with_coalescing_small_frames_share_one_chunk_before_a_big_one() {
     assert_eq!(taken.len(), 2);
     assert_eq!(taken[0], (Bytes::from(small.clone()), small.len()));
     assert_eq!(taken[1], (frames[3].clone(), frames[3].len()));
+}
+
+#[test]
+fn each_lane_has_its_own_budget_and_the_urgent_slot_takes_control_before_priority() {
+    let h = new_session(1, info(), MIN_QUEUE_BYTES);
+    h.try_send(data(1, MIN_QUEUE_BYTES)).unwrap();
+    assert_eq!(
+        h.try_send(data(2, 10)),
+        Err(QueueError::Full),
+        "bulk is full"
+    );
+    h.try_send_in(Lane::Priority, data(3, 10)).unwrap();
+    h.try_send_in(Lane::Control, data(4, 10)).unwrap();
+    assert_eq!(h.queued_bytes_in(Lane::Bulk), MIN_QUEUE_BYTES);
+    assert_eq!(h.queued_bytes_in(Lane::Priority), data(3, 10).len());
+    assert_eq!(
+        h.queued_bytes(),
+        MIN_QUEUE_BYTES + data(3, 10).len() + data(4, 10).len()
+    );
+    let mut urgent = BytesMut::new();
+    let took = h.take(Some(&mut urgent), None);
+    assert!(matches!(
+        took.urgent,
+        Some((Lane::Control, Taken::Batch(_)))
+    ));
+    assert_eq!(urgent.freeze(), data(4, 10));
+    let mut urgent = BytesMut::new();
+    let took = h.take(Some(&mut urgent), None);
+    assert!(matches!(
+        took.urgent,
+        Some((Lane::Priority, Taken::Batch(_)))
+    ));
+    assert_eq!(urgent.freeze(), data(3, 10));
+    // What is still queued when the queue closes comes back, every lane's.
+    h.try_send_in(Lane::Control, data(5, 10)).unwrap();
+    let left = h.close_queue();
+    assert_eq!(left, vec![data(5, 10), data(1, MIN_QUEUE_BYTES)]);
 }

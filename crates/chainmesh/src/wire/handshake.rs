@@ -11,8 +11,9 @@ use super::HEADER_LEN;
 /// of relayed packets. A node that also took older links would let any member downgrade its
 /// relayed traffic to unauthenticated.
 pub const MIN_PROTOCOL_VERSION: u16 = 3;
-/// Highest protocol version this build speaks.
-pub const MAX_PROTOCOL_VERSION: u16 = 3;
+/// Highest protocol version this build speaks: 4, which adds link-level fragments
+/// ([`FRAGMENT_VERSION`](super::FRAGMENT_VERSION)).
+pub const MAX_PROTOCOL_VERSION: u16 = 4;
 /// First protocol version with the direct form of options ([`Ext::DIRECT`](super::Ext::DIRECT)).
 pub const DIRECT_FORM_VERSION: u16 = 2;
 

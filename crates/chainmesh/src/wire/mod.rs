@@ -7,6 +7,7 @@
 //!
 //! - [`Packet`] encodes and decodes one packet ([`Packet::decode_exact`]);
 //! - [`Decoder`] cuts packets out of a stream however it was split into reads;
+//! - [`fragment_header`] frames a piece of a packet too big to hold a link (version 4);
 //! - [`Handshake`], [`encode_goodbye`] and [`decode_goodbye`] handle the link-control payloads;
 //! - [`set_ttl_in_place`] lets a relay patch the TTL of an encoded packet, and [`relay_copy`]
 //!   makes the copy a relay forwards;
@@ -29,6 +30,7 @@ mod channel;
 mod compress;
 mod decoder;
 mod error;
+mod fragment;
 mod frame;
 mod handshake;
 mod packet;
@@ -50,6 +52,7 @@ pub use compress::{
 };
 pub use decoder::{Decoder, RESERVE_STEP};
 pub use error::{VersionRanges, WireError};
+pub use fragment::{fragment_header, FRAGMENT_VERSION};
 pub use frame::{ext_of, for_link, relay_copy, set_version_in_place, DataFrame};
 pub use handshake::{
     decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_HANDSHAKE_PACKET,

@@ -59,6 +59,9 @@ impl PacketType {
     pub const MULTICAST: PacketType = PacketType(0x0e);
     /// A node is leaving; payload is a UTF-8 reason.
     pub const GOODBYE: PacketType = PacketType(0x0f);
+    /// A piece of a packet too big to hold a link for its whole length (protocol version 4);
+    /// neighbours only. Seq is the piece's byte offset in that packet.
+    pub const FRAGMENT: PacketType = PacketType(0x10);
 
     /// Whether packets of this type carry [`Options`] between header and payload.
     ///
@@ -83,6 +86,7 @@ impl PacketType {
             0x0c => "RouterRequest",
             0x0e => "Multicast",
             0x0f => "Goodbye",
+            0x10 => "Fragment",
             _ => return None,
         })
     }

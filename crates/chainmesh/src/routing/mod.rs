@@ -34,6 +34,7 @@ pub use dedup::Dedup;
 pub use fanout::{plan, FanoutPlan};
 pub use membership::{Membership, StaticMembership};
 pub use service::{
-    Links, Reachability, RouteInfo, Router, RoutingCounters, ANNOUNCE_INTERVAL, LIST_HOLD,
+    Links, Reachability, RouteInfo, Router, RoutingCounters, ANNOUNCE_INTERVAL, ASKED_HOLD,
+    LIST_HOLD,
 };
 pub use table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, Verdict, UNREACHABLE};

@@ -36,6 +36,18 @@ use crate::wire::{
 /// repairs a lost or refused list.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(3);
 
+/// How long a neighbour's summary that was already answered in full stays answered: while
+/// it announces the same summary, this node does not ask for all its lists again before
+/// then. Neighbours whose networks reach past the hop limit offer different sets of lists
+/// for ever, so their summaries never match; asking on every announcement would move every
+/// list over every link every [`ANNOUNCE_INTERVAL`]. The repeat after this time repairs a
+/// full answer that was lost without either summary changing.
+pub const ASKED_HOLD: Duration = Duration::from_secs(30);
+
+/// Inputs handled before the routes are recomputed: the lists of a flood that arrive
+/// together cost one shortest-path pass instead of one each.
+const BATCH: usize = 64;
+
 /// How long the list of a node that nobody reaches any more is kept before it is dropped:
 /// long enough that a link flapping back finds it, short enough that departed nodes do
 /// not pile up.
@@ -329,6 +341,8 @@ impl Router {
             router: self.clone(),
             peers: links,
             asking: PeerMap::default(),
+            asked: PeerMap::default(),
+            stale_routes: false,
             stop: stop.clone(),
         };
         tokio::spawn(task.run(events, rx, stop));
@@ -415,6 +429,11 @@ struct Task {
     /// summaries from that neighbour ask nothing: its answer and its announcements travel in
     /// order on one link. Keyed by neighbours only, whose IDs their certificates vouch for.
     asking: PeerMap<(u64, Instant)>,
+    /// The summary each neighbour announced when this node last asked it for all its lists,
+    /// and when: the same summary again within [`ASKED_HOLD`] asks nothing.
+    asked: PeerMap<(RouterSummary, Instant)>,
+    /// Lists were stored since the routes were last computed.
+    stale_routes: bool,
     /// Cancelled when the node stops: from then on its farewell list stands.
     stop: CancellationToken,
 }
@@ -443,9 +462,26 @@ impl Task {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                Some(input) = inbound.recv() => self.on_input(input),
+                Some(input) = inbound.recv() => {
+                    self.on_input(input);
+                    for _ in 1..BATCH {
+                        match inbound.try_recv() {
+                            Ok(input) => self.on_input(input),
+                            Err(_) => break,
+                        }
+                    }
+                    self.settle_routes();
+                }
                 _ = tick.tick() => self.on_tick(),
             }
+        }
+    }
+
+    /// Recomputes the routes if lists were stored since they were last computed.
+    fn settle_routes(&mut self) {
+        if std::mem::take(&mut self.stale_routes) {
+            let changes = self.router.table.write().recompute();
+            self.apply(changes);
         }
     }
 
@@ -465,6 +501,7 @@ impl Task {
     }
 
     fn link_up(&mut self, peer: NodeId) {
+        self.settle_routes();
         if self.peers.session(&peer).is_none() {
             // A stale event: the link is already gone again.
             return;
@@ -479,15 +516,18 @@ impl Task {
         // it does the same. After a reconnect, whose peer may have restarted, a request
         // still outstanding on the old link will not be answered.
         self.asking.remove(&peer);
+        self.asked.remove(&peer);
         self.send_all_lists(&peer);
     }
 
     fn link_down(&mut self, peer: NodeId) {
+        self.settle_routes();
         if self.peers.session(&peer).is_some() {
             // Replaced by a newer connection to the same node: still a neighbour.
             return;
         }
         self.asking.remove(&peer);
+        self.asked.remove(&peer);
         let changes = self.router.table.write().remove_neighbour(&peer);
         if changes.is_empty() {
             return;
@@ -551,6 +591,7 @@ impl Task {
     }
 
     fn on_tick(&mut self) {
+        self.settle_routes();
         let now = Instant::now().into_std();
         let (changes, gone) = self.router.table.write().collect(now, LIST_HOLD);
         if gone > 0 {
@@ -580,8 +621,9 @@ impl Task {
         match packet.packet_type {
             PacketType::ROUTER_SEQ => match RouterSummary::decode(&packet.payload) {
                 Ok(theirs) => {
+                    self.settle_routes();
                     if self.router.table.write().summary() != theirs {
-                        self.request(&from);
+                        self.request(&from, theirs);
                     }
                 }
                 Err(e) => self.malformed(&from, e),
@@ -591,6 +633,7 @@ impl Task {
                     let length = packet.payload.len();
                     return self.malformed(&from, WireError::RouterRequestSize { length });
                 }
+                self.settle_routes();
                 self.send_all_lists(&from);
             }
             PacketType::ROUTER_RESPONSE => match decode_lists(&packet.payload) {
@@ -653,8 +696,8 @@ impl Task {
         if stored.is_empty() {
             return;
         }
-        let changes = self.router.table.write().recompute();
-        self.apply(changes);
+        // The routes follow once the lists that came together are all in.
+        self.stale_routes = true;
         let to: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
         for n in to.iter().filter(|n| *n != from) {
             let onward: Vec<NeighbourList> =
@@ -709,19 +752,26 @@ impl Task {
         info!("routes: +{up} reachable, -{down} unreachable, {changed} changed; {reachable} nodes reachable");
     }
 
-    /// Asks neighbour `to` for all its lists unless a request is already outstanding on its
-    /// current connection. A request sent on a connection since replaced may never be
-    /// answered, and one unanswered for [`ANNOUNCE_INTERVAL`] counts as lost: either way the
-    /// next differing summary asks again.
-    fn request(&mut self, to: &NodeId) {
+    /// Asks neighbour `to`, which announced `theirs`, for all its lists unless a request is
+    /// already outstanding on its current connection, or it was asked on that same summary
+    /// within [`ASKED_HOLD`] (its answer brought everything it offers). A request sent on a
+    /// connection since replaced may never be answered, and one unanswered for
+    /// [`ANNOUNCE_INTERVAL`] counts as lost: either way the next differing summary asks again.
+    fn request(&mut self, to: &NodeId, theirs: RouterSummary) {
         if let Some(&(conn, at)) = self.asking.get(to) {
             let same_link = self.peers.session(to).map(|s| s.id) == Some(conn);
             if same_link && at.elapsed() < ANNOUNCE_INTERVAL {
                 return;
             }
         }
+        if let Some(&(summary, at)) = self.asked.get(to) {
+            if summary == theirs && at.elapsed() < ASKED_HOLD {
+                return;
+            }
+        }
         if let Some(conn) = self.send(to, PacketType::ROUTER_REQUEST, Bytes::new()) {
             self.asking.insert(*to, (conn, Instant::now()));
+            self.asked.insert(*to, (theirs, Instant::now()));
         }
     }
 

@@ -48,8 +48,9 @@ pub struct StatusConfig {
     /// doubled for each query in a row to the same node that went unanswered, up to 16
     /// times, so a path slower than this still gets its answer through.
     pub query_timeout: Duration,
-    /// Every this many intervals, announce to every reachable node even if it acknowledged,
-    /// as a safety net; 0 turns it off (default 30).
+    /// Every this many intervals, announce to each reachable node even if it acknowledged,
+    /// as a safety net, one node per interval (with more reachable nodes than this, each
+    /// one's turn comes once per that many intervals); 0 turns it off (default 30).
     pub refresh_every: u32,
     /// Shortest time between two announcements caused by local changes: a burst of changes
     /// is announced once, at its start and then at most this often (default 50 ms).
@@ -131,6 +132,17 @@ pub fn random_epoch() -> u64 {
 /// Whether `list`, sorted as the local status keeps its lists, holds `name`.
 fn sorted_contains(list: &[String], name: &str) -> bool {
     list.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+}
+
+/// Intervals between two safety-net announcements to the same node, with `reachable` nodes:
+/// `refresh_every`, or one node per interval once there are more nodes than that. Each
+/// reachable node has its turn at its place in node ID order, so the announcements are
+/// spread over the cycle and a node sends at most one per interval however large the
+/// network: a burst to every node every `refresh_every` intervals would cost each node
+/// bytes in proportion to the network's size, and each relay as much again. `None` when the
+/// safety net is off.
+fn refresh_cycle(refresh_every: u32, reachable: usize) -> Option<u64> {
+    (refresh_every != 0).then(|| u64::from(refresh_every).max(reachable as u64))
 }
 
 /// The engine's clock: tokio's, so tests can run it paused.
@@ -377,8 +389,8 @@ impl StatusService {
     /// The periodic work, normally run by [`spawn`](Self::spawn)'s timer every interval:
     ///
     /// - forget nodes the transport no longer reaches;
-    /// - announce to every reachable node that has not confirmed our current version (and to
-    ///   all of them every `refresh_every` intervals);
+    /// - announce to every reachable node that has not confirmed our current version, and
+    ///   refresh the others one at a time, at most one per interval;
     /// - query reachable nodes whose status is missing or behind what they announced, and
     ///   retry queries whose answer did not come in time.
     pub fn tick(&self) {
@@ -396,8 +408,7 @@ impl StatusService {
             let mut st = self.state.lock();
             st.ticks = st.ticks.wrapping_add(1);
             self.tick_no.store(st.ticks, Relaxed);
-            let refresh = self.config.refresh_every != 0
-                && st.ticks % u64::from(self.config.refresh_every) == 0;
+            let cycle = refresh_cycle(self.config.refresh_every, reachable.len());
             let gone: BTreeSet<NodeId> = st
                 .table
                 .nodes()
@@ -411,10 +422,11 @@ impl StatusService {
                 }
             }
             let current = st.local.version();
-            for &node in &reachable {
+            for (place, &node) in reachable.iter().enumerate() {
                 if !self.admit(&st, &node) {
                     continue;
                 }
+                let refresh = cycle.is_some_and(|c| st.ticks % c == place as u64);
                 let ps = st.sync.entry(node).or_default();
                 let acked = ps.acked == Some(current);
                 let query_due = match ps.query {

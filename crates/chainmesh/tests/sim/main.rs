@@ -478,3 +478,45 @@ fn a_status_behind_a_path_slower_than_the_query_timeout_converges() {
         );
     }
 }
+
+#[test]
+fn a_line_longer_than_the_hop_limit_stops_moving_every_list_once_formed() {
+    // In a line of 12 nodes neighbours reach different sets of nodes (9 hops at most each
+    // way), so their routing summaries never match. When each differing announcement asked
+    // for every list, every list crossed every link every 3 s: about 1.7 KB/s per link
+    // direction here, against the 0.3 KB/s of heartbeats, announcements, the status safety
+    // net and one full answer per 30 s.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        const NODES: usize = 12;
+        let links: Vec<((usize, usize), u64)> = (1..NODES).map(|i| ((i - 1, i), 5)).collect();
+        let mut net = Net::new(NODES, &links);
+        net.maintain();
+        settle(&mut net).await.expect("the line forms");
+        advance(&mut net, Duration::from_secs(10)).await;
+        let written = |net: &Net| -> u64 {
+            net.running()
+                .into_iter()
+                .filter_map(|i| net.node(i))
+                .flat_map(|n| n.sessions())
+                .map(|s| s.stats.bytes_out.load(std::sync::atomic::Ordering::Relaxed))
+                .sum()
+        };
+        let before = written(&net);
+        let window = Duration::from_secs(60);
+        advance(&mut net, window).await;
+        let directions = 2.0 * (NODES - 1) as f64;
+        let per_direction =
+            written(&net).saturating_sub(before) as f64 / window.as_secs_f64() / directions;
+        assert!(
+            per_direction < 800.0,
+            "{per_direction:.0} B/s per link direction"
+        );
+        assert!(whole(&net).is_ok(), "{:?}", whole(&net));
+        assert!(net.ledger.violations().is_empty());
+    });
+}

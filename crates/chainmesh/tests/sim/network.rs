@@ -64,7 +64,8 @@ pub fn identities() -> &'static [Identity] {
     static IDS: OnceLock<Vec<Identity>> = OnceLock::new();
     IDS.get_or_init(|| {
         let ca = NetworkCa::generate(Curve::Prime256v1).expect("test CA");
-        (0..crate::schedule::MAX_NODES)
+        // The schedules' nodes, and the 12 of the line longer than the hop limit.
+        (0..crate::schedule::MAX_NODES.max(12))
             .map(|i| {
                 ca.issue_node(&format!("node{i}"))
                     .and_then(|c| c.identity())

@@ -420,6 +420,38 @@ async fn steady_state_traffic_is_a_fraction_of_fiscos() {
     }
 }
 
+/// With more reachable nodes than `refresh_every`, the safety net goes to one node per
+/// interval, each node in turn: a node's idle traffic stays one StatusSeq per interval
+/// however large the network, instead of a burst to every node.
+#[tokio::test(start_paused = true)]
+async fn the_safety_net_sends_one_announcement_per_interval_in_a_large_network() {
+    const LEAVES: u8 = 40;
+    let links: Vec<(u8, u8)> = (1..=LEAVES).map(|i| (0, i)).collect();
+    let net = Net::new(&links);
+    let config = StatusConfig {
+        refresh_every: 30,
+        ..StatusConfig::with_interval(INTERVAL)
+    };
+    let svcs = start_all(&net, usize::from(LEAVES) + 1, &config);
+    wait_until(4 * INTERVAL, || converged(&svcs)).await;
+    tokio::time::sleep(2 * INTERVAL).await;
+    let seq = (PACKET_OVERHEAD + codec::SEQ_ANNOUNCE_LEN) as u64;
+    let start = net.sent_by(0);
+    let mut last = start;
+    // Two whole cycles of 40 intervals: every leaf has its turn twice.
+    for _ in 0..2 * u32::from(LEAVES) {
+        tokio::time::sleep(INTERVAL).await;
+        let now = net.sent_by(0);
+        assert!(
+            now - last <= seq,
+            "more than one announcement in an interval"
+        );
+        last = now;
+    }
+    assert_eq!(last - start, 2 * u64::from(LEAVES) * seq);
+    assert!(converged(&svcs));
+}
+
 /// A transport that records what it is asked to send and reaches one fixed peer, and any
 /// others a test adds.
 struct Recorder {

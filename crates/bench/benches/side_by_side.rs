@@ -4,8 +4,8 @@
 //! interleaved.
 //!
 //! ```text
-//! cargo bench --bench side_by_side                 # full run (about 5 minutes after build)
-//! cargo bench --bench side_by_side -- --quick      # short run (about 1-2 minutes)
+//! cargo bench --bench side_by_side                 # full run (about 10 minutes after build)
+//! cargo bench --bench side_by_side -- --quick      # short run (about 6 minutes on a loaded machine)
 //! cargo bench --bench side_by_side -- --only unicast-256,rr1 --systems chainmesh,baseline
 //! ```
 //!

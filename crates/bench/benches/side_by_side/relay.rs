@@ -82,13 +82,16 @@ struct Line {
     rt: Pinned,
 }
 
+/// One repetition of a line scenario.
+type Measure = fn(&Line, &Plan) -> Result<Measured>;
+
 fn line_rows(sys: &Chainmesh, plan: &Plan, results: &mut Results, want: &Wanted) {
     let setup = || -> Result<Line> {
         let rt = shared_runtime("relay", plan)?;
         let star = sys.line(&rt, 4)?;
         Ok(Line { star, rt })
     };
-    let mut scenarios: Vec<(&str, fn(&Line, &Plan) -> Result<Measured>)> = Vec::new();
+    let mut scenarios: Vec<(&str, Measure)> = Vec::new();
     if want.unicast {
         scenarios.push(("relay-unicast", unicast));
     }

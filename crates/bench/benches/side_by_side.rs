@@ -4,13 +4,14 @@
 //! interleaved.
 //!
 //! ```text
-//! cargo bench --bench side_by_side                 # full run (about 5 minutes after build)
-//! cargo bench --bench side_by_side -- --quick      # short run (about 1-2 minutes)
+//! cargo bench --bench side_by_side                 # full run (about 10 minutes after build)
+//! cargo bench --bench side_by_side -- --quick      # short run (about 6 minutes on a loaded machine)
 //! cargo bench --bench side_by_side -- --only unicast-256,rr1 --systems chainmesh,baseline
 //! ```
 //!
 //! Options: `--quick`; `--reps N`; `--only ID,...` (scenario ids: unicast-256, unicast-4k,
-//! bulk, rr1, rr16, rr128, broadcast, handshakes, idle-memory, stall); `--systems
+//! bulk, rr1, rr16, rr128, priority, relay-unicast, relay-rr, relay-16m, broadcast,
+//! handshakes, idle-memory, stall, status); `--systems
 //! chainmesh,baseline,libp2p`; `--no-pin` (leave threads unpinned); `--messages N` (stream
 //! repetitions send exactly N messages, however long it takes: for profiling under
 //! valgrind); `--out DIR` (default
@@ -18,7 +19,9 @@
 //! `DIR/side_by_side.svg`; progress goes to stderr. Nothing here asserts a rate: it measures.
 //!
 //! Layout: `side_by_side/harness.rs` (the interface the systems implement, runtimes, CPU and
-//! memory readings), `scenarios.rs` (each scenario written once), one file per system, and
+//! memory readings), `scenarios.rs` (each scenario written once), one file per system,
+//! `priority.rs` (a priority request behind bulk traffic), `relay.rs` (relayed paths,
+//! chainmesh only; its 16 MiB row runs the relay as a second process of this binary), and
 //! `report.rs` (metrics, targets, table, chart).
 
 #[path = "side_by_side/baseline.rs"]
@@ -29,6 +32,10 @@ mod chainmesh;
 mod harness;
 #[path = "side_by_side/libp2p.rs"]
 mod libp2p;
+#[path = "side_by_side/priority.rs"]
+mod priority;
+#[path = "side_by_side/relay.rs"]
+mod relay;
 #[path = "side_by_side/report.rs"]
 mod report;
 #[path = "side_by_side/scenarios.rs"]
@@ -138,6 +145,14 @@ fn load_average() -> String {
 }
 
 fn main() {
+    // The relay-16m scenario starts this binary again as its relay process.
+    if let Some(config) = std::env::var_os(relay::RELAY_ENV) {
+        if let Err(e) = relay::relay_process(std::path::Path::new(&config)) {
+            eprintln!("side_by_side relay: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Err(e) = run() {
         eprintln!("side_by_side: {e:#}");
         std::process::exit(1);
@@ -196,6 +211,18 @@ fn run() -> Result<()> {
         if opts.wants(&format!("rr{in_flight}")) {
             compare(&rr, &who, &plan, &mut results);
         }
+    }
+    if opts.wants("priority") {
+        compare(&priority::Priority, &who, &plan, &mut results);
+        priority::single_queue_rows(&mut results);
+    }
+    let relays = relay::Wanted {
+        unicast: opts.wants("relay-unicast"),
+        rr: opts.wants("relay-rr"),
+        big: opts.wants("relay-16m"),
+    };
+    if relays.unicast || relays.rr || relays.big {
+        relay::relay_rows(&who, &plan, &mut results, &relays);
     }
     if opts.wants("broadcast") {
         compare(&Broadcast { peers: 8 }, &who, &plan, &mut results);

@@ -13,10 +13,15 @@ use chainmesh::config::{Config, TimersConfig};
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
 use chainmesh::{Node, NodeHandle, NodeId};
 
-use crate::harness::{wait_until, Pinned, Receive, Sender, Sides, Sink, Star, System};
+use crate::harness::{wait_until, Class, Pinned, Receive, Sender, Sides, Sink, Star, System};
 
 /// The module every benchmark message is addressed to.
-const MODULE: u16 = 0x0b0b;
+pub const MODULE: u16 = 0x0b0b;
+/// The priority scenario's request module, in every node's `p2p.priority_modules`.
+const PRIORITY_MODULE: u16 = 0x0b0c;
+/// The priority scenario's request module that is not a priority module: it shares the
+/// bulk lane with [`MODULE`], as every module did before lanes.
+const ORDINARY_MODULE: u16 = 0x0b0d;
 /// Messages a receiving module's queue holds before its session stops reading.
 const SERVE_QUEUE: usize = 1024;
 /// A stalled consumer's queue: small, so that what piles up is on the sender's side.
@@ -45,9 +50,11 @@ impl Cluster {
 
 /// A node's config as `LocalNet` makes it, with production timers (heartbeat 5 s, idle
 /// timeout 15 s: no test-speed heartbeats in the figures) but the tests' quick redials, so
-/// that set-up does not wait on backoff.
-fn config(g: &GeneratedNode) -> Config {
+/// that set-up does not wait on backoff. [`PRIORITY_MODULE`] is a priority module; nothing
+/// but the priority scenario sends on it.
+pub fn config(g: &GeneratedNode) -> Config {
     let mut cfg = chainmesh_testkit::node_config(g);
+    cfg.p2p.priority_modules = vec![PRIORITY_MODULE];
     let fast = chainmesh_testkit::fast_timers();
     cfg.timers = TimersConfig {
         backoff_initial: fast.backoff_initial,
@@ -60,12 +67,7 @@ fn config(g: &GeneratedNode) -> Config {
 impl Chainmesh {
     /// Generates certificates for `n` nodes and starts node `i` on `place(i)`.
     fn cluster<'a>(&self, n: usize, place: impl Fn(usize) -> &'a Pinned) -> Result<Cluster> {
-        let dir = tempfile::Builder::new()
-            .prefix("chainmesh-bench-")
-            .tempdir()
-            .context("creating a temporary directory")?;
-        let generated =
-            generate_node_files(dir.path(), n, self.curve).context("generating certificates")?;
+        let (dir, generated) = self.certificates(n)?;
         let mut nodes = Vec::with_capacity(n);
         for (i, g) in generated.iter().enumerate() {
             let cfg = config(g);
@@ -75,6 +77,68 @@ impl Chainmesh {
             nodes.push(node);
         }
         Ok(Cluster { nodes, _dir: dir })
+    }
+
+    /// Certificates for `n` nodes of one CA in a new temporary directory.
+    pub fn certificates(&self, n: usize) -> Result<(tempfile::TempDir, Vec<GeneratedNode>)> {
+        let dir = tempfile::Builder::new()
+            .prefix("chainmesh-bench-")
+            .tempdir()
+            .context("creating a temporary directory")?;
+        let generated =
+            generate_node_files(dir.path(), n, self.curve).context("generating certificates")?;
+        Ok((dir, generated))
+    }
+
+    /// `n` nodes in a line on `rt`, each dialing only the next one, so that node 0 reaches
+    /// node `k` through `k - 1` relays on routes learnt by the routing protocol. Returns
+    /// node 0 as a sender whose receiver `k - 1` is node `k`, once node 0 reaches the far
+    /// end at `n - 1` hops and still has one session.
+    pub fn line(&self, rt: &Pinned, n: usize) -> Result<Star<ChainmeshSender>> {
+        let cluster = self.cluster(n, |_| rt)?;
+        let sink = std::sync::Arc::new(Sink::default());
+        for i in 1..n {
+            rt.spawn(serve(
+                cluster.handle(i).register(MODULE, SERVE_QUEUE),
+                sink.clone(),
+            ));
+        }
+        let handles: Vec<NodeHandle> = (0..n).map(|i| cluster.handle(i)).collect();
+        let peers: Vec<NodeId> = handles[1..].iter().map(NodeHandle::node_id).collect();
+        let hs = handles.clone();
+        rt.run(async move {
+            for pair in hs.windows(2) {
+                pair[0]
+                    .peers()
+                    .add_target(&pair[1].listen_addr().to_string());
+            }
+            let (first, last) = (&hs[0], &hs[n - 1]);
+            let far = u8::try_from(n - 1)?;
+            wait_until(SETUP_TIMEOUT, "routes along the chainmesh line", || {
+                first
+                    .reachable_nodes()
+                    .iter()
+                    .any(|(id, d)| *id == last.node_id() && *d == far)
+                    && last
+                        .reachable_nodes()
+                        .iter()
+                        .any(|(id, d)| *id == first.node_id() && *d == far)
+            })
+            .await?;
+            anyhow::Ok(())
+        })??;
+        let sessions = handles[0].peers().sessions().len();
+        if sessions != 1 {
+            bail!("the line's first node has {sessions} sessions, not 1");
+        }
+        Ok(Star {
+            sender: std::sync::Arc::new(ChainmeshSender {
+                node: handles[0].clone(),
+                peers,
+            }),
+            sink,
+            _keep: Box::new(cluster),
+        })
     }
 }
 
@@ -98,6 +162,21 @@ impl Sender for ChainmeshSender {
             .node
             .request(self.peers[to], MODULE, payload, REQUEST_TIMEOUT)
             .await?)
+    }
+
+    async fn request_in(&self, to: usize, class: Class, payload: Bytes) -> Result<Bytes> {
+        let module = match class {
+            Class::Priority => PRIORITY_MODULE,
+            Class::Ordinary => ORDINARY_MODULE,
+        };
+        Ok(self
+            .node
+            .request(self.peers[to], module, payload, REQUEST_TIMEOUT)
+            .await?)
+    }
+
+    fn has_classes(&self) -> bool {
+        true
     }
 
     // One `NodeHandle::broadcast` to GROUP, whose members (a `StaticMembership` set in
@@ -127,7 +206,7 @@ const GROUP: &str = "group0";
 
 /// The application side of a receiving node: counts what arrives and answers requests with
 /// their own payload.
-async fn serve(
+pub async fn serve(
     mut rx: tokio::sync::mpsc::Receiver<chainmesh::Message>,
     sink: std::sync::Arc<Sink>,
 ) {
@@ -164,9 +243,13 @@ impl System for Chainmesh {
         for i in 1..=receivers {
             let h = cluster.handle(i);
             match mode {
-                Receive::Serve => sides
-                    .receiver
-                    .spawn(serve(h.register(MODULE, SERVE_QUEUE), sink.clone())),
+                Receive::Serve => {
+                    for module in [MODULE, PRIORITY_MODULE, ORDINARY_MODULE] {
+                        sides
+                            .receiver
+                            .spawn(serve(h.register(module, SERVE_QUEUE), sink.clone()));
+                    }
+                }
                 // Registered and never read: the session stops reading once it is full.
                 Receive::Stall => stalled.push(h.register(MODULE, STALL_QUEUE)),
             }

@@ -47,6 +47,15 @@ pub enum Receive {
     Stall,
 }
 
+/// Which traffic class a request travels in, where a system has classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// A module configured to go ahead of bulk traffic (chainmesh: `p2p.priority_modules`).
+    Priority,
+    /// A module of its own, queued with everything else (today's single queue).
+    Ordinary,
+}
+
 /// The sending side of a topology: one node connected to [`receivers`](Sender::receivers)
 /// others, used through the system's own API.
 pub trait Sender: Send + Sync + 'static {
@@ -59,6 +68,24 @@ pub trait Sender: Send + Sync + 'static {
 
     /// Sends a request to receiver `to` and waits for its response.
     fn request(&self, to: usize, payload: Bytes) -> impl Future<Output = Result<Bytes>> + Send;
+
+    /// Sends a request in `class` to receiver `to` and waits for its response; on a module
+    /// other than the one [`send`](Sender::send) uses where the system has modules. The
+    /// default, for systems with one class, is [`request`](Sender::request).
+    fn request_in(
+        &self,
+        to: usize,
+        class: Class,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<Bytes>> + Send {
+        let _ = class;
+        self.request(to, payload)
+    }
+
+    /// Whether [`request_in`](Sender::request_in) tells the classes apart.
+    fn has_classes(&self) -> bool {
+        false
+    }
 
     /// Sends the same payload to every receiver, the best way the system offers. The
     /// default is one [`send`](Sender::send) per receiver.

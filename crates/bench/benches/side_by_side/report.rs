@@ -54,6 +54,8 @@ pub enum Target {
     Libp2pAtLeast(f64),
     /// chainmesh's own figure at most this.
     OwnAtMost(f64),
+    /// chainmesh's own figure at least this (a ratio it computes itself).
+    OwnAtLeast(f64),
 }
 
 impl Target {
@@ -63,6 +65,7 @@ impl Target {
             Target::BaselineAtMost(x) => format!("≤ {x} × baseline"),
             Target::Libp2pAtLeast(x) => format!("≥ {x} × libp2p"),
             Target::OwnAtMost(x) => format!("≤ {x}"),
+            Target::OwnAtLeast(x) => format!("≥ {x}"),
         }
     }
 
@@ -73,6 +76,7 @@ impl Target {
             Target::BaselineAtMost(x) => vs_base? <= x,
             Target::Libp2pAtLeast(x) => vs_p2p? >= x,
             Target::OwnAtMost(x) => own? <= x,
+            Target::OwnAtLeast(x) => own? >= x,
         })
     }
 }
@@ -88,7 +92,7 @@ pub struct Metric {
     pub targets: Vec<Target>,
 }
 
-fn metric(
+pub fn metric(
     id: &str,
     scenario: &str,
     what: &str,
@@ -194,6 +198,8 @@ pub fn metrics() -> Vec<Metric> {
             &[],
         ));
     }
+    m.extend(crate::priority::metrics());
+    m.extend(crate::relay::metrics());
     m.extend([
         metric(
             "bcast-rate",

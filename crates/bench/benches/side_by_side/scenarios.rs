@@ -81,7 +81,7 @@ pub struct Measured {
 }
 
 impl Measured {
-    fn figure(&mut self, metric: impl Into<String>, value: f64) {
+    pub fn figure(&mut self, metric: impl Into<String>, value: f64) {
         self.figures.push((metric.into(), value));
     }
 }
@@ -217,11 +217,11 @@ impl<E> Slot<E> {
 /// A sender and its receivers, and the runtimes they run on. The star is dropped before the
 /// runtimes (field order).
 pub struct Topology<S: System> {
-    star: Star<S::Sender>,
-    sides: Sides,
+    pub star: Star<S::Sender>,
+    pub sides: Sides,
 }
 
-fn topology<S: System>(
+pub fn topology<S: System>(
     sys: &S,
     sides: Sides,
     receivers: usize,
@@ -248,24 +248,24 @@ pub fn incompressible(size: usize) -> Bytes {
 }
 
 /// How long delivery may lag behind sending before the benchmark gives up.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Who a pump sends to.
 #[derive(Clone, Copy)]
-enum To {
+pub enum To {
     One(usize),
     All,
 }
 
 /// Messages delivered and the time from the first send to the last delivery.
-struct Pumped {
-    delivered: u64,
-    elapsed: Duration,
+pub struct Pumped {
+    pub delivered: u64,
+    pub elapsed: Duration,
 }
 
 /// Sends `payload` as fast as the system takes it, until `max` messages or `window` has
 /// passed, then waits until every receiver has counted every message.
-async fn pump<T: Sender>(
+pub async fn pump<T: Sender>(
     star_sender: Arc<T>,
     sink: Arc<crate::harness::Sink>,
     to: To,
@@ -354,7 +354,7 @@ pub struct RoundTrips {
     pub in_flight: usize,
 }
 
-const RR_PAYLOAD: usize = 256;
+pub const RR_PAYLOAD: usize = 256;
 
 impl Scenario for RoundTrips {
     type Env<S: System> = Topology<S>;
@@ -372,47 +372,83 @@ impl Scenario for RoundTrips {
     }
 
     fn run<S: System>(&self, _: &S, env: &mut Topology<S>, plan: &Plan) -> Result<Measured> {
-        let (sender, in_flight, window) = (env.star.sender.clone(), self.in_flight, plan.window);
-        let (mut lat, elapsed) = env.sides.sender.run(async move {
-            let payload = incompressible(RR_PAYLOAD);
-            let start = Instant::now();
-            let end = start + window;
-            let tasks: Vec<_> = (0..in_flight)
-                .map(|_| {
-                    let (s, p) = (sender.clone(), payload.clone());
-                    tokio::spawn(async move {
-                        let mut lat = Vec::with_capacity(16 * 1024);
-                        while Instant::now() < end {
-                            let t = Instant::now();
-                            let r = s.request(0, p.clone()).await?;
-                            lat.push(t.elapsed().as_nanos() as u64);
-                            if r.len() != p.len() {
-                                bail!("a {} B request came back as {} B", p.len(), r.len());
-                            }
-                        }
-                        anyhow::Ok(lat)
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await??);
-            }
-            anyhow::Ok((all, start.elapsed()))
-        })??;
-        lat.sort_unstable();
-        let us = |q| quantile(&lat, q) as f64 / 1e3;
+        let t = env.sides.sender.run(timed_requests(
+            env.star.sender.clone(),
+            0,
+            None,
+            self.in_flight,
+            plan.window,
+        ))??;
         let n = self.in_flight;
         let mut m = Measured::default();
-        m.figure(
-            format!("rr{n}-rate"),
-            lat.len() as f64 / elapsed.as_secs_f64(),
-        );
-        m.figure(format!("rr{n}-p50"), us(0.50));
-        m.figure(format!("rr{n}-p99"), us(0.99));
-        m.figure(format!("rr{n}-p999"), us(0.999));
+        m.figure(format!("rr{n}-rate"), t.rate());
+        m.figure(format!("rr{n}-p50"), t.us(0.50));
+        m.figure(format!("rr{n}-p99"), t.us(0.99));
+        m.figure(format!("rr{n}-p999"), t.us(0.999));
         Ok(m)
     }
+}
+
+/// The latencies of timed requests, sorted, and how long they took in all.
+pub struct Timed {
+    pub sorted_ns: Vec<u64>,
+    pub elapsed: Duration,
+}
+
+impl Timed {
+    /// Round trips per second.
+    pub fn rate(&self) -> f64 {
+        self.sorted_ns.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q`-quantile in microseconds.
+    pub fn us(&self, q: f64) -> f64 {
+        quantile(&self.sorted_ns, q) as f64 / 1e3
+    }
+}
+
+/// Requests of [`RR_PAYLOAD`] bytes to receiver `to` (in `class`, or the plain
+/// [`Sender::request`] when `None`), `in_flight` outstanding, until `window` has passed.
+pub async fn timed_requests<T: Sender>(
+    sender: Arc<T>,
+    to: usize,
+    class: Option<crate::harness::Class>,
+    in_flight: usize,
+    window: Duration,
+) -> Result<Timed> {
+    let payload = incompressible(RR_PAYLOAD);
+    let start = Instant::now();
+    let end = start + window;
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (s, p) = (sender.clone(), payload.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(16 * 1024);
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    let r = match class {
+                        Some(c) => s.request_in(to, c, p.clone()).await?,
+                        None => s.request(to, p.clone()).await?,
+                    };
+                    lat.push(t.elapsed().as_nanos() as u64);
+                    if r.len() != p.len() {
+                        bail!("a {} B request came back as {} B", p.len(), r.len());
+                    }
+                }
+                anyhow::Ok(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    Ok(Timed {
+        sorted_ns: all,
+        elapsed,
+    })
 }
 
 /// One sender, `peers` receivers, the sender alone on its own CPU so that its CPU time can
@@ -489,7 +525,7 @@ pub struct Handshakes {
     pub metric: &'static str,
 }
 
-fn shared_runtime(name: &str, plan: &Plan) -> Result<Pinned> {
+pub fn shared_runtime(name: &str, plan: &Plan) -> Result<Pinned> {
     let cpus: Vec<usize> = crate::harness::available_cpus()
         .into_iter()
         .take(2)

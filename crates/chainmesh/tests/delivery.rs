@@ -224,7 +224,18 @@ async fn every_send_to_a_peer_that_stopped_reading_is_received_or_reported_once(
     let node = net.handle(0);
     let mut undelivered = node.undelivered();
     let mut raw = RawPeer::dial_as(&net, 1, 0).await.unwrap();
-    raw.handshake().await.unwrap();
+    // A version 3 peer: it gets every packet whole, so it can count what it read.
+    let ours = chainmesh::wire::Handshake::ours(
+        0,
+        chainmesh::wire::DEFAULT_MAX_PACKET,
+        std::num::NonZeroU64::new(0x5eed).unwrap(),
+    );
+    raw.handshake_with(&chainmesh::wire::Handshake {
+        max_version: 3,
+        ..ours
+    })
+    .await
+    .unwrap();
     assert!(wait_until(WAIT, || node.peers().is_connected(&peer)).await);
     let beat = Packet::heartbeat(raw.version);
 

@@ -354,8 +354,8 @@ impl NodeHandle {
 
     /// Sends a request to module `module` of node `dst` and waits for its response, which
     /// travels back along the routes. Every outcome arrives, within `timeout` at the latest
-    /// (a timeout is noticed by a sweep every [`REQUEST_SWEEP`], so it is reported up to
-    /// 5 ms after it expires):
+    /// (timeouts are answered by sweeps on a [`REQUEST_SWEEP`] grid, so one is reported up
+    /// to 5 ms after it expires):
     ///
     /// - `Ok(payload)`: the handler's response;
     /// - [`RequestError::Remote`]: the handler failed, dropped the request, or there is no

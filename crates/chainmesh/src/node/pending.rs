@@ -1,8 +1,14 @@
 //! Requests waiting for their response: a table sharded by Seq, and the sweeper that times
 //! them out without a timer per request.
+//!
+//! The sweeper sleeps until the earliest deadline in the table (rounded up to the next
+//! [`REQUEST_SWEEP`]), not on a fixed period: on a link whose requests are answered it
+//! wakes about once per request timeout instead of 200 times a second, and each of those
+//! periodic wake-ups used to take every shard's lock and land between a request and its
+//! response.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +21,14 @@ use tokio_util::sync::CancellationToken;
 use super::{NodeHandle, RequestError};
 use crate::identity::NodeId;
 
-/// How often outstanding requests are checked for their deadline, while there are any. A
-/// timeout is reported up to this much after it expires; in exchange a request costs no
-/// timer of its own, whose registration and removal were a sixth of a round trip's CPU.
+/// The granularity of request timeouts: the sweeper wakes at the earliest deadline rounded
+/// up to a multiple of this, so a timeout is reported up to this much after it expires and
+/// requests expiring close together are answered by one sweep. In exchange a request costs
+/// no timer of its own, whose registration and removal were a sixth of a round trip's CPU.
 pub const REQUEST_SWEEP: Duration = Duration::from_millis(5);
+
+/// [`PendingTable::next_sweep`] while the sweeper waits for a request to time.
+const NO_SWEEP: u64 = u64::MAX;
 
 /// Shards of the table, so responses arriving on different sessions rarely take the same
 /// lock.
@@ -61,26 +71,45 @@ pub(super) struct PendingTable {
     per_dst: [Mutex<Counts>; SHARDS],
     /// `limits.pending_requests_per_peer`.
     max_per_dst: usize,
-    /// Entries in all shards, so the sweeper can sleep while there are none.
-    count: AtomicUsize,
-    /// Wakes the sweeper when the first request goes in; dropped with the node, which
-    /// ends the sweeper.
-    not_empty: mpsc::Sender<()>,
+    /// When the sweeper wakes next, in [`REQUEST_SWEEP`]s since `epoch`, or [`NO_SWEEP`]. A
+    /// request whose deadline falls before it lowers it and wakes the sweeper; any other
+    /// request only reads it.
+    next_sweep: AtomicU64,
+    epoch: Instant,
+    /// Wakes the sweeper to look at `next_sweep` again; dropped with the node, which ends
+    /// the sweeper.
+    earlier: mpsc::Sender<()>,
 }
 
 impl PendingTable {
     /// The table, allowing `max_per_dst` requests to one destination at once, and the
-    /// receiver that hears when it stops being empty.
+    /// receiver that hears when the sweeper must wake earlier than it planned.
     pub(super) fn new(max_per_dst: usize) -> (Self, mpsc::Receiver<()>) {
-        let (not_empty, woken) = mpsc::channel(1);
+        let (earlier, woken) = mpsc::channel(1);
         let table = PendingTable {
             shards: std::array::from_fn(|_| PaddedShard(Mutex::new(HashMap::default()))),
             per_dst: std::array::from_fn(|_| Mutex::new(HashMap::default())),
             max_per_dst,
-            count: AtomicUsize::new(0),
-            not_empty,
+            next_sweep: AtomicU64::new(NO_SWEEP),
+            epoch: Instant::now(),
+            earlier,
         };
         (table, woken)
+    }
+
+    /// The sweep that answers a request expiring at `deadline`: the first multiple of
+    /// [`REQUEST_SWEEP`] since `epoch` at or after it.
+    fn sweep_for(&self, deadline: Instant) -> u64 {
+        let since = deadline.saturating_duration_since(self.epoch).as_nanos();
+        let step = REQUEST_SWEEP.as_nanos();
+        u64::try_from(since.div_ceil(step)).unwrap_or(NO_SWEEP - 1)
+    }
+
+    /// When sweep `n` is due; `None` past what the clock can represent.
+    fn sweep_at(&self, n: u64) -> Option<Instant> {
+        let step = u64::try_from(REQUEST_SWEEP.as_millis()).unwrap_or(u64::MAX);
+        self.epoch
+            .checked_add(Duration::from_millis(n.checked_mul(step)?))
     }
 
     fn shard(&self, seq: u32) -> &Mutex<Shard> {
@@ -125,27 +154,30 @@ impl PendingTable {
         p: PendingRequest,
     ) -> Result<PendingGuard<'_>, RequestError> {
         self.reserve(p.dst)?;
+        let due = self.sweep_for(p.deadline);
         if let Some(old) = self.shard(seq).lock().insert(seq, p) {
             // A Seq reused after 2^32 requests while one is still waiting: the old one can
             // no longer be told apart, so it ends now.
             self.release(&old.dst);
             let _ = old.reply.send(Err(RequestError::Timeout(old.timeout)));
-        } else if self.count.fetch_add(1, Ordering::AcqRel) == 0 {
+        }
+        // Read after the entry is in its shard: a sweeper that has started scanning since
+        // either sees the entry or left `next_sweep` past `due`, and is told below. Requests
+        // with equal timeouts expire in the order they were made, so this is almost always
+        // a read and nothing more.
+        if due < self.next_sweep.load(Ordering::Acquire)
+            && due < self.next_sweep.fetch_min(due, Ordering::AcqRel)
+        {
             // Full means a wake-up is already waiting for the sweeper.
-            let _ = self.not_empty.try_send(());
+            let _ = self.earlier.try_send(());
         }
         Ok(PendingGuard { table: self, seq })
     }
 
     /// Accounts for requests taken out of the shards.
     fn taken<'a>(&self, gone: impl IntoIterator<Item = &'a PendingRequest>) {
-        let mut n = 0;
         for p in gone {
             self.release(&p.dst);
-            n += 1;
-        }
-        if n > 0 {
-            self.count.fetch_sub(n, Ordering::AcqRel);
         }
     }
 
@@ -173,9 +205,33 @@ impl PendingTable {
         p
     }
 
-    /// Takes every request whose deadline is `now` or earlier.
-    pub(super) fn take_expired(&self, now: Instant) -> Vec<PendingRequest> {
-        self.take_where(|p| p.deadline <= now)
+    /// The sweep: takes every request whose deadline is `now` or earlier and sets the next
+    /// sweep for the earliest deadline left. Returns what it took.
+    fn sweep(&self, now: Instant) -> Vec<PendingRequest> {
+        // Before the scan, so that a request added during it, and missed, finds the sweep
+        // unplanned and plans it itself.
+        self.next_sweep.store(NO_SWEEP, Ordering::Release);
+        let mut earliest: Option<Instant> = None;
+        let expired = self.take_where(|p| {
+            if p.deadline <= now {
+                return true;
+            }
+            earliest = Some(earliest.map_or(p.deadline, |e| e.min(p.deadline)));
+            false
+        });
+        if let Some(e) = earliest {
+            self.next_sweep
+                .fetch_min(self.sweep_for(e), Ordering::AcqRel);
+        }
+        expired
+    }
+
+    /// When the sweeper should wake next, if any request is waiting.
+    fn next_sweep_at(&self) -> Option<Instant> {
+        match self.next_sweep.load(Ordering::Acquire) {
+            NO_SWEEP => None,
+            n => self.sweep_at(n),
+        }
     }
 
     /// Takes every request sent to `node`.
@@ -203,8 +259,9 @@ impl PendingTable {
         out
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.count.load(Ordering::Acquire) == 0
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.shards.iter().all(|PaddedShard(s)| s.lock().is_empty())
     }
 
     /// The nodes requests wait on, once per request.
@@ -243,8 +300,8 @@ impl NodeHandle {
         }
     }
 
-    /// Answers every request past its deadline with [`RequestError::Timeout`], every
-    /// [`REQUEST_SWEEP`] while any are outstanding, until `stop` or until the node is gone.
+    /// Answers every request past its deadline with [`RequestError::Timeout`], at most
+    /// [`REQUEST_SWEEP`] after it, until `stop` or until the node is gone.
     pub(super) fn spawn_request_sweeper(
         &self,
         mut woken: mpsc::Receiver<()>,
@@ -253,23 +310,27 @@ impl NodeHandle {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             loop {
-                let idle = match weak.upgrade() {
-                    Some(inner) => inner.pending.is_empty(),
+                let due = match weak.upgrade() {
+                    Some(inner) => inner.pending.next_sweep_at(),
                     None => return,
                 };
-                if idle {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        // `None`: the node is gone.
-                        w = woken.recv() => if w.is_none() { return },
+                let sleep = async {
+                    match due {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
                     }
-                }
+                };
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(REQUEST_SWEEP) => {}
+                    // An earlier deadline came in: look again. `None`: the node is gone.
+                    w = woken.recv() => match w {
+                        Some(()) => continue,
+                        None => return,
+                    },
+                    _ = sleep => {}
                 }
                 let Some(inner) = weak.upgrade() else { return };
-                for p in inner.pending.take_expired(Instant::now()) {
+                for p in inner.pending.sweep(Instant::now()) {
                     // Unanswered through a relay: routing counts it against the relay.
                     inner.router.report_failure(&p.dst);
                     let _ = p.reply.send(Err(RequestError::Timeout(p.timeout)));
@@ -339,12 +400,12 @@ mod tests {
         let (late, _b) = request(3, now + Duration::from_secs(5));
         let _g1 = table.insert_ok(1, early);
         let _g2 = table.insert_ok(2, late);
-        let expired = table.take_expired(now);
+        let expired = table.sweep(now);
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].dst, id(2));
         assert_eq!(table.destinations(), [id(3)]);
-        assert!(table.take_expired(now).is_empty());
-        assert_eq!(table.take_expired(now + Duration::from_secs(5)).len(), 1);
+        assert!(table.sweep(now).is_empty());
+        assert_eq!(table.sweep(now + Duration::from_secs(5)).len(), 1);
         assert!(table.is_empty());
     }
 
@@ -412,21 +473,46 @@ mod tests {
         let _h = table.insert_ok(7, request(2, now).0);
         // A reused Seq ended the request it replaced: one is outstanding, not two.
         assert_eq!(table.pending_to(&id(2)), 1);
-        assert_eq!(table.take_expired(now).len(), 1);
+        assert_eq!(table.sweep(now).len(), 1);
         assert_eq!(table.pending_to(&id(2)), 0);
         assert!(table.is_empty());
     }
 
     #[test]
-    fn the_first_request_wakes_the_sweeper_once() {
+    fn only_a_request_due_before_the_planned_sweep_wakes_the_sweeper() {
         let (table, mut woken) = PendingTable::new(16);
         let now = Instant::now();
-        let _g1 = table.insert_ok(1, request(2, now).0);
-        let _g2 = table.insert_ok(2, request(2, now).0);
+        let secs = Duration::from_secs;
+        assert_eq!(table.next_sweep_at(), None);
+        let _g1 = table.insert_ok(1, request(2, now + secs(30)).0);
         assert!(woken.try_recv().is_ok());
+        let planned = table.next_sweep_at().unwrap();
+        assert!(planned >= now + secs(30) && planned <= now + secs(30) + REQUEST_SWEEP);
+        // Later deadlines are covered by the sweep planned for the first.
+        let _g2 = table.insert_ok(2, request(2, now + secs(31)).0);
         assert!(woken.try_recv().is_err());
-        table.take_all();
-        let _g3 = table.insert_ok(3, request(2, now).0);
+        assert_eq!(table.next_sweep_at(), Some(planned));
+        // An earlier one moves the sweep forward and says so.
+        let _g3 = table.insert_ok(3, request(2, now + secs(1)).0);
         assert!(woken.try_recv().is_ok());
+        let sooner = table.next_sweep_at().unwrap();
+        assert!(sooner >= now + secs(1) && sooner < planned);
+    }
+
+    #[test]
+    fn a_sweep_plans_the_next_for_the_earliest_deadline_left() {
+        let (table, _woken) = PendingTable::new(16);
+        let now = Instant::now();
+        let secs = Duration::from_secs;
+        let _g1 = table.insert_ok(1, request(2, now).0);
+        let _g2 = table.insert_ok(2, request(3, now + secs(7)).0);
+        let _g3 = table.insert_ok(3, request(4, now + secs(9)).0);
+        assert_eq!(table.sweep(now).len(), 1);
+        let next = table.next_sweep_at().unwrap();
+        assert!(next >= now + secs(7) && next <= now + secs(7) + REQUEST_SWEEP);
+        // Nothing waiting once the rest is gone: the sweeper sleeps until a request comes.
+        table.take_all();
+        assert!(table.sweep(now + secs(7)).is_empty());
+        assert_eq!(table.next_sweep_at(), None);
     }
 }

@@ -35,6 +35,9 @@ impl Inbound for Dispatch {
         let node = NodeHandle {
             inner: self.node.upgrade()?,
         };
+        if node.flow_drops_type(from, packet.packet_type) {
+            return None;
+        }
         if packet.packet_type.has_options() {
             node.on_addressed(from, packet, frame)
         } else {
@@ -149,7 +152,7 @@ impl NodeHandle {
         }
         let relayed = match decision.onward {
             Onward::Nowhere => None,
-            Onward::Relay { next_hop, ttl } => self.relay_one(&frame, next_hop, ttl),
+            Onward::Relay { next_hop, ttl } => self.relay_one(&frame, opts, next_hop, ttl),
             Onward::Split { plan, ttl } => self.relay_split(&packet, &plan, ttl),
             Onward::Dropped(why) if why.is_malformed() => {
                 malformed(from, why);
@@ -175,7 +178,13 @@ impl NodeHandle {
     }
 
     /// Forwards a packet with one destination: the received bytes with `ttl` left.
-    fn relay_one(&self, frame: &Bytes, next_hop: NodeId, ttl: u8) -> Option<Pending> {
+    fn relay_one(
+        &self,
+        frame: &Bytes,
+        opts: &Options,
+        next_hop: NodeId,
+        ttl: u8,
+    ) -> Option<Pending> {
         let Some(session) = self.inner.peers.session(&next_hop) else {
             debug!(next_hop = %next_hop.short(), "next hop just went away; not relaying");
             return None;
@@ -186,6 +195,7 @@ impl NodeHandle {
             return None;
         }
         stats::count(&self.inner.stats.relayed);
+        self.flow_charge(&session, opts.module, &opts.group, out.len());
         offer_relayed(session, out, self.inner.relay_wait)
     }
 
@@ -231,6 +241,7 @@ impl NodeHandle {
             match copies.frame(copy, s.version, self.link_limit(Some(&s))) {
                 Ok(frame) => {
                     stats::count(&self.inner.stats.relayed);
+                    self.flow_charge(&s, opts.module, &opts.group, frame.len());
                     let queued = offer_relayed(s, frame.into_owned(), self.inner.relay_wait);
                     waits = chain(waits, queued);
                 }

@@ -115,6 +115,11 @@ async fn get_node(State(node): State<NodeHandle>) -> Json<NodeInfo> {
     })
 }
 
+/// `GET /v1/flow`: the `[flow_control]` limits in use, their current rates and counters.
+async fn get_flow(State(node): State<NodeHandle>) -> Json<chainmesh::flow::FlowSnapshot> {
+    Json(node.flow_snapshot())
+}
+
 /// Bounds the handlers apply themselves, from `[admin]`.
 #[derive(Debug, Clone, Copy)]
 struct HandlerLimits {
@@ -136,6 +141,7 @@ pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig
         .route("/v1/messages", post(messages::send))
         .route("/v1/ping", post(messages::ping))
         .route("/v1/routes", get(messages::routes))
+        .route("/v1/flow", get(get_flow))
         .route("/v1/amop", get(amop::get))
         .route("/v1/listen", get(listen::listen))
         .route("/v1/topics", get(topics::list).post(topics::add))

@@ -33,6 +33,7 @@ fn send_error(e: SendError) -> ApiError {
     let status = match &e {
         SendError::Unreachable(_) => StatusCode::NOT_FOUND,
         SendError::QueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+        SendError::BandwidthExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         SendError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         SendError::Invalid(_) => StatusCode::BAD_REQUEST,
     };
@@ -46,7 +47,9 @@ fn request_error(e: RequestError) -> ApiError {
         RequestError::PeerDisconnected(_) | RequestError::Unreachable(_) => StatusCode::NOT_FOUND,
         RequestError::Remote(_) => StatusCode::BAD_GATEWAY,
         RequestError::Stopped | RequestError::Unsent { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        RequestError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
+        RequestError::TooManyPending { .. } | RequestError::QpsExceeded { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
     };
     error(status, e.to_string())
 }

@@ -185,3 +185,55 @@ async fn a_peers_series_survive_its_reconnect_and_its_counters_do_not_go_down() 
     assert!(disconnects);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_control_limits_rates_and_refusals_are_in_the_metrics_and_v1_flow() {
+    let mut opts = LocalNetOptions::new(2);
+    opts.admin = true;
+    opts.tweak = Some(|i, c| {
+        if i == 0 {
+            c.flow_control = chainmesh::config::FlowConfig {
+                enable: true,
+                time_window: Duration::from_millis(100),
+                total_outgoing_bytes_per_sec: 64 * 1024,
+                ..Default::default()
+            };
+        }
+    });
+    let net = LocalNet::start(opts).await.unwrap();
+    net.connect(0, 1);
+    assert!(net.wait_for(WAIT, |n| n.is_full_mesh()).await);
+    let (a, b) = (net.handle(0), net.handle(1));
+    let refused = (0..10).any(|_| {
+        a.try_send(b.node_id(), 7, Bytes::from(vec![0u8; 4000]))
+            .is_err()
+    });
+    assert!(refused);
+    let addr = net.admin_addr(0).unwrap().to_string();
+    let s = scrape(&addr);
+    let find = |metric: &str, label: (&str, &str)| {
+        s.samples
+            .iter()
+            .find(|x| x.metric == metric && x.labels.get(label.0) == Some(label.1))
+            .map(value)
+    };
+    let enabled = s
+        .samples
+        .iter()
+        .find(|x| x.metric == "chainmesh_flow_enabled");
+    assert_eq!(enabled.map(value), Some(1.0));
+    assert_eq!(
+        find(
+            "chainmesh_flow_outgoing_limit_bytes_per_second",
+            ("limit", "total")
+        ),
+        Some(65536.0)
+    );
+    assert!(find("chainmesh_flow_sends_failed_total", ("module", "7")).is_some_and(|v| v >= 1.0));
+    let flow = chainmesh_testkit::get_json(&addr, "/v1/flow");
+    assert_eq!(flow["enabled"], true);
+    assert_eq!(flow["total"]["limit"], 65536);
+    assert_eq!(flow["modules"][0][0], 7);
+    assert!(flow["modules"][0][1]["sends_failed"].as_u64() >= Some(1));
+    net.shutdown().await;
+}

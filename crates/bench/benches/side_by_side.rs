@@ -28,6 +28,8 @@
 mod baseline;
 #[path = "side_by_side/chainmesh.rs"]
 mod chainmesh;
+#[path = "side_by_side/flow.rs"]
+mod flow;
 #[path = "side_by_side/harness.rs"]
 mod harness;
 #[path = "side_by_side/libp2p.rs"]
@@ -271,6 +273,10 @@ fn run() -> Result<()> {
     if opts.wants("status") {
         status_row(&who, &plan, &mut results);
     }
+    if opts.wants("rate-limit") {
+        let chainmesh = who.enabled.contains(&SystemId::Chainmesh);
+        flow::rate_limit_row(chainmesh, &plan, &mut results);
+    }
 
     let heading = format!(
         "## chainmesh side by side\n\n{} run, {} repetitions, {:.0} s; {}; certificates on {} \
@@ -283,7 +289,7 @@ fn run() -> Result<()> {
         load_start,
         load_average(),
     );
-    let metrics = report::metrics();
+    let metrics = [report::metrics(), flow::metrics()].concat();
     let table = report::markdown(&results, &metrics, &heading);
     println!("\n{table}");
     std::fs::create_dir_all(&opts.out)

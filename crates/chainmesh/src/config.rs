@@ -15,10 +15,12 @@ use crate::identity::NodeId;
 
 pub use crate::wire::DEFAULT_MAX_PACKET;
 pub use channel::ChannelConfig;
+pub use flow::{FlowConfig, PeerKey};
 pub use log::{LogConfig, LogFormat};
 pub use node::NodeConfig;
 
 mod channel;
+mod flow;
 mod log;
 mod node;
 
@@ -87,6 +89,9 @@ pub struct Config {
     /// Log levels and format.
     #[serde(default)]
     pub log: LogConfig,
+    /// Outgoing bandwidth and incoming rate limits.
+    #[serde(default)]
+    pub flow_control: FlowConfig,
 }
 
 /// The certificate files of a node.
@@ -414,6 +419,7 @@ impl Config {
             limits: LimitsConfig::default(),
             channel: ChannelConfig::default(),
             log: LogConfig::default(),
+            flow_control: FlowConfig::default(),
         }
     }
 
@@ -485,6 +491,7 @@ impl Config {
         self.validate_admin(&c)?;
         self.node.validate(&c)?;
         self.log.validate(&c)?;
+        self.flow_control.validate(&c)?;
         self.channel.validate(&c)
     }
 

@@ -55,6 +55,7 @@ pub mod admission;
 pub mod amop;
 pub mod auth;
 pub mod config;
+pub mod flow;
 pub mod identity;
 pub mod node;
 pub mod peers;

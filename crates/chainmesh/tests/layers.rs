@@ -23,9 +23,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("routing", &["peers", "session", "wire", "identity"]),
     ("status", &["config", "wire", "identity"]),
     ("auth", &["wire", "identity"]),
+    ("flow", &["config", "identity"]),
     (
         "node",
         &[
+            "flow",
             "auth",
             "status",
             "routing",
@@ -42,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "amop",
         &[
             "node",
+            "flow",
             "auth",
             "status",
             "routing",

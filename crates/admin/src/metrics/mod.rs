@@ -3,6 +3,7 @@
 //! each scrape. The families are listed in `docs/metrics.md`.
 
 mod families;
+mod flow;
 mod node;
 mod peers;
 
@@ -39,6 +40,7 @@ impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         node::encode(&mut encoder, &self.node)?;
         peers::encode(&mut encoder, &self.node)?;
+        flow::encode(&mut encoder, &self.node)?;
         if let Some(amop) = &self.amop {
             super::amop::encode(&mut encoder, amop)?;
         }

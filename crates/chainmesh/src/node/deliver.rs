@@ -161,6 +161,14 @@ impl NodeHandle {
         };
         self.inner.router.report_success(&opts.src);
         let is_error = packet.ext.is_error();
+        if is_error && packet.ext.contains(Ext::REFUSED) {
+            let refused = RequestError::QpsExceeded {
+                node: opts.src,
+                module: opts.module,
+            };
+            let _ = p.reply.send(Err(refused));
+            return None;
+        }
         let hops = hops_from_ttl(packet.ext.ttl());
         let finish = move |payload: Result<Bytes, WireError>| {
             let result = match payload {
@@ -196,6 +204,9 @@ impl NodeHandle {
             ..
         } = packet;
         let opts = options?;
+        if self.flow_refuses(&opts, seq, ext) {
+            return None;
+        }
         let responder = ext
             .contains(Ext::REQUEST)
             .then(|| Responder::new(self.clone(), opts.src, opts.module, seq));
@@ -262,6 +273,9 @@ impl NodeHandle {
             ..
         } = packet;
         let opts = options?;
+        if self.flow_refuses(&opts, seq, ext) {
+            return None;
+        }
         if !ext.is_compressed() {
             return self.fanout_plain(peer, packet_type, seq, ext, opts, Ok(payload));
         }

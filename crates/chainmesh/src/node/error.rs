@@ -58,6 +58,16 @@ pub enum SendError {
     /// type carries no addressing.
     #[error("cannot encode the message: {0}")]
     Invalid(crate::wire::WireError),
+    /// The packet is over a `[flow_control]` bandwidth limit (FISCO BCOS's `OutBWOverflow`,
+    /// 1004). Only fail-fast sends report it, and awaiting sends whose packet is larger than
+    /// the limit's burst (`flow_control.allow_exceed_burst` off); others wait for tokens.
+    #[error("over {limit} of {bytes_per_sec} bytes/s")]
+    BandwidthExceeded {
+        /// The limit it is over.
+        limit: crate::flow::BandwidthLimit,
+        /// That limit.
+        bytes_per_sec: u64,
+    },
 }
 
 /// Why a request produced no response.
@@ -89,6 +99,16 @@ pub enum RequestError {
     /// The remote handler answered with an error (or had none for the module).
     #[error("remote error: {0}")]
     Remote(String),
+    /// The destination refused the request, unseen by any handler: its module is over its
+    /// incoming rate limit there (FISCO BCOS's `GatewayQPSOverFlow`, 1005). Sending again
+    /// later may succeed.
+    #[error("node {} refused the request: module {module} is over its incoming rate limit", .node.short())]
+    QpsExceeded {
+        /// The node that refused it.
+        node: NodeId,
+        /// The module asked.
+        module: u16,
+    },
     /// This node is shutting down.
     #[error("the node is shutting down")]
     Stopped,

@@ -156,6 +156,7 @@ impl NodeHandle {
         report.unreachable.extend(planned.untagged);
         let mut blocked = Vec::new();
         let lane = self.inner.lanes.of(out.packet_type, out.module);
+        let mut over_limit = None;
         'copies: for copy in &list {
             let mut closed = None;
             // A second attempt covers a link replaced a moment ago (see `queue_now`).
@@ -174,6 +175,13 @@ impl NodeHandle {
                         break;
                     }
                 };
+                if self.flow().enabled() {
+                    let gate = self.flow_gate(&s, out.module, out.group, frame.len(), wait);
+                    if let Err(e) = Box::pin(gate).await {
+                        over_limit.get_or_insert(e);
+                        break;
+                    }
+                }
                 match s.offer_shared_in(lane, &frame) {
                     Ok(()) => {
                         report.queued.extend_from_slice(&copy.targets);
@@ -201,6 +209,10 @@ impl NodeHandle {
                 report.dropped.extend_from_slice(list);
             }
         }
-        Ok(report)
+        // Over a bandwidth limit with nothing queued: the typed error, not an empty report.
+        match over_limit {
+            Some(e) if report.queued.is_empty() => Err(e),
+            _ => Ok(report),
+        }
     }
 }

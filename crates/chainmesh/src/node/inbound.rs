@@ -35,6 +35,9 @@ impl Inbound for Dispatch {
         let node = NodeHandle {
             inner: self.node.upgrade()?,
         };
+        if node.flow_drops_type(from, packet.packet_type) {
+            return None;
+        }
         if packet.packet_type.has_options() {
             node.on_addressed(from, packet, frame)
         } else {
@@ -157,7 +160,7 @@ impl NodeHandle {
             Onward::Relay { next_hop, ttl } => {
                 // The lane of the module as this relay configures it.
                 let lane = self.inner.lanes.of(packet.packet_type, opts.module);
-                self.relay_one(&frame, lane, next_hop, ttl)
+                self.relay_one(&frame, lane, opts, next_hop, ttl)
             }
             Onward::Split { plan, ttl } => self.relay_split(&packet, &plan, ttl),
             Onward::Dropped(why) if why.is_malformed() => {
@@ -184,7 +187,14 @@ impl NodeHandle {
     }
 
     /// Forwards a packet with one destination: the received bytes with `ttl` left.
-    fn relay_one(&self, frame: &Bytes, lane: Lane, next_hop: NodeId, ttl: u8) -> Option<Pending> {
+    fn relay_one(
+        &self,
+        frame: &Bytes,
+        lane: Lane,
+        opts: &Options,
+        next_hop: NodeId,
+        ttl: u8,
+    ) -> Option<Pending> {
         let Some(session) = self.inner.peers.session(&next_hop) else {
             debug!(next_hop = %next_hop.short(), "next hop just went away; not relaying");
             return None;
@@ -195,6 +205,7 @@ impl NodeHandle {
             return None;
         }
         stats::count(&self.inner.stats.relayed);
+        self.flow_charge(&session, opts.module, &opts.group, out.len());
         offer_relayed(session, lane, out, self.inner.relay_wait)
     }
 
@@ -241,6 +252,7 @@ impl NodeHandle {
             match copies.frame(copy, s.version, self.link_limit(Some(&s))) {
                 Ok(frame) => {
                     stats::count(&self.inner.stats.relayed);
+                    self.flow_charge(&s, opts.module, &opts.group, frame.len());
                     let queued = offer_relayed(s, lane, frame.into_owned(), self.inner.relay_wait);
                     waits = chain(waits, queued);
                 }

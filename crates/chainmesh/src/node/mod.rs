@@ -39,6 +39,7 @@ mod copies;
 mod deliver;
 mod error;
 mod fanout;
+mod flow;
 mod inbound;
 mod inflate;
 mod message;
@@ -151,6 +152,8 @@ struct Inner {
     undelivered: undelivered::Undelivery,
     /// Relays, drops, deliveries and latencies, for the metrics.
     stats: stats::NodeStats,
+    /// `[flow_control]`: bandwidth and rate limits.
+    flow: crate::flow::FlowControl,
 }
 
 impl NodeHandle {

@@ -89,7 +89,8 @@ impl NodeHandle {
     }
 
     /// Applies a reloaded config: peers added or removed, admission lists re-applied (live
-    /// sessions now excluded are closed with reason `blacklisted` or `not-whitelisted`).
+    /// sessions now excluded are closed with reason `blacklisted` or `not-whitelisted`), the
+    /// `[flow_control]` limits replaced (their buckets start full; counters carry on).
     /// Listen addresses and timers take a restart.
     pub fn apply_config(&self, config: &Config) {
         let peers = self.peers();
@@ -106,5 +107,6 @@ impl NodeHandle {
             config.p2p.blacklist.iter().copied(),
             config.p2p.whitelist.iter().copied(),
         ));
+        self.inner.flow.reconfigure(&config.flow_control);
     }
 }

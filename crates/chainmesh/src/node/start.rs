@@ -161,6 +161,7 @@ impl Node {
                 stop: stop.clone(),
                 undelivered: Default::default(),
                 stats: Default::default(),
+                flow: crate::flow::FlowControl::new(&config.flow_control),
             }
         });
         let handle = NodeHandle { inner };

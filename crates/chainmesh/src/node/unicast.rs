@@ -34,10 +34,10 @@ pub struct PingReply {
 /// TTL and the addressing form).
 #[derive(Clone, Copy)]
 pub(super) struct Unicast<'a> {
-    dst: NodeId,
-    module: u16,
+    pub(super) dst: NodeId,
+    pub(super) module: u16,
     seq: u32,
-    ext: Ext,
+    pub(super) ext: Ext,
     payload: &'a [u8],
     /// The caller's lane; `None` is the module's.
     lane: Option<Lane>,
@@ -58,6 +58,11 @@ impl<'a> Unicast<'a> {
     /// The same unicast in `lane` (`None`: the module's).
     pub(super) fn in_lane(self, lane: Option<Lane>) -> Self {
         Unicast { lane, ..self }
+    }
+
+    /// Its length leaving by `link` from `node`, uncompressed: what bandwidth limits count.
+    pub(super) fn wire_len(&self, node: &NodeHandle, link: &SessionHandle) -> usize {
+        unicast_data(&node.inner.id, node.default_group(), Some(link), self).plain_len()
     }
 }
 
@@ -264,6 +269,9 @@ impl NodeHandle {
     /// Sends a unicast, waiting for queue room: checks the size, finds the next hop,
     /// encodes, queues. A message to this node itself is delivered locally.
     pub(super) async fn unicast(&self, u: Unicast<'_>) -> Result<(), SendError> {
+        if self.flow().enabled() {
+            Box::pin(self.flow_unicast(&u, true)).await?;
+        }
         let attempt = self.unicast_attempt(&u)?;
         self.unicast_finish(attempt, u).await
     }
@@ -285,6 +293,7 @@ impl NodeHandle {
     /// [`unicast`](Self::unicast) without waiting: a full queue is [`SendError::QueueFull`]
     /// (counted as a drop on that link).
     pub(super) fn unicast_now(&self, u: Unicast<'_>) -> Result<(), SendError> {
+        self.flow_unicast_now(&u)?;
         match self.unicast_attempt(&u)? {
             Attempt::Queued => Ok(()),
             // Only a local delivery to a full module queue can wait; fail-fast treats it as
@@ -400,6 +409,11 @@ impl NodeHandle {
         // Removes the entry however this future ends, including when the caller drops it.
         let _guard = self.inner.pending.insert(seq, pending)?;
         let u = Unicast::new(dst, module, seq, Ext::REQUEST, payload).in_lane(lane);
+        if self.flow().enabled() {
+            tokio::time::timeout_at(deadline, Box::pin(self.flow_unicast(&u, true)))
+                .await
+                .map_err(|_| RequestError::Timeout(timeout))??;
+        }
         match self.unicast_attempt(&u)? {
             Attempt::Queued => {}
             // Waiting for queue room counts against the timeout.

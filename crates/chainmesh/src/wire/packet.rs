@@ -114,6 +114,10 @@ impl Ext {
     /// The sender waits for a response with the same Seq; a receiver with no handler for the
     /// module answers at once with [`Ext::ERROR`] instead of leaving it to time out.
     pub const REQUEST: Ext = Ext(0x0004);
+    /// Set with [`Ext::RESPONSE`] and [`Ext::ERROR`]: the responder's node refused the
+    /// request before any handler saw it, over its module's incoming rate limit. The payload
+    /// is still the error text, so a receiver that ignores the bit reads an error response.
+    pub const REFUSED: Ext = Ext(0x0008);
     /// The payload is zstd-compressed.
     pub const COMPRESSED: Ext = Ext(0x0010);
     /// Direct form (protocol version 2 on): the options leave out the NodeID length, the
@@ -130,7 +134,7 @@ impl Ext {
     pub const TTL_MASK: u16 = 0xff00;
     /// Bits with no meaning yet: sent as 0, ignored on receipt.
     pub const RESERVED_MASK: u16 =
-        !(Ext::TTL_MASK | 0x0001 | 0x0002 | 0x0004 | 0x0010 | 0x0020 | 0x0040);
+        !(Ext::TTL_MASK | 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0010 | 0x0020 | 0x0040);
 
     /// Remaining relay hops; only meaningful on packets with options.
     pub const fn ttl(self) -> u8 {

@@ -97,6 +97,7 @@ pub fn flag_names(ext: Ext) -> Vec<String> {
         (Ext::RESPONSE, "RESPONSE"),
         (Ext::ERROR, "ERROR"),
         (Ext::REQUEST, "REQUEST"),
+        (Ext::REFUSED, "REFUSED"),
         (Ext::COMPRESSED, "COMPRESSED"),
         (Ext::DIRECT, "DIRECT"),
         (Ext::AUTH, "AUTH"),

@@ -32,9 +32,13 @@ pub enum FailKind {
     Unsent,
     /// Answered, but not with the payload sent.
     Mismatch,
+    /// Over a `[flow_control]` bandwidth limit of the sender.
+    SendBandwidth,
+    /// Refused over the destination's incoming rate limit for the module.
+    QpsExceeded,
 }
 
-const FAIL_KINDS: [FailKind; 12] = [
+const FAIL_KINDS: [FailKind; 14] = [
     FailKind::Timeout,
     FailKind::PeerDisconnected,
     FailKind::Unreachable,
@@ -47,6 +51,8 @@ const FAIL_KINDS: [FailKind; 12] = [
     FailKind::SendInvalid,
     FailKind::Unsent,
     FailKind::Mismatch,
+    FailKind::SendBandwidth,
+    FailKind::QpsExceeded,
 ];
 
 impl FailKind {
@@ -64,6 +70,8 @@ impl FailKind {
             RequestError::Send(SendError::TooLarge { .. }) => FailKind::SendTooLarge,
             RequestError::Send(SendError::Invalid(_)) => FailKind::SendInvalid,
             RequestError::Unsent { .. } => FailKind::Unsent,
+            RequestError::Send(SendError::BandwidthExceeded { .. }) => FailKind::SendBandwidth,
+            RequestError::QpsExceeded { .. } => FailKind::QpsExceeded,
         }
     }
 
@@ -81,6 +89,8 @@ impl FailKind {
             FailKind::Unsent => "unsent",
             FailKind::SendInvalid => "send_invalid",
             FailKind::Mismatch => "mismatch",
+            FailKind::SendBandwidth => "send_bandwidth_exceeded",
+            FailKind::QpsExceeded => "qps_exceeded",
         }
     }
 

@@ -55,7 +55,7 @@ pub struct RequestCounts {
     /// Requests that failed, by typed error kind (`timeout`, `peer_disconnected`,
     /// `unreachable`, `remote`, `stopped`, `too_many_pending`, `send_unreachable`,
     /// `send_queue_full`, `send_too_large`, `send_invalid`, `unsent`, `mismatch`: an answer that is not
-    /// the echo).
+    /// the echo; `send_bandwidth_exceeded`, `qps_exceeded`: over a `[flow_control]` limit).
     pub failed: BTreeMap<String, u64>,
     /// Requests that resolved neither way within twice their timeout (at least their
     /// timeout and a second): "got neither"; must stay 0.

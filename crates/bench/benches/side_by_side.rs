@@ -289,7 +289,8 @@ fn run() -> Result<()> {
         load_start,
         load_average(),
     );
-    let metrics = [report::metrics(), flow::metrics()].concat();
+    let mut metrics = report::metrics();
+    metrics.extend(flow::metrics());
     let table = report::markdown(&results, &metrics, &heading);
     println!("\n{table}");
     std::fs::create_dir_all(&opts.out)

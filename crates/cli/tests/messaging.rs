@@ -758,7 +758,7 @@ mod version_one_peer {
                 reason,
                 RefusalReason::NoCommonVersion(VersionRanges {
                     ours_min: 3,
-                    ours_max: 3,
+                    ours_max: 4,
                     theirs_min: 1,
                     theirs_max: 2,
                 })

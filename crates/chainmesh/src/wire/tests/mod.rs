@@ -309,7 +309,7 @@ fn handshake_round_trip_and_negotiation() {
     let h = Handshake::ours(30300, MAX, INCARNATION);
     assert_eq!(
         h.encode(),
-        b"\x00\x03\x00\x03\x76\x5c\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x2a"
+        b"\x00\x03\x00\x04\x76\x5c\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x2a"
     );
     assert_eq!(Handshake::decode(&h.encode()), Ok(h));
     // The older form: no incarnation, 10 bytes, read as such.
@@ -335,10 +335,12 @@ fn handshake_round_trip_and_negotiation() {
         range(0, 0).negotiate(&range(0, 0)),
         Err(no_common(0, 0, 0, 0))
     );
-    // This build speaks version 3 alone: a peer without source authentication is refused
-    // rather than let the link fall back to unauthenticated relaying.
-    assert_eq!(h.negotiate(&range(1, 2)), Err(no_common(3, 3, 1, 2)));
-    assert_eq!(h.negotiate(&range(1, 9)), Ok(3));
+    // This build speaks versions 3 and 4: a peer without source authentication is refused
+    // rather than let the link fall back to unauthenticated relaying; a version 3 peer gets
+    // a link without fragments.
+    assert_eq!(h.negotiate(&range(1, 2)), Err(no_common(3, 4, 1, 2)));
+    assert_eq!(h.negotiate(&range(1, 3)), Ok(3));
+    assert_eq!(h.negotiate(&range(1, 9)), Ok(4));
 }
 
 const INCARNATION: std::num::NonZeroU64 = match std::num::NonZeroU64::new(42) {

@@ -74,3 +74,52 @@ async fn a_priority_request_completes_while_bulk_saturates_the_link_and_bulk_sti
     );
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_keeps_the_bulk_lane_full_never_makes_the_link_time_out() {
+    let net = LocalNet::start(LocalNetOptions {
+        tweak: Some(|_, c| c.p2p.priority_modules = vec![PRIORITY]),
+        ..LocalNetOptions::new(2)
+    })
+    .await
+    .unwrap();
+    net.connect(0, 1);
+    let (a, b) = (net.handle(0), net.handle(1));
+    let peer = net.generated(1).node_id;
+    assert!(wait_until(WAIT, || a.peers().is_connected(&peer)).await);
+    let mut events = a.events();
+    serve_echo(&b, PRIORITY, 16, |_| {});
+    let mut bulk = b.register(BULK, 1024);
+    tokio::spawn(async move { while bulk.recv().await.is_some() {} });
+    // Incompressible, so the receiver's decompression limit plays no part; the peer reads
+    // as fast as it is written, so no write ever blocks the sender's session task.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let payload = Bytes::from(
+        (0..BULK_SIZE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect::<Vec<_>>(),
+    );
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move { while a.send(peer, BULK, payload.clone()).await.is_ok() {} })
+    };
+    // Many heartbeat intervals (100 ms) of saturation: the session still reads its peer.
+    for i in 0..300 {
+        let r = a
+            .request(peer, PRIORITY, Bytes::from_static(b"vote"), WAIT)
+            .await;
+        assert!(r.is_ok(), "request {i}: {r:?}");
+    }
+    assert!(
+        !std::iter::from_fn(|| events.try_recv().ok())
+            .any(|e| matches!(e, chainmesh::peers::PeerEvent::Disconnected { .. })),
+        "the link stayed up"
+    );
+    sender.abort();
+    net.shutdown().await;
+}

@@ -139,12 +139,13 @@ impl<F: Framing> State<F> {
                 self.begin_close(reason);
             }
         }
-        if let Err(reason) = self.poll_write(cx, stream) {
-            return Poll::Ready(self.finish(reason));
-        }
-        let budget_used = match self.poll_read(cx, stream, handler) {
+        let write_budget_used = match self.poll_write(cx, stream) {
             Err(reason) => return Poll::Ready(self.finish(reason)),
             Ok(used) => used,
+        };
+        let budget_used = match self.poll_read(cx, stream, handler) {
+            Err(reason) => return Poll::Ready(self.finish(reason)),
+            Ok(used) => used || write_budget_used,
         };
         // Timers run even when the read budget ran out: a link busy only inbound must still
         // send heartbeats, or the peer, which hears nothing back, drops it as idle.
@@ -185,12 +186,13 @@ impl<F: Framing> State<F> {
         }
     }
 
-    /// Moves queued frames onto the stream until it would block or nothing is left.
+    /// Moves queued frames onto the stream until it would block, nothing is left, or the
+    /// per-wake write budget ran out (`Ok(true)`).
     fn poll_write<S: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
-    ) -> Result<(), CloseReason> {
+    ) -> Result<bool, CloseReason> {
         self.writer.poll_write(
             cx,
             stream,

@@ -26,6 +26,12 @@ use crate::wire::HEADER_LEN;
 /// theirs.
 const LIGHT_BATCH: usize = 16 * 1024;
 
+/// Bytes written per wake of the session's task before it reads and keeps time again: a
+/// peer that reads as fast as we write never makes a write block, and without this bound a
+/// sender that keeps the queue full would keep the task writing while the peer's packets,
+/// heartbeats included, go unread until the link times out.
+const WRITE_BUDGET: usize = 1 << 20;
+
 /// One thing taken from a lane and being written.
 struct Slot {
     /// A batch swapped out of a lane (its frames were encoded or copied there by the
@@ -271,8 +277,10 @@ impl Writer {
         }
     }
 
-    /// Moves queued frames onto the stream, urgent slot first, until the stream would block
-    /// or nothing is left; then, if the session is `closing`, shuts the stream down.
+    /// Moves queued frames onto the stream, urgent slot first, until the stream would block,
+    /// nothing is left, or [`WRITE_BUDGET`] bytes went out in this call (then it returns
+    /// `Ok(true)` between two segments, and the task comes back after reading); once all is
+    /// written, if the session is `closing`, shuts the stream down.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn poll_write<S: AsyncWrite + Unpin, F: Framing>(
         &mut self,
@@ -283,8 +291,12 @@ impl Writer {
         closing: bool,
         shut_down: &mut bool,
         last_write: &mut Instant,
-    ) -> Result<(), CloseReason> {
+    ) -> Result<bool, CloseReason> {
+        let mut wrote = 0usize;
         loop {
+            if wrote >= WRITE_BUDGET && !self.bulk.in_segment() {
+                return Ok(true);
+            }
             if !self.bulk.in_segment() && !*shut_down {
                 self.refill(session, framing);
             }
@@ -299,18 +311,19 @@ impl Writer {
                 if closing && !*shut_down {
                     match Pin::new(&mut *stream).poll_shutdown(cx) {
                         Poll::Ready(_) => *shut_down = true,
-                        Poll::Pending => return Ok(()),
+                        Poll::Pending => return Ok(false),
                     }
                 }
-                return Ok(());
+                return Ok(false);
             };
             slot.begun = true;
             let n = match Pin::new(&mut *stream).poll_write(cx, slot.next_bytes()) {
                 Poll::Ready(Ok(0)) => return Err(CloseReason::Io("write returned zero".into())),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Err(CloseReason::Io(e.to_string())),
-                Poll::Pending => return Ok(()),
+                Poll::Pending => return Ok(false),
             };
+            wrote = wrote.saturating_add(n);
             *last_write = Instant::now();
             SessionStats::add(&session.stats.bytes_out, n as u64);
             if slot.advance(n) {

@@ -99,6 +99,16 @@ async fn a_copy_of_a_members_identity_is_refused_and_the_member_keeps_its_sessio
     let net = mesh(3, steady_timers()).await;
     let (a, b) = (net.handle(0), net.handle(1));
     serve_echo(&b, ECHO, 16, |_| {});
+    // Both ends on the same connection: a second simultaneous dial no longer in flight to
+    // replace the one recorded here.
+    let same_link = || {
+        let (ab, ba) = (
+            a.peers().session(&b.node_id()),
+            b.peers().session(&a.node_id()),
+        );
+        matches!((ab, ba), (Some(x), Some(y)) if x.addr == y.local_addr && x.local_addr == y.addr)
+    };
+    assert!(wait_until(WAIT, same_link).await);
     let before = session_of(&a, &b.node_id()).unwrap();
     let mut events = a.events();
 

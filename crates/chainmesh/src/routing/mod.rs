@@ -19,6 +19,7 @@
 //! The node (`crate::node`) uses all of these; the wire format is in `docs/protocol.md`,
 //! sections Routing and Relaying.
 
+mod counters;
 pub mod decision;
 pub mod dedup;
 pub mod failures;

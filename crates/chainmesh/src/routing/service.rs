@@ -7,7 +7,7 @@
 //! summary differs asks for them all), and publishes [`Reachability`] events. Senders only
 //! read the table, under a read lock; signatures are checked outside it.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +20,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::counters::Counters;
+pub use super::counters::RoutingCounters;
 use super::signing::{next_version, sign_list, verify_list};
 use super::table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, Verdict};
 use crate::identity::keys::{curve_of, KeyError};
@@ -95,53 +97,6 @@ pub struct RouteInfo {
     pub next_hop: NodeId,
     /// Hops to it.
     pub distance: u8,
-}
-
-/// Neighbour lists refused since the node started, by reason, and links closed for them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RoutingCounters {
-    /// Lists whose signature did not verify.
-    pub bad_signature: u64,
-    /// Lists naming more neighbours than `limits.max_neighbours_per_list`.
-    pub too_many_neighbours: u64,
-    /// Lists of new nodes refused because `limits.max_routing_nodes` were held.
-    pub table_full: u64,
-    /// Lists of new nodes that no reachable node confirms.
-    pub unanchored: u64,
-    /// Links closed because the neighbour sent a list no honest node sends.
-    pub links_closed: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    bad_signature: AtomicU64,
-    too_many_neighbours: AtomicU64,
-    table_full: AtomicU64,
-    unanchored: AtomicU64,
-    links_closed: AtomicU64,
-}
-
-impl Counters {
-    fn count(&self, r: &Rejection) {
-        let c = match r {
-            Rejection::BadSignature => &self.bad_signature,
-            Rejection::TooManyNeighbours { .. } => &self.too_many_neighbours,
-            Rejection::TableFull { .. } => &self.table_full,
-            Rejection::Unanchored => &self.unanchored,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> RoutingCounters {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        RoutingCounters {
-            bad_signature: get(&self.bad_signature),
-            too_many_neighbours: get(&self.too_many_neighbours),
-            table_full: get(&self.table_full),
-            unanchored: get(&self.unanchored),
-            links_closed: get(&self.links_closed),
-        }
-    }
 }
 
 /// What the routing task is handed from outside.

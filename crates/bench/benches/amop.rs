@@ -2,7 +2,9 @@
 //! (0x30 published, the subscriber's 0x31 ack back at the publisher) with the publisher and
 //! the subscriber on one node and on two linked nodes, and multicast deliveries to 4
 //! subscribers on one node and spread over two, each against a bare-TLS ChannelPack server
-//! on the same OpenSSL configuration and certificates (`amop/echo.rs`). Every side uses the
+//! on the same OpenSSL configuration and certificates (`amop/echo.rs`): an echo (two records a
+//! round trip) and a forwarder that passes each unicast to a subscriber and its ack back (the
+//! four records of AMOP on one node, with nothing between them). Every side uses the
 //! library client `chainmesh::amop::Client`, so the client's cost is the same in the ceiling
 //! and in AMOP; a subscriber acks at once with the payload it got (what the echo returns).
 //!
@@ -40,7 +42,7 @@ use chainmesh::config::TimersConfig;
 use chainmesh::identity::Identity;
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
 
-use echo::EchoServer;
+use echo::{EchoServer, FORWARD_TOPIC};
 use harness::{Pinned, Summary};
 
 const PAYLOAD: usize = 256;
@@ -103,8 +105,8 @@ struct Scenario {
     what: &'static str,
     in_flight: usize,
     op: Op,
-    /// The scenario this one is compared with.
-    ceiling: Option<&'static str>,
+    /// The scenarios this one is compared with.
+    ceilings: &'static [&'static str],
 }
 
 /// Everything that must stay alive while the scenarios run.
@@ -201,8 +203,10 @@ async fn rig() -> Result<Rig> {
     for _ in 0..SUBSCRIBERS {
         subscriber(&echo_addr, &me, "fan", &fan_received, &mut keep).await?;
     }
+    let fwd_pub = connect(&echo_addr, &me, &mut keep).await?;
+    subscriber(&echo_addr, &me, FORWARD_TOPIC, &unicast_received, &mut keep).await?;
     wait_for("the echo server's subscribers", || {
-        echo.subscribers() == SUBSCRIBERS
+        echo.subscribers() == SUBSCRIBERS && echo.forwarding()
     })
     .await?;
 
@@ -242,30 +246,49 @@ async fn rig() -> Result<Rig> {
     };
     let mut scenarios = Vec::new();
     for in_flight in [1, 64] {
-        let (echo_id, one_id, two_id) = match in_flight {
-            1 => ("echo-1", "amop-1node-1", "amop-2nodes-1"),
-            _ => ("echo-64", "amop-1node-64", "amop-2nodes-64"),
+        let (echo_id, fwd_id, one_id, two_id, ceilings): (_, _, _, _, &[&str]) = match in_flight {
+            1 => (
+                "echo-1",
+                "forward-1",
+                "amop-1node-1",
+                "amop-2nodes-1",
+                &["echo-1", "forward-1"],
+            ),
+            _ => (
+                "echo-64",
+                "forward-64",
+                "amop-1node-64",
+                "amop-2nodes-64",
+                &["echo-64", "forward-64"],
+            ),
         };
         scenarios.push(Scenario {
             id: echo_id,
             what: "bare-TLS echo, round trips/s",
             in_flight,
             op: publish(&echo_pub, "echo"),
-            ceiling: None,
+            ceilings: &[],
+        });
+        scenarios.push(Scenario {
+            id: fwd_id,
+            what: "bare-TLS forward to a subscriber and back, round trips/s",
+            in_flight,
+            op: publish(&fwd_pub, FORWARD_TOPIC),
+            ceilings: &[],
         });
         scenarios.push(Scenario {
             id: one_id,
             what: "unicast, one node, round trips/s",
             in_flight,
             op: publish(&u1_pub, "u1"),
-            ceiling: Some(echo_id),
+            ceilings,
         });
         scenarios.push(Scenario {
             id: two_id,
             what: "unicast, node 0 to node 1, round trips/s",
             in_flight,
             op: publish(&u2_pub, "u2"),
-            ceiling: Some(echo_id),
+            ceilings,
         });
     }
     scenarios.push(Scenario {
@@ -273,21 +296,21 @@ async fn rig() -> Result<Rig> {
         what: "bare-TLS fan-out to 4, deliveries/s",
         in_flight: 64,
         op: multicast(&fan_pub, "fan", &fan_received),
-        ceiling: None,
+        ceilings: &[],
     });
     scenarios.push(Scenario {
         id: "multicast-1node",
         what: "multicast to 4 on one node, deliveries/s",
         in_flight: 64,
         op: multicast(&m1_pub, "m1", &m1_received),
-        ceiling: Some("echo-fanout"),
+        ceilings: &["echo-fanout"],
     });
     scenarios.push(Scenario {
         id: "multicast-2nodes",
         what: "multicast to 2+2 on two nodes, deliveries/s",
         in_flight: 64,
         op: multicast(&m2_pub, "m2", &m2_received),
-        ceiling: Some("echo-fanout"),
+        ceilings: &["echo-fanout"],
     });
     Ok(Rig {
         scenarios,
@@ -411,7 +434,7 @@ fn run() -> Result<()> {
     Ok(())
 }
 
-/// The markdown table: median (min-max) of each scenario and its ratio to its ceiling.
+/// The markdown table: median (min-max) of each scenario and its ratios to its ceilings.
 fn report(wanted: &[&Scenario], rates: &[Vec<f64>], failures: &[u64]) -> String {
     let summaries: Vec<Option<Summary>> = rates.iter().map(|r| Summary::of(r)).collect();
     let median = |id: &str| {
@@ -427,12 +450,16 @@ fn report(wanted: &[&Scenario], rates: &[Vec<f64>], failures: &[u64]) -> String 
     );
     for ((s, sum), failed) in wanted.iter().zip(&summaries).zip(failures) {
         let Some(sum) = sum else { continue };
-        let ratio = s
-            .ceiling
-            .and_then(|c| Some((c, median(c)?)))
-            .map_or("-".to_owned(), |(c, m)| {
-                format!("{:.2}x {c}", sum.median / m)
-            });
+        let ratios: Vec<String> = s
+            .ceilings
+            .iter()
+            .filter_map(|c| Some(format!("{:.2}x {c}", sum.median / median(c)?)))
+            .collect();
+        let ratio = if ratios.is_empty() {
+            "-".to_owned()
+        } else {
+            ratios.join(", ")
+        };
         t.push_str(&format!(
             "| {} | {} | {} | {:.0} | {:.0}-{:.0} | {ratio} | {failed} |\n",
             s.id, s.what, s.in_flight, sum.median, sum.min, sum.max

@@ -1,9 +1,12 @@
-//! The ceiling for AMOP: a bare-TLS ChannelPack server on the node's own OpenSSL
+//! The ceilings for AMOP: a bare-TLS ChannelPack server on the node's own OpenSSL
 //! configuration (`chainmesh::tls::TlsContext`, the node's certificate), with nothing between
-//! the socket and the answer. A 0x30 is answered at once with its 0x31 (same seq, same data);
-//! a 0x35 is answered with 0x31 result 0 and copied to every session that sent a 0x32 (no
-//! topic matching: every such session is a subscriber). One task per connection, one frame per
-//! TLS write, as the channel port must write.
+//! the socket and the answer. A 0x30 is answered at once with its 0x31 (same seq, same data),
+//! unless its topic is [`FORWARD_TOPIC`] and a session subscribed to that topic: then the
+//! frame is passed on to that session unchanged and the 0x31 it sends back is passed to the
+//! publisher by seq (the four records of an AMOP unicast on one node, with no node between
+//! them). A 0x35 is answered with 0x31 result 0 and copied to every other session that sent a
+//! 0x32 (no topic matching: every such session is a subscriber). One task per connection, one
+//! frame per TLS write, as the channel port must write.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,9 +16,10 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use bytes::{Bytes, BytesMut};
 use chainmesh::admission::Admission;
+use chainmesh::amop::parse_subscription;
 use chainmesh::identity::Identity;
 use chainmesh::tls::TlsContext;
-use chainmesh::wire::{channel_result, ChannelDecoder, ChannelType};
+use chainmesh::wire::{amop_topic, channel_result, ChannelDecoder, ChannelSeq, ChannelType};
 use parking_lot::{Mutex, RwLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -26,8 +30,19 @@ use tokio::sync::mpsc;
 const SUBSCRIBER_QUEUE: usize = 1024;
 const MAX_FRAME: u32 = 1 << 20;
 
-/// The sessions that subscribed, by connection number.
-type Subscribers = Arc<Mutex<HashMap<u64, mpsc::Sender<Bytes>>>>;
+/// The topic whose unicasts are forwarded to its subscriber rather than answered.
+pub const FORWARD_TOPIC: &str = "fwd";
+
+/// Who gets what the server passes on: the fan-out subscribers by connection number, the
+/// forwarder's subscriber, and the publishers waiting for a forwarded unicast's answer.
+#[derive(Default)]
+struct Routes {
+    fanout: HashMap<u64, mpsc::Sender<Bytes>>,
+    forward_to: Option<(u64, mpsc::Sender<Bytes>)>,
+    waiting: HashMap<ChannelSeq, mpsc::Sender<Bytes>>,
+}
+
+type Subscribers = Arc<Mutex<Routes>>;
 
 /// A running echo server.
 pub struct EchoServer {
@@ -54,16 +69,25 @@ impl EchoServer {
                     if let Ok((stream, _)) = tls.accept(tcp).await {
                         serve(stream, id, &subs).await;
                     }
-                    subs.lock().remove(&id);
+                    let mut routes = subs.lock();
+                    routes.fanout.remove(&id);
+                    if routes.forward_to.as_ref().is_some_and(|(f, _)| *f == id) {
+                        routes.forward_to = None;
+                    }
                 });
             }
         });
         Ok(EchoServer { addr, subscribers })
     }
 
-    /// Sessions that sent a 0x32.
+    /// Sessions that sent a 0x32 for the fan-out.
     pub fn subscribers(&self) -> usize {
-        self.subscribers.lock().len()
+        self.subscribers.lock().fanout.len()
+    }
+
+    /// Whether a session subscribed to [`FORWARD_TOPIC`].
+    pub fn forwarding(&self) -> bool {
+        self.subscribers.lock().forward_to.is_some()
     }
 }
 
@@ -72,7 +96,6 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (tx, mut rx) = mpsc::channel::<Bytes>(SUBSCRIBER_QUEUE);
-    let mut tx = Some(tx);
     let mut decoder = ChannelDecoder::new(MAX_FRAME);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut out = Vec::new();
@@ -85,17 +108,42 @@ where
                 while let Ok(Some((pack, raw))) = decoder.decode(&mut buf) {
                     match pack.kind {
                         ChannelType::AMOP_REQUEST => {
-                            out.push(pack.answer(ChannelType::AMOP_RESPONSE, channel_result::OK, pack.data.clone()));
+                            let forwarded = amop_topic(&pack.data).is_ok_and(|t| &*t == FORWARD_TOPIC) && {
+                                let mut routes = subs.lock();
+                                match routes.forward_to.clone() {
+                                    Some((_, to)) => {
+                                        routes.waiting.insert(pack.seq, tx.clone());
+                                        let sent = to.try_send(raw.clone()).is_ok();
+                                        if !sent {
+                                            routes.waiting.remove(&pack.seq);
+                                        }
+                                        sent
+                                    }
+                                    None => false,
+                                }
+                            };
+                            if !forwarded {
+                                out.push(pack.answer(ChannelType::AMOP_RESPONSE, channel_result::OK, pack.data.clone()));
+                            }
+                        }
+                        ChannelType::AMOP_RESPONSE => {
+                            if let Some(publisher) = subs.lock().waiting.remove(&pack.seq) {
+                                let _ = publisher.try_send(raw.clone());
+                            }
                         }
                         ChannelType::AMOP_MULTICAST => {
-                            for sub in subs.lock().values() {
+                            for sub in subs.lock().fanout.values() {
                                 let _ = sub.try_send(raw.clone());
                             }
                             out.push(pack.answer(ChannelType::AMOP_RESPONSE, channel_result::OK, Bytes::new()));
                         }
                         ChannelType::SUBSCRIBE => {
-                            if let Some(tx) = tx.take() {
-                                subs.lock().insert(id, tx);
+                            let forward = parse_subscription(&pack.data, 16).is_ok_and(|t| t.contains(FORWARD_TOPIC));
+                            let mut routes = subs.lock();
+                            if forward {
+                                routes.forward_to = Some((id, tx.clone()));
+                            } else {
+                                routes.fanout.insert(id, tx.clone());
                             }
                         }
                         _ => {}

@@ -18,11 +18,13 @@ pub use channel::ChannelConfig;
 pub use flow::{FlowConfig, PeerKey};
 pub use log::{LogConfig, LogFormat};
 pub use node::NodeConfig;
+pub use socket::SocketConfig;
 
 mod channel;
 mod flow;
 mod log;
 mod node;
+mod socket;
 
 /// A problem with a config file.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,9 @@ pub struct Config {
     /// Outgoing bandwidth and incoming rate limits.
     #[serde(default)]
     pub flow_control: FlowConfig,
+    /// TCP options of P2P connections.
+    #[serde(default)]
+    pub socket: SocketConfig,
 }
 
 /// The certificate files of a node.
@@ -420,6 +425,7 @@ impl Config {
             channel: ChannelConfig::default(),
             log: LogConfig::default(),
             flow_control: FlowConfig::default(),
+            socket: SocketConfig::default(),
         }
     }
 
@@ -492,6 +498,7 @@ impl Config {
         self.node.validate(&c)?;
         self.log.validate(&c)?;
         self.flow_control.validate(&c)?;
+        self.socket.validate(&c)?;
         self.channel.validate(&c)
     }
 

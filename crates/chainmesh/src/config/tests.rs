@@ -157,6 +157,9 @@ fn every_timer_and_size_is_refused_just_outside_its_bounds_naming_its_key() {
         ("admin", "body_timeout", "\"5m\"", "\"301s\""),
         ("admin", "max_body_bytes", "1024", "1023"),
         ("admin", "max_ping_bytes", "16777216", "16777217"),
+        ("socket", "unsent_bytes", "16384", "16383"),
+        ("socket", "unsent_bytes", "0", "67108865"),
+        ("socket", "receive_buffer", "67108864", "1"),
     ];
     for (section, key, ok, bad) in cases {
         if let Err(e) = with(section, &format!("{key} = {ok}")) {

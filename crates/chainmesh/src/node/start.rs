@@ -78,6 +78,7 @@ fn peer_settings(config: &Config) -> PeerSettings {
         handshakes_per_identity: config.limits.handshakes_per_identity,
         read_budget_bytes: config.limits.read_budget_bytes,
         remembered_peers: config.limits.max_routing_nodes,
+        socket: config.socket.clone(),
     }
 }
 

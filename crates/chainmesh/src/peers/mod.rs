@@ -20,6 +20,7 @@ mod refusal;
 mod registry;
 mod repeat;
 mod setup;
+mod socket;
 mod target;
 mod traffic;
 
@@ -38,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::{Admission, Refusal};
-use crate::config::TimersConfig;
+use crate::config::{SocketConfig, TimersConfig};
 use crate::identity::NodeId;
 use crate::session::{self, CloseReason, Inbound, Lane, SessionHandle};
 use crate::tls::TlsContext;
@@ -75,6 +76,8 @@ pub struct PeerSettings {
     /// Peers whose traffic counters are kept while they are not connected: as many as the
     /// nodes routed to (`limits.max_routing_nodes`).
     pub remembered_peers: usize,
+    /// TCP options of every connection (`[socket]`).
+    pub socket: SocketConfig,
 }
 
 /// The peer set. Cloning gives another handle to the same set.

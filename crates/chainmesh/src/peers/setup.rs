@@ -56,8 +56,7 @@ impl Peers {
     ) -> Result<Established, SetupError> {
         let inner = &*self.inner;
         let timeout = inner.settings.timers.handshake_timeout;
-        // Small frames must not wait for Nagle: the session batches writes itself.
-        let _ = tcp.set_nodelay(true);
+        super::socket::tune(&tcp, &inner.settings.socket);
         let local_addr = tcp
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));

@@ -6,37 +6,24 @@ use serde::{Deserialize, Serialize};
 
 use super::{Check, ConfigError};
 
-/// Default `socket.unsent_bytes`: enough unsent data to keep a fast link busy between two
-/// wake-ups of the session task, little enough that a priority frame written after it is on
-/// the wire within about a millisecond on loopback.
-pub const DEFAULT_UNSENT_BYTES: u32 = 128 * 1024;
-
 /// Smallest non-zero value of either key: below it every write wakes the task again.
 const MIN_BYTES: u32 = 16 * 1024;
 /// Largest value of either key.
 const MAX_BYTES: u32 = 64 * 1024 * 1024;
 
 /// Socket options applied to every P2P connection, inbound and outbound.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SocketConfig {
     /// Bytes a connection may hold in the kernel not yet sent (`TCP_NOTSENT_LOWAT`, Linux).
-    /// The session keeps the rest in its lanes, where a priority frame can overtake it.
-    /// 0 leaves the kernel's setting (no limit by default).
+    /// The session keeps the rest in its lanes, where a priority frame can overtake it, at
+    /// the cost of more wake-ups of the session task per byte sent (docs/performance.md
+    /// measures both). 0 leaves the kernel's setting (no limit by default).
     pub unsent_bytes: u32,
     /// The receive buffer of a connection (`SO_RCVBUF`), which bounds what a sender can have
     /// in flight to us. Smaller keeps a priority frame closer behind the bulk already sent,
     /// and caps a link's rate at this size per round trip. 0 leaves the kernel to size it.
     pub receive_buffer: u32,
-}
-
-impl Default for SocketConfig {
-    fn default() -> Self {
-        SocketConfig {
-            unsent_bytes: DEFAULT_UNSENT_BYTES,
-            receive_buffer: 0,
-        }
-    }
 }
 
 impl SocketConfig {

@@ -160,7 +160,7 @@ impl Peers {
             leftover,
             registered: _,
         } = est;
-        let (peer, conn, ip) = (handle.peer, handle.id, handle.addr.ip());
+        let (peer, conn) = (handle.peer, handle.id);
         // A second handle, one pointer wide, for the registry to read the ended connection's
         // counters from.
         let ended = handle.clone();
@@ -183,7 +183,9 @@ impl Peers {
                 // A copy of this node that keeps redialing is refused every time: logged
                 // like the refusing side's inbound refusals, once per interval.
                 if why.contains(ALREADY_CONNECTED) {
-                    if let Some(held_back) = self.warning_due(ip, REFUSED_AS_ALREADY_CONNECTED) {
+                    if let Some(held_back) =
+                        self.warning_due(ended.addr.ip(), REFUSED_AS_ALREADY_CONNECTED)
+                    {
                         warn!(peer = %peer.short(), conn, held_back,
                             "the peer refused this connection: {why}; another process \
                             holding this node's certificate is connected to it");

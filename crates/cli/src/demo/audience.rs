@@ -32,10 +32,14 @@ impl Audience<'_> {
         format!("{}{i}", self.prefix)
     }
 
-    fn ids(&self) -> Vec<(usize, NodeId)> {
+    /// The wanted nodes' IDs; a stopped one is an error, as nothing can reach it.
+    fn ids(&self) -> Result<Vec<(usize, NodeId)>, String> {
         self.want
             .iter()
-            .filter_map(|&i| Some((i, self.net.try_handle(i)?.node_id())))
+            .map(|&i| match self.net.try_handle(i) {
+                Some(h) => Ok((i, h.node_id())),
+                None => Err(format!("{} (not running)", self.name(i))),
+            })
             .collect()
     }
 
@@ -44,24 +48,28 @@ impl Audience<'_> {
     fn missing(&self, listed: &dyn Fn(&NodeHandle) -> Vec<NodeId>) -> Vec<String> {
         let Some(sender) = self.net.try_handle(self.from) else {
             return vec![format!(
-                "{} (the sender) is not running",
+                "{} (the sender, not running)",
                 self.name(self.from)
             )];
         };
+        let ids = match self.ids() {
+            Ok(ids) => ids,
+            Err(stopped) => return vec![stopped],
+        };
         let listed = listed(&sender);
         let routed: Vec<NodeId> = sender.reachable_nodes().into_iter().map(|r| r.0).collect();
-        let mut missing = Vec::new();
-        for (i, id) in self.ids() {
-            if !listed.contains(&id) {
-                missing.push(format!("{} (no status listing it)", self.name(i)));
-            } else if !routed.contains(&id) {
-                missing.push(format!("{} (no route)", self.name(i)));
-            }
-        }
-        if self.ids().len() < self.want.len() {
-            missing.push("a wanted node is not running".into());
-        }
-        missing
+        ids.into_iter()
+            .filter_map(|(i, id)| {
+                let lacks = if !listed.contains(&id) {
+                    "no status listing it"
+                } else if !routed.contains(&id) {
+                    "no route"
+                } else {
+                    return None;
+                };
+                Some(format!("{} ({lacks})", self.name(i)))
+            })
+            .collect()
     }
 
     /// Waits until the sender lists every wanted node in `what` (e.g. "group0's members")
@@ -90,6 +98,7 @@ impl Audience<'_> {
     pub fn all_queued(&self, what: &str, report: &Fanout) -> anyhow::Result<()> {
         let lacking: Vec<String> = self
             .ids()
+            .map_err(anyhow::Error::msg)?
             .into_iter()
             .filter(|(_, id)| !report.queued.contains(id))
             .map(|(i, id)| {

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use chainmesh_testkit::{serve_echo, LocalNet, LocalNetOptions};
 
 mod amop;
+mod audience;
 mod fanout;
 mod relay;
 mod restart;
@@ -71,7 +72,7 @@ impl Tour {
 
 async fn demo(n: usize, keep: bool) -> anyhow::Result<()> {
     println!("chainmesh demo: {n} nodes on 127.0.0.1, secp256k1 certificates from a fresh CA");
-    let mut opts = LocalNetOptions::for_traffic(n);
+    let mut opts = options(n);
     opts.amop = true;
     opts.admin = true;
     let mut net = LocalNet::start(opts)
@@ -99,6 +100,17 @@ async fn demo(n: usize, keep: bool) -> anyhow::Result<()> {
     }
     net.shutdown().await;
     Ok(())
+}
+
+/// The demo's networks: fast timers, so that links, routes and status settle in moments,
+/// but a link is only dropped as dead after 2 s of silence (10 heartbeats), not 0.6 s: on a
+/// loaded machine a node can fall silent that long, and a dropped link in the middle of a
+/// step loses what was queued on it. A stopped node says goodbye, so the failure step does
+/// not wait for the timeout.
+fn options(n: usize) -> LocalNetOptions {
+    let mut opts = LocalNetOptions::for_traffic(n);
+    opts.timers.idle_timeout_intervals = 10;
+    opts
 }
 
 /// Every node dials every other; one link per pair.

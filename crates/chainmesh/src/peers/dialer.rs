@@ -14,12 +14,15 @@ use tracing::{debug, info, warn, Instrument};
 use super::addr::Host;
 use super::backoff::Backoff;
 use super::refusal::RefusalReason;
-use super::repeat::RepeatWarning;
+use super::repeat::RepeatWarnings;
 use super::setup::{Established, SetupError};
 use super::target::TargetStatus;
 use super::{PeerEvent, Peers};
 use crate::identity::NodeId;
 use crate::session::{CloseReason, Direction};
+
+/// More than the kinds of [`RefusalReason`], so that a dialer remembers every kind it meets.
+const KINDS_OF_REFUSAL: usize = 32;
 
 /// Why a dial did not produce a session.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,7 +74,8 @@ impl Peers {
             let t = &self.inner.settings.timers;
             Backoff::new(t.backoff_initial, t.backoff_max)
         };
-        let mut warning = RepeatWarning::default();
+        // One target, keyed by kind of refusal alone: room for every kind there is.
+        let mut warning = RepeatWarnings::new(KINDS_OF_REFUSAL);
         loop {
             // A node already connected through another path needs no second connection.
             if let Some(peer) = self.inner.registry.target_node(&address) {

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -67,10 +67,7 @@ impl Peers {
     fn address_slots(&self, addr: SocketAddr) -> Option<AddressSlots> {
         let ip = addr.ip();
         let inner = &*self.inner;
-        let refuse = |reason: RefusalReason| {
-            warn!(%addr, %reason, "refused inbound connection");
-            inner.registry.refused(addr, reason);
-        };
+        let refuse = |reason| self.refused_inbound(addr, reason);
         let Some(connection) = inner.connections_per_ip.take(ip) else {
             refuse(RefusalReason::TooManyConnectionsFromIp {
                 ip,
@@ -91,6 +88,26 @@ impl Peers {
         })
     }
 
+    /// Counts and reports every refusal of an inbound connection from `addr`, and logs the
+    /// first of each kind from its IP per
+    /// [`REPEAT_WARN_EVERY`](super::repeat::REPEAT_WARN_EVERY) with how many were held back:
+    /// a member redialing a node that refuses it must not fill the log.
+    fn refused_inbound(&self, addr: SocketAddr, reason: RefusalReason) {
+        if let Some(held_back) = self.warning_due(addr.ip(), reason.kind()) {
+            warn!(%addr, %reason, held_back, "refused inbound connection");
+        }
+        self.inner.registry.refused(addr, reason);
+    }
+
+    /// Whether a warning of `kind` about `ip` is due now, and how many were held back since
+    /// the last one (see [`RepeatWarnings`](super::repeat::RepeatWarnings)).
+    pub(super) fn warning_due(&self, ip: IpAddr, kind: &'static str) -> Option<u64> {
+        self.inner
+            .refusal_log
+            .lock()
+            .due((ip, kind), Instant::now())
+    }
+
     /// Sets up one accepted connection, holding a handshake slot until it is past both
     /// handshakes, then runs its session.
     async fn serve_inbound(
@@ -109,8 +126,7 @@ impl Peers {
                 return;
             }
             Err(SetupError::Refused(reason)) => {
-                warn!(%addr, %reason, "refused inbound connection");
-                self.inner.registry.refused(addr, reason);
+                self.refused_inbound(addr, reason);
                 return;
             }
         };

@@ -100,6 +100,8 @@ struct Inner {
     handshakes_per_ip: Arc<limits::PerKey<IpAddr>>,
     connections_per_ip: Arc<limits::PerKey<IpAddr>>,
     handshakes_per_identity: Arc<limits::PerKey<NodeId>>,
+    /// When a refusal of each kind from each source IP was last logged (`listener`).
+    refusal_log: parking_lot::Mutex<repeat::RepeatWarnings<(IpAddr, &'static str)>>,
     listen_port: AtomicU16,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -129,6 +131,9 @@ impl Peers {
                 handshakes_per_ip: limits::PerKey::new(settings.handshakes_per_ip),
                 connections_per_ip: limits::PerKey::new(settings.connections_per_ip),
                 handshakes_per_identity: limits::PerKey::new(settings.handshakes_per_identity),
+                refusal_log: parking_lot::Mutex::new(repeat::RepeatWarnings::new(
+                    repeat::REMEMBERED_SOURCES,
+                )),
                 settings,
                 inbound,
                 listen_port: AtomicU16::new(0),

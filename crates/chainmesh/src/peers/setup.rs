@@ -23,6 +23,10 @@ use crate::wire::{Handshake, Packet};
 /// `BufReader` here would only hold a second copy of the same bytes.
 type Stream = tokio_openssl::SslStream<TcpStream>;
 
+/// The kind under which the peer's "already connected" refusals of this node are logged;
+/// apart from this node's own refusals of that kind from the same address.
+const REFUSED_AS_ALREADY_CONNECTED: &str = "refused-by-peer-already-connected";
+
 /// Why set-up did not produce a session.
 #[derive(Debug)]
 pub(super) enum SetupError {
@@ -175,9 +179,16 @@ impl Peers {
             .instrument(span);
         session.map(move |reason| {
             if let CloseReason::PeerLeft(why) = &reason {
+                // A copy of this node that keeps redialing is refused every time: logged
+                // like the refusing side's inbound refusals, once per interval.
                 if why.contains(ALREADY_CONNECTED) {
-                    warn!(peer = %peer.short(), conn, "the peer refused this connection: {why}; \
-                        another process holding this node's certificate is connected to it");
+                    if let Some(held_back) =
+                        self.warning_due(ended.addr.ip(), REFUSED_AS_ALREADY_CONNECTED)
+                    {
+                        warn!(peer = %peer.short(), conn, held_back,
+                            "the peer refused this connection: {why}; another process \
+                            holding this node's certificate is connected to it");
+                    }
                 }
             }
             // A no-op for a connection that is not the peer's session (a retired duplicate):

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 
-use chainmesh::identity::NodeId;
 use chainmesh_testkit::LocalNet;
 
+use super::audience::Audience;
 use super::FANOUT_MODULE;
 
 /// Node0's application status reaches every other node.
@@ -48,22 +48,25 @@ pub(super) async fn fanout(net: &LocalNet) -> anyhow::Result<()> {
     for &i in &subscribers {
         net.handle(i).subscribe("blocks")?;
     }
-    let want: Vec<NodeId> = subscribers
-        .iter()
-        .map(|&i| net.handle(i).node_id())
-        .collect();
-    let known = net
-        .wait_for(Duration::from_secs(10), |net| {
-            let mut got = net.handle(0).status().network_topic_subscribers("blocks");
-            got.sort();
-            let mut w = want.clone();
-            w.sort();
-            got == w
+    let group = Audience {
+        net,
+        prefix: "node",
+        from: 0,
+        want: (1..n).collect(),
+    };
+    let topic = Audience {
+        want: subscribers.clone(),
+        ..group
+    };
+    // Both fan-outs go to whom node0's status table lists at the moment they are sent.
+    group
+        .known("group0's members", |h| h.status().group_members("group0"))
+        .await?;
+    topic
+        .known("the subscribers of \"blocks\"", |h| {
+            h.status().topic_subscribers("blocks")
         })
-        .await;
-    if !known {
-        bail!("node0 did not learn the subscribers of \"blocks\" within 10 s");
-    }
+        .await?;
     let inboxes: Vec<_> = (0..n)
         .map(|i| net.handle(i).register(FANOUT_MODULE, 64))
         .collect();
@@ -72,18 +75,23 @@ pub(super) async fn fanout(net: &LocalNet) -> anyhow::Result<()> {
         .broadcast("group0", FANOUT_MODULE, Bytes::from_static(b"new block"))
         .await
         .context("broadcast from node0")?;
+    group.all_queued("the broadcast to group0", &b)?;
     let m = net
         .handle(0)
         .multicast("blocks", FANOUT_MODULE, Bytes::from_static(b"block 1024"))
         .await
         .context("multicast from node0")?;
+    topic.all_queued("the multicast to \"blocks\"", &m)?;
     let mut got = vec![Vec::new(); n];
     for (i, mut inbox) in inboxes.into_iter().enumerate().skip(1) {
         let expect = 1 + usize::from(subscribers.contains(&i));
         while got[i].len() < expect {
             match tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await {
                 Ok(Some(msg)) => got[i].push(String::from_utf8_lossy(&msg.payload).into_owned()),
-                _ => bail!("node{i} is missing a broadcast or multicast"),
+                _ => bail!(
+                    "node{i} is missing a broadcast or multicast (got {:?})",
+                    got[i]
+                ),
             }
         }
         // Nothing more may come: each message exactly once, nothing for non-subscribers.

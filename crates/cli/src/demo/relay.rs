@@ -7,8 +7,9 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 
 use chainmesh::identity::NodeId;
-use chainmesh_testkit::{serve_echo, LocalNet, LocalNetOptions};
+use chainmesh_testkit::{serve_echo, LocalNet};
 
+use super::audience::Audience;
 use super::{DEMO_MODULE, FANOUT_MODULE};
 
 /// Whether node `i` of `net` reaches node `j` at `distance` hops.
@@ -47,7 +48,7 @@ fn print_routes(net: &LocalNet, i: usize) {
 pub(super) async fn relayed() -> anyhow::Result<()> {
     println!("4 more nodes in a line line0 - line1 - line2 - line3, each configured");
     println!("with its right-hand neighbour only");
-    let line = LocalNet::start(LocalNetOptions::for_traffic(4))
+    let line = LocalNet::start(super::options(4))
         .await
         .context("starting the line")?;
     line.connect_line();
@@ -115,18 +116,20 @@ pub(super) async fn relayed() -> anyhow::Result<()> {
     let inboxes: Vec<_> = (1..4)
         .map(|i| line.handle(i).register(FANOUT_MODULE, 16))
         .collect();
-    let members_known = line
-        .wait_for(Duration::from_secs(10), |n| {
-            n.handle(0).status().network_group_members("group0").len() == 4
-        })
-        .await;
-    if !members_known {
-        bail!("line0 did not learn group0's members within 10 s");
-    }
-    first
+    let group = Audience {
+        net: &line,
+        prefix: "line",
+        from: 0,
+        want: (1..4).collect(),
+    };
+    group
+        .known("group0's members", |h| h.status().group_members("group0"))
+        .await?;
+    let b = first
         .broadcast("group0", FANOUT_MODULE, Bytes::from_static(b"to all"))
         .await
         .context("broadcast along the line")?;
+    group.all_queued("the broadcast along the line", &b)?;
     let mut hops = Vec::new();
     for (k, mut inbox) in inboxes.into_iter().enumerate() {
         match tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await {

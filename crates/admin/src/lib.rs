@@ -41,7 +41,7 @@ use chainmesh::node::NodeHandle;
 pub use amop::AmopInfo;
 pub use listen::{ListenQuery, ListenedMessage, KEEPALIVE};
 pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
-pub use page::{EventEntry, LinkEntry, NetworkView, NodeEntry, MAX_EVENTS};
+pub use page::{EventEntry, LinkEntry, NetworkView, NodeEntry};
 pub use peers::{peers_view, PeerEntry, PeersView};
 pub use server::Access;
 pub use token::{token_path, AdminToken, TokenError, TOKEN_FILE};
@@ -148,7 +148,7 @@ pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig
         .route("/v1/topics/{topic}", delete(topics::remove))
         .with_state(node)
         .merge(status)
-        .merge(page::router(node_for_page))
+        .merge(page::router(node_for_page, settings))
         .layer(Extension::<amop::MaybeAmop>(amop))
         .layer(Extension(HandlerLimits {
             max_ping: settings.max_ping_bytes,

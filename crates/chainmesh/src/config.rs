@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::identity::NodeId;
 
 pub use crate::wire::DEFAULT_MAX_PACKET;
+pub use admin::AdminConfig;
 pub use channel::ChannelConfig;
 pub use flow::{FlowConfig, PeerKey};
 pub use log::{LogConfig, LogFormat};
 pub use node::NodeConfig;
 pub use socket::SocketConfig;
 
+mod admin;
 mod channel;
 mod flow;
 mod log;
@@ -351,46 +353,6 @@ impl Default for LimitsConfig {
     }
 }
 
-/// The admin HTTP API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// Address the admin API listens on; empty turns it off.
-    pub listen: String,
-    /// A second address serving only the read-only routes (GET); empty turns it off.
-    pub read_listen: String,
-    /// Host names, besides the listener's own address and `localhost`, that requests may
-    /// name in their `Host` header (`name` or `name:port`).
-    pub allowed_hosts: Vec<String>,
-    /// Connections open at once on each admin listener; further ones are refused.
-    pub max_connections: usize,
-    /// Longest wait for a request's headers (also how long an idle connection stays open).
-    #[serde(with = "humantime_serde")]
-    pub header_timeout: Duration,
-    /// Longest wait for a request's body once its headers are in.
-    #[serde(with = "humantime_serde")]
-    pub body_timeout: Duration,
-    /// Largest request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Largest payload `POST /v1/ping` may ask to echo, in bytes.
-    pub max_ping_bytes: usize,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: "127.0.0.1:0".into(),
-            read_listen: String::new(),
-            allowed_hosts: Vec::new(),
-            max_connections: 64,
-            header_timeout: Duration::from_secs(5),
-            body_timeout: Duration::from_secs(10),
-            max_body_bytes: 2 * 1024 * 1024,
-            max_ping_bytes: 64 * 1024,
-        }
-    }
-}
-
 fn default_groups() -> Vec<String> {
     vec!["group0".into()]
 }
@@ -494,7 +456,7 @@ impl Config {
         }
         self.validate_timers(&c)?;
         self.validate_limits(&c)?;
-        self.validate_admin(&c)?;
+        self.admin.validate(&c)?;
         self.node.validate(&c)?;
         self.log.validate(&c)?;
         self.flow_control.validate(&c)?;
@@ -610,34 +572,6 @@ impl Config {
             64 * 1024 * 1024,
         )?;
         c.range("limits.relay_wait", l.relay_wait, ms(1), secs(60))
-    }
-
-    fn validate_admin(&self, c: &Check<'_>) -> Result<(), ConfigError> {
-        let a = &self.admin;
-        for (key, addr) in [
-            ("admin.listen", &a.listen),
-            ("admin.read_listen", &a.read_listen),
-        ] {
-            if !addr.is_empty() {
-                c.socket_addr(key, addr)?;
-            }
-        }
-        for (i, h) in a.allowed_hosts.iter().enumerate() {
-            if h.is_empty()
-                || h.len() > 255
-                || h.contains(|ch: char| ch.is_whitespace() || ch == '/')
-            {
-                return Err(c.bad(
-                    &format!("admin.allowed_hosts[{i}]"),
-                    format!("`{h}` is not a host name or host:port"),
-                ));
-            }
-        }
-        c.range("admin.max_connections", a.max_connections, 1, 4096)?;
-        c.range("admin.header_timeout", a.header_timeout, ms(100), secs(300))?;
-        c.range("admin.body_timeout", a.body_timeout, ms(100), secs(300))?;
-        c.range("admin.max_body_bytes", a.max_body_bytes, 1024, 256 << 20)?;
-        c.range("admin.max_ping_bytes", a.max_ping_bytes, 0, 16 << 20)
     }
 
     /// The config as TOML text.

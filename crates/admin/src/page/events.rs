@@ -1,6 +1,6 @@
 //! The recent events the page lists: peers connecting, disconnecting and refused, and
 //! nodes becoming reachable or unreachable through routing, each with the time it was
-//! seen. A ring of at most [`MAX_EVENTS`]: the oldest go first.
+//! seen. A ring of at most `admin.page_max_events`: the oldest go first.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
@@ -14,9 +14,6 @@ use chainmesh::identity::NodeId;
 use chainmesh::node::NodeHandle;
 use chainmesh::peers::PeerEvent;
 use chainmesh::routing::Reachability;
-
-/// Events kept for the page.
-pub const MAX_EVENTS: usize = 200;
 
 /// One event as `/v1/network` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -101,15 +98,24 @@ impl EventEntry {
 }
 
 /// The ring of recent events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct EventRing {
+    /// The most it holds; at least one.
+    max: usize,
     events: Mutex<VecDeque<EventEntry>>,
 }
 
 impl EventRing {
+    fn new(max: usize) -> Self {
+        EventRing {
+            max: max.max(1),
+            events: Mutex::default(),
+        }
+    }
+
     fn push(&self, e: EventEntry) {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if events.len() >= MAX_EVENTS {
+        if events.len() >= self.max {
             events.pop_front();
         }
         events.push_back(e);
@@ -121,11 +127,12 @@ impl EventRing {
         events.iter().rev().cloned().collect()
     }
 
-    /// A ring that records `node`'s events from now on. The recording task holds the ring
-    /// weakly: it ends at the first event after the routes serving the page are dropped, or
-    /// when the node stops. Without a Tokio runtime nothing is recorded.
-    pub(super) fn record(node: &NodeHandle) -> Arc<EventRing> {
-        let ring = Arc::new(EventRing::default());
+    /// A ring of at most `max` events that records `node`'s events from now on. The
+    /// recording task holds the ring weakly: it ends at the first event after the routes
+    /// serving the page are dropped, or when the node stops. Without a Tokio runtime nothing
+    /// is recorded.
+    pub(super) fn record(node: &NodeHandle, max: usize) -> Arc<EventRing> {
+        let ring = Arc::new(EventRing::new(max));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let (peers, routes) = (node.events(), node.reachability_events());
             rt.spawn(run(Arc::downgrade(&ring), peers, routes));
@@ -166,14 +173,25 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_newest_events_and_no_more() {
-        let ring = EventRing::default();
-        for n in 0..(MAX_EVENTS as u64 + 5) {
+        const MAX: usize = 7;
+        let ring = EventRing::new(MAX);
+        for n in 0..(MAX as u64 + 5) {
             ring.push(EventEntry::missed(n));
         }
         let held = ring.newest_first();
-        assert_eq!(held.len(), MAX_EVENTS);
-        let newest = format!("{} event(s) not recorded", MAX_EVENTS + 4);
+        assert_eq!(held.len(), MAX);
+        let newest = format!("{} event(s) not recorded", MAX + 4);
         assert_eq!(held[0].detail, newest);
-        assert_eq!(held[MAX_EVENTS - 1].detail, "5 event(s) not recorded");
+        assert_eq!(held[MAX - 1].detail, "5 event(s) not recorded");
+    }
+
+    #[test]
+    fn a_ring_holds_at_least_one_event() {
+        let ring = EventRing::new(0);
+        ring.push(EventEntry::missed(1));
+        ring.push(EventEntry::missed(2));
+        let held = ring.newest_first();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].detail, "2 event(s) not recorded");
     }
 }

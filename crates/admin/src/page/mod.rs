@@ -2,17 +2,18 @@
 //!
 //! The page is one self-contained HTML document (its script and style inlined, nothing
 //! fetched from elsewhere) that draws every node this node knows and the links between
-//! them as an SVG graph and refreshes it from `/v1/network` every second, without
-//! reloading. What the JSON holds is built per request from the node's live state
-//! ([`network`]), plus two things kept here: a bounded ring of recent peer and
-//! reachability events ([`events`]), and per-link samples of throughput and round-trip
-//! time ([`samples`]), taken only while someone polls.
+//! them as an SVG graph and refreshes it from `/v1/network` every `admin.page_refresh`
+//! (the interval comes in each answer), without reloading. What the JSON holds is built
+//! per request from the node's live state ([`network`]), plus two things kept here: a
+//! bounded ring of recent peer and reachability events ([`events`]), and per-link samples
+//! of throughput and round-trip time ([`samples`]), taken only while someone polls.
 
 mod events;
 mod network;
 mod samples;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -20,9 +21,10 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use chainmesh::config::AdminConfig;
 use chainmesh::node::NodeHandle;
 
-pub use events::{EventEntry, MAX_EVENTS};
+pub use events::EventEntry;
 pub use network::{LinkEntry, NetworkView, NodeEntry};
 
 /// The page, assembled once at build time: the document with its style and script inlined.
@@ -37,12 +39,14 @@ const PAGE: &str = concat!(
     "</script></body></html>\n",
 );
 
-/// What the page's handlers share: the node, its recent events and the link samples.
+/// What the page's handlers share: the node, its recent events, the link samples, and how
+/// often the page refreshes.
 #[derive(Clone)]
 struct PageState {
     node: NodeHandle,
     events: Arc<events::EventRing>,
     samples: Arc<samples::Samples>,
+    refresh: Duration,
 }
 
 async fn index() -> impl IntoResponse {
@@ -63,15 +67,24 @@ async fn index() -> impl IntoResponse {
 
 async fn get_network(State(s): State<PageState>) -> Json<NetworkView> {
     s.samples.refresh(&s.node);
-    Json(network::network_view(&s.node, &s.events, &s.samples))
+    Json(network::network_view(
+        &s.node, &s.events, &s.samples, s.refresh,
+    ))
 }
 
-/// The page's routes. Starts recording the node's peer events (see [`events::EventRing`]),
-/// which needs a Tokio runtime; without one the page shows no events.
-pub(super) fn router(node: NodeHandle) -> Router {
+/// The page's routes, sampling and refreshing as the `admin.page_*` keys of `settings` say.
+/// Starts recording the node's peer events (see [`events::EventRing`]), which needs a Tokio
+/// runtime; without one the page shows no events.
+pub(super) fn router(node: NodeHandle, settings: &AdminConfig) -> Router {
+    let timing = samples::Timing {
+        rate_window: settings.page_rate_window,
+        ping_interval: settings.page_ping_interval,
+        ping_timeout: settings.page_ping_timeout,
+    };
     let state = PageState {
-        events: events::EventRing::record(&node),
-        samples: Arc::new(samples::Samples::default()),
+        events: events::EventRing::record(&node, settings.page_max_events),
+        samples: Arc::new(samples::Samples::new(timing)),
+        refresh: settings.page_refresh,
         node,
     };
     Router::new()

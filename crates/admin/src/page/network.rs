@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -33,11 +34,14 @@ pub struct NetworkView {
     pub route_seq: u32,
     /// When this view was made, milliseconds since the Unix epoch.
     pub now_ms: u64,
+    /// How long the page waits before it asks again, in milliseconds
+    /// (`admin.page_refresh`).
+    pub refresh_ms: u64,
     /// Every known node, this one first, then by node ID.
     pub nodes: Vec<NodeEntry>,
     /// Every known link, by its ends.
     pub links: Vec<LinkEntry>,
-    /// Recent events, newest first (at most [`super::MAX_EVENTS`]).
+    /// Recent events, newest first (at most `admin.page_max_events`).
     pub events: Vec<EventEntry>,
 }
 
@@ -70,7 +74,9 @@ pub struct LinkEntry {
     pub a: NodeId,
     /// The other end.
     pub b: NodeId,
-    /// `direct` (a session of this node) or `learnt` (from routing).
+    /// `direct` (a session of this node) or `learnt` (from routing). Only a direct link has
+    /// figures: this node measures its own sessions, and nothing of a link between two
+    /// others, so every figure below is `None` for a learnt link.
     pub kind: &'static str,
     /// Bytes read from the peer over this session, for a direct link.
     pub bytes_in: Option<u64>,
@@ -142,11 +148,12 @@ fn link_entry(
     }
 }
 
-/// The view of `node` now.
+/// The view of `node` now, for a page that asks again after `refresh`.
 pub(super) fn network_view(
     node: &NodeHandle,
     events: &EventRing,
     samples: &Samples,
+    refresh: Duration,
 ) -> NetworkView {
     let me = node.node_id();
     let mut nodes: BTreeMap<NodeId, NodeEntry> = BTreeMap::new();
@@ -213,6 +220,7 @@ pub(super) fn network_view(
         version: env!("CARGO_PKG_VERSION"),
         route_seq: node.route_seq(),
         now_ms: now_ms(),
+        refresh_ms: u64::try_from(refresh.as_millis()).unwrap_or(u64::MAX),
         nodes: std::iter::once(own).chain(nodes.into_values()).collect(),
         links,
         events: events.newest_first(),

@@ -1,6 +1,8 @@
 "use strict";
-// Polls /v1/network and redraws; the layout puts nodes on a circle in node ID order,
-// this node first, so that a node keeps its place between polls.
+// Polls /v1/network as often as each answer's refresh_ms says and redraws; the layout puts
+// nodes on a circle in node ID order, this node first, so that a node keeps its place
+// between polls. Only this node's own links have figures: it measures nothing of a link
+// between two others, and says so rather than leave a blank.
 const SVG = "http://www.w3.org/2000/svg";
 const short = id => id.slice(0, 8);
 const $ = sel => document.querySelector(sel);
@@ -18,6 +20,10 @@ function bytes(n) {
   return (i ? n.toFixed(1) : n) + " " + u[i];
 }
 const rtt = l => l.rtt_us !== null ? (l.rtt_us / 1000).toFixed(2) + " ms" : (l.ping_failed ? "no answer" : "–");
+// Why a link that is not a session of this node has no figures.
+const unmeasured = (v, l) => l.a === v.node_id || l.b === v.node_id
+  ? "no session now: known from routing, not measured"
+  : "not measured from here: known from routing";
 function cells(tr, values) {
   for (const v of values) {
     const td = document.createElement("td");
@@ -37,7 +43,9 @@ function draw(v) {
   for (const l of v.links) {
     const p = pos[l.a], q = pos[l.b];
     if (!p || !q) continue;
-    svg.appendChild(el("line", { x1: p[0], y1: p[1], x2: q[0], y2: q[1], class: l.kind }));
+    const line = el("line", { x1: p[0], y1: p[1], x2: q[0], y2: q[1], class: l.kind });
+    line.appendChild(el("title", {}, short(l.a) + " – " + short(l.b) + (l.kind === "direct" ? "" : ": " + unmeasured(v, l))));
+    svg.appendChild(line);
     if (l.kind === "direct") {
       const label = "↓" + bytes(l.in_per_s) + "/s ↑" + bytes(l.out_per_s) + "/s · " + rtt(l);
       svg.appendChild(el("text", { x: (p[0] + q[0]) / 2, y: (p[1] + q[1]) / 2 - 4, class: "lbl" }, label));
@@ -71,22 +79,36 @@ function tables(v) {
   }
   const links = $("#links tbody");
   links.replaceChildren();
-  for (const l of v.links.filter(l => l.kind === "direct")) {
+  // This node's links first, then the others, each by its ends.
+  const own = l => l.a === v.node_id || l.b === v.node_id ? 0 : 1;
+  for (const l of [...v.links].sort((x, y) => own(x) - own(y))) {
     const tr = document.createElement("tr");
-    const peer = l.a === v.node_id ? l.b : l.a;
-    cells(tr, [short(peer), { n: bytes(l.bytes_in) }, { n: bytes(l.bytes_out) }, { n: bytes(l.in_per_s) + "/s" },
-      { n: bytes(l.out_per_s) + "/s" }, { n: rtt(l) }]);
+    tr.className = l.kind;
+    const ends = own(l) ? short(l.a) + " – " + short(l.b) : "this node – " + short(l.a === v.node_id ? l.b : l.a);
+    if (l.kind === "direct") {
+      cells(tr, [ends, { n: bytes(l.bytes_in) }, { n: bytes(l.bytes_out) }, { n: bytes(l.in_per_s) + "/s" },
+        { n: bytes(l.out_per_s) + "/s" }, { n: rtt(l) }]);
+    } else {
+      cells(tr, [ends]);
+      const td = document.createElement("td");
+      td.colSpan = 5;
+      td.className = "unmeasured";
+      td.textContent = unmeasured(v, l);
+      tr.appendChild(td);
+    }
     links.appendChild(tr);
   }
   const events = $("#events tbody");
   events.replaceChildren();
   for (const e of v.events) {
     const tr = document.createElement("tr");
+    tr.dataset.event = e.event;
+    if (e.node) tr.dataset.node = e.node;
     cells(tr, [new Date(e.at_ms).toLocaleTimeString(), e.event, e.node && short(e.node), e.detail]);
     events.appendChild(tr);
   }
 }
-let polls = 0;
+let polls = 0, refresh = 1000;
 async function poll() {
   try {
     const res = await fetch("/v1/network", { cache: "no-store" });
@@ -94,6 +116,7 @@ async function poll() {
     const v = await res.json();
     polls++;
     document.body.dataset.polls = polls;
+    if (v.refresh_ms > 0) refresh = v.refresh_ms;
     $("#me").textContent = short(v.node_id) + " · " + v.listen + " · v" + v.version + " · " + v.nodes.length + " nodes";
     draw(v);
     tables(v);
@@ -105,6 +128,6 @@ async function poll() {
     live.className = "stale";
     live.textContent = "no answer: " + err.message;
   }
-  setTimeout(poll, 1000);
+  setTimeout(poll, refresh);
 }
 poll();

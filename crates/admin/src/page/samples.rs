@@ -2,10 +2,12 @@
 //! `/v1/network`: an unwatched node sends no pings for it.
 //!
 //! Throughput is the change of a session's byte counters between two polls at least
-//! [`RATE_WINDOW`] apart. The round trip is a ping to the built-in echo module of each
-//! direct neighbour, at most every [`PING_EVERY`], all neighbours at once, each waiting at
-//! most [`PING_TIMEOUT`]; a round is never started while the previous one runs. Both maps
-//! hold only peers with a live session, so they are bounded by the session limit.
+//! `admin.page_rate_window` apart. The round trip is a ping to the built-in echo module of
+//! each direct neighbour, at most every `admin.page_ping_interval`, all neighbours at once,
+//! each waiting at most `admin.page_ping_timeout`; a round is never started while the
+//! previous one runs. Both maps hold only peers with a live session, so they are bounded by
+//! the session limit. Links between two other nodes get no figures: only their ends could
+//! measure them.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,12 +20,16 @@ use tokio::task::JoinSet;
 use chainmesh::identity::NodeId;
 use chainmesh::node::NodeHandle;
 
-/// Shortest span a throughput figure is computed over.
-pub(super) const RATE_WINDOW: Duration = Duration::from_secs(1);
-/// Least time between two rounds of pings.
-pub(super) const PING_EVERY: Duration = Duration::from_secs(2);
-/// How long one ping waits for its echo.
-pub(super) const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// When samples are taken, from `[admin]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timing {
+    /// Shortest span a throughput figure is computed over (`admin.page_rate_window`).
+    pub(super) rate_window: Duration,
+    /// Least time between two rounds of pings (`admin.page_ping_interval`).
+    pub(super) ping_interval: Duration,
+    /// How long one ping waits for its echo (`admin.page_ping_timeout`).
+    pub(super) ping_timeout: Duration,
+}
 
 /// One session's throughput.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -53,8 +59,9 @@ struct Inner {
 }
 
 /// The samples of every live link.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Samples {
+    timing: Timing,
     inner: Mutex<Inner>,
 }
 
@@ -67,6 +74,14 @@ fn per_second(before: u64, now: u64, dt: Duration) -> Option<u64> {
 }
 
 impl Samples {
+    /// No samples yet, to be taken as `timing` says.
+    pub(super) fn new(timing: Timing) -> Self {
+        Samples {
+            timing,
+            inner: Mutex::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -97,7 +112,7 @@ impl Samples {
                 };
                 let mark = inner.marks.entry(s.peer).or_insert(fresh);
                 let dt = now.saturating_duration_since(mark.at);
-                if dt >= RATE_WINDOW {
+                if dt >= self.timing.rate_window {
                     let rate = per_second(mark.bytes_in, bytes_in, dt)
                         .zip(per_second(mark.bytes_out, bytes_out, dt))
                         .map(|(in_per_s, out_per_s)| Rate {
@@ -108,9 +123,9 @@ impl Samples {
                 }
             }
             let due = !inner.round_running
-                && inner
-                    .last_round
-                    .map_or(true, |t| now.saturating_duration_since(t) >= PING_EVERY);
+                && inner.last_round.map_or(true, |t| {
+                    now.saturating_duration_since(t) >= self.timing.ping_interval
+                });
             if due {
                 inner.round_running = true;
                 inner.last_round = Some(now);
@@ -125,10 +140,11 @@ impl Samples {
 
     async fn ping_round(self: Arc<Self>, node: NodeHandle, peers: Vec<NodeId>) {
         let mut pings = JoinSet::new();
+        let timeout = self.timing.ping_timeout;
         for peer in peers {
             let node = node.clone();
             pings.spawn(async move {
-                let rtt = node.ping(peer, Bytes::new(), PING_TIMEOUT).await;
+                let rtt = node.ping(peer, Bytes::new(), timeout).await;
                 (peer, rtt.ok().map(|r| r.rtt))
             });
         }

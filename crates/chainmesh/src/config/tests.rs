@@ -160,6 +160,11 @@ fn every_timer_and_size_is_refused_just_outside_its_bounds_naming_its_key() {
         ("socket", "unsent_bytes", "16384", "16383"),
         ("socket", "unsent_bytes", "0", "67108865"),
         ("socket", "receive_buffer", "67108864", "1"),
+        ("admin", "page_refresh", "\"100ms\"", "\"99ms\""),
+        ("admin", "page_rate_window", "\"5m\"", "\"301s\""),
+        ("admin", "page_ping_interval", "\"1h\"", "\"3601s\""),
+        ("admin", "page_ping_timeout", "\"10ms\"", "\"9ms\""),
+        ("admin", "page_max_events", "10000", "0"),
     ];
     for (section, key, ok, bad) in cases {
         if let Err(e) = with(section, &format!("{key} = {ok}")) {

@@ -13,13 +13,14 @@ mod amop;
 mod listen;
 mod messages;
 mod metrics;
+mod names;
 mod page;
 mod peers;
 pub mod procfs;
+mod resolve;
 mod server;
 pub mod status;
 mod token;
-mod topics;
 
 use std::net::SocketAddr;
 
@@ -41,11 +42,11 @@ use chainmesh::node::NodeHandle;
 pub use amop::AmopInfo;
 pub use listen::{ListenQuery, ListenedMessage, KEEPALIVE};
 pub use messages::{PingRequest, PingResult, RoutesView, SendRequest, SendResult};
+pub use names::{name_request, NameKind, NamesView};
 pub use page::{EventEntry, LinkEntry, NetworkView, NodeEntry};
 pub use peers::{peers_view, PeerEntry, PeersView};
 pub use server::Access;
 pub use token::{token_path, AdminToken, TokenError, TOKEN_FILE};
-pub use topics::{TopicRequest, TopicsView};
 
 /// An error answer: a status and a message, sent as `{"error": message}`.
 #[derive(Debug)]
@@ -137,15 +138,15 @@ pub fn router(node: NodeHandle, amop: Option<AmopHandle>, settings: &AdminConfig
         .route("/metrics", get(metrics::metrics))
         .route("/v1/node", get(get_node))
         .route("/v1/peers", get(peers::list).post(peers::add))
-        .route("/v1/peers/{address}", delete(peers::remove))
+        .route("/v1/peers/{peer}", delete(peers::remove))
         .route("/v1/messages", post(messages::send))
         .route("/v1/ping", post(messages::ping))
         .route("/v1/routes", get(messages::routes))
         .route("/v1/flow", get(get_flow))
         .route("/v1/amop", get(amop::get))
         .route("/v1/listen", get(listen::listen))
-        .route("/v1/topics", get(topics::list).post(topics::add))
-        .route("/v1/topics/{topic}", delete(topics::remove))
+        .merge(names::routes(names::NameKind::Topic))
+        .merge(names::routes(names::NameKind::Group))
         .with_state(node)
         .merge(status)
         .merge(page::router(node_for_page, settings))

@@ -59,9 +59,9 @@ fn request_error(e: RequestError) -> ApiError {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
-    /// Unicast to this node.
+    /// Unicast to this node: its ID, or a unique prefix of the ID of a node this node knows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<NodeId>,
+    pub to: Option<String>,
     /// Multicast to this topic's subscribers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
@@ -137,12 +137,13 @@ pub async fn send(
     let payload = payload_of(&req)?;
     match (&req.to, &req.topic, &req.group) {
         (Some(to), None, None) => {
-            within(node.send(*to, req.module, payload))
+            let to = super::resolve::node_id(&node, "to", to)?;
+            within(node.send(to, req.module, payload))
                 .await?
                 .map_err(send_error)?;
             Ok(Json(SendResult {
                 kind: "unicast".into(),
-                queued: vec![*to],
+                queued: vec![to],
                 unreachable: Vec::new(),
                 dropped: Vec::new(),
             }))
@@ -169,8 +170,8 @@ pub async fn send(
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PingRequest {
-    /// The node to ping.
-    pub to: NodeId,
+    /// The node to ping: its ID, or a unique prefix of the ID of a node this node knows.
+    pub to: String,
     /// Timeout in milliseconds (default 5000, at most 60000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
@@ -210,13 +211,14 @@ pub(crate) async fn ping(
             format!("size must be at most {limit} bytes (admin.max_ping_bytes)"),
         ));
     }
+    let to = super::resolve::node_id(&node, "to", &req.to)?;
     let payload = Bytes::from(vec![0x5a; req.size]);
     let reply = node
-        .ping(req.to, payload, timeout)
+        .ping(to, payload, timeout)
         .await
         .map_err(request_error)?;
     Ok(Json(PingResult {
-        from: req.to,
+        from: to,
         rtt_us: u64::try_from(reply.rtt.as_micros()).unwrap_or(u64::MAX),
         hops: reply.hops,
         size: req.size,

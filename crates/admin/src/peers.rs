@@ -157,10 +157,13 @@ pub(super) async fn add(
     ))
 }
 
+/// `DELETE /v1/peers/{peer}`: `peer` is a configured address (`host:port`), or the node ID
+/// (or a unique prefix of it) of a configured peer.
 pub(super) async fn remove(
     State(node): State<NodeHandle>,
-    Path(address): Path<String>,
+    Path(peer): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let address = configured_address(&node, &peer)?;
     if node.remove_peer(&address).map_err(change_error)? {
         Ok(Json(
             serde_json::json!({ "address": address, "removed": true }),
@@ -170,4 +173,24 @@ pub(super) async fn remove(
             "{address} is not a configured peer"
         )))
     }
+}
+
+/// The address `peer` names: itself when it is one (every address has a port, so a `:`),
+/// else the configured address of the peer whose node ID it names.
+fn configured_address(node: &NodeHandle, peer: &str) -> Result<String, ApiError> {
+    if peer.contains(':') {
+        return Ok(peer.to_owned());
+    }
+    let id = super::resolve::node_id(node, "peer", peer)?;
+    node.peers()
+        .targets()
+        .into_iter()
+        .find(|t| t.node_id == Some(id))
+        .map(|t| t.address)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "node {} is not a configured peer (or has not been reached at its configured address yet)",
+                id.short()
+            ))
+        })
 }

@@ -1,5 +1,5 @@
-//! `nodes.json`: the inventory of a network `init` wrote (and `add-node` grew), read by the
-//! commands that take a node by name.
+//! `nodes.json`: the inventory of a network `init` wrote (`add-node` grows it, `remove-node`
+//! shrinks it), read by the commands that take a node by name.
 
 use std::path::{Path, PathBuf};
 
@@ -48,11 +48,24 @@ impl Inventory {
             .with_context(|| format!("{}: not a chainmesh inventory", file.display()))
     }
 
-    /// Writes the inventory, pretty-printed, replacing the file.
+    /// Writes the inventory, pretty-printed, replacing the file at once: it goes to a
+    /// temporary file beside it first, renamed over it, so a reader never sees half of it.
     pub fn write(&self, file: &Path) -> anyhow::Result<()> {
         let mut text = serde_json::to_string_pretty(self).context("cannot encode the inventory")?;
         text.push('\n');
-        std::fs::write(file, text).with_context(|| format!("{}: cannot write", file.display()))
+        let mut tmp = file.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let written = std::fs::write(&tmp, text)
+            .with_context(|| format!("{}: cannot write", tmp.display()))
+            .and_then(|()| {
+                std::fs::rename(&tmp, file)
+                    .with_context(|| format!("{}: cannot replace", file.display()))
+            });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     /// The nodes on `host`, in order.

@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use anyhow::Context;
 
 use super::client::AdminClient;
-use chainmesh_admin::{ListenQuery, ListenedMessage, TopicsView};
+use chainmesh_admin::{ListenQuery, ListenedMessage, NameKind};
 
 /// Arguments of `listen`.
 #[derive(Debug, clap::Args)]
@@ -56,8 +56,8 @@ fn format_message(m: &ListenedMessage) -> String {
 pub fn run(args: ListenArgs) -> anyhow::Result<()> {
     let client = AdminClient::new(&args.admin);
     if let Some(topic) = &args.topic {
-        let subscribed: TopicsView = client.get("/v1/topics")?;
-        if !subscribed.topics.contains(topic) {
+        let subscribed = crate::names::list(&client, NameKind::Topic)?;
+        if !subscribed.names.contains(topic) {
             eprintln!(
                 "note: the node does not subscribe to `{topic}`, so multicasts to it are not \
                  delivered there: `chainmesh topics add {topic}` subscribes it"

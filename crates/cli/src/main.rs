@@ -16,14 +16,15 @@ mod inventory;
 mod listen;
 mod load;
 mod logging;
+mod names;
 mod node;
 mod peers;
 mod ping;
+mod remove_node;
 mod resolve;
 mod rpc;
 mod send;
 mod status;
-mod topics;
 
 /// chainmesh: peer-to-peer network node for permissioned blockchains.
 #[derive(Debug, Parser)]
@@ -44,6 +45,9 @@ enum Command {
     /// Grow a network: issue a new node's certificate from its existing chain CA and write
     /// its config pointing at the current members.
     AddNode(add_node::AddNodeArgs),
+    /// Shrink a network: take a node out of nodes.json and its host's scripts, and print
+    /// what every remaining member runs to cut it off (peers remove, blacklist add, reload).
+    RemoveNode(remove_node::RemoveNodeArgs),
     /// Add nodes to, or remove them from, the blacklist in a node's config file.
     Blacklist(blacklist::BlacklistArgs),
     /// Issue an SDK certificate (ca.crt, sdk.crt, sdk.key) from the chain CA and agency that
@@ -69,7 +73,9 @@ enum Command {
     /// Print the messages a running node receives for a module (and topic) as they arrive.
     Listen(listen::ListenArgs),
     /// List, add or remove the topics a running node subscribes to.
-    Topics(topics::TopicsArgs),
+    Topics(names::NamesArgs),
+    /// List, add or remove the groups a running node is a member of.
+    Groups(names::NamesArgs),
     /// Subscribe, publish or multicast through a node's SDK channel port (AMOP), with an
     /// SDK certificate.
     Amop(amop::AmopArgs),
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(a) => init::run_init(a),
         Command::AddNode(a) => add_node::run(a),
+        Command::RemoveNode(a) => remove_node::run(a),
         Command::Blacklist(a) => blacklist::run(a),
         Command::SdkCerts(a) => init::run_sdk_certs(a),
         Command::NodeId(a) => init::run_node_id(a),
@@ -91,7 +98,8 @@ fn main() -> ExitCode {
         Command::Ping(a) => ping::run(a),
         Command::Status(a) => status::run(a),
         Command::Listen(a) => listen::run(a),
-        Command::Topics(a) => topics::run(a),
+        Command::Topics(a) => names::run(chainmesh_admin::NameKind::Topic, a),
+        Command::Groups(a) => names::run(chainmesh_admin::NameKind::Group, a),
         Command::Amop(a) => amop::run(a, &cli.log),
     };
     match result {

@@ -54,7 +54,7 @@ pub fn run(args: PingArgs) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(args.interval_ms));
         }
         let req = PingRequest {
-            to: target,
+            to: target.to_string(),
             timeout_ms: Some(args.timeout_ms),
             size: args.size,
         };

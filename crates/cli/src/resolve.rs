@@ -1,15 +1,10 @@
 //! Naming nodes the way operators do: a full node ID, a unique prefix of one, or a name from
 //! the inventory (`nodes.json`).
 
-use std::collections::BTreeSet;
-
-use chainmesh::identity::NodeId;
+use chainmesh::identity::{NodeId, PrefixError};
 
 use crate::client::AdminClient;
 use crate::inventory::Inventory;
-
-/// Shortest prefix accepted: fewer hex digits match by accident too often.
-const MIN_PREFIX: usize = 4;
 
 /// Why a node could not be named.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -17,17 +12,10 @@ pub enum ResolveError {
     /// Neither a node ID, nor a prefix of a known one, nor a name in the inventory.
     #[error("`{0}` is not a node ID, a prefix of a known node ID or a node name{1}")]
     Unknown(String, &'static str),
-    /// A prefix that more than one known node ID starts with.
-    #[error("`{prefix}` is the start of several node IDs: {}", .candidates.join(", "))]
-    Ambiguous {
-        /// What was given.
-        prefix: String,
-        /// The short IDs it matches.
-        candidates: Vec<String>,
-    },
-    /// A hex prefix shorter than [`MIN_PREFIX`].
-    #[error("`{0}` is too short: give at least {MIN_PREFIX} hex digits of a node ID")]
-    TooShort(String),
+    /// A hex prefix shorter than [`MIN_PREFIX_DIGITS`](chainmesh::identity::MIN_PREFIX_DIGITS),
+    /// or one that several known node IDs start with.
+    #[error(transparent)]
+    Prefix(PrefixError),
 }
 
 /// The hint an unknown name gets when there is no inventory to look in.
@@ -47,34 +35,18 @@ pub fn node_id(
     known: &[NodeId],
 ) -> Result<NodeId, ResolveError> {
     let spec = spec.trim();
-    if let Ok(id) = spec.parse::<NodeId>() {
-        return Ok(id);
-    }
     if let Some(n) = inventory.and_then(|inv| inv.nodes.iter().find(|n| n.name == spec)) {
         return Ok(n.node_id);
     }
-    let prefix = spec.strip_prefix("0x").unwrap_or(spec).to_ascii_lowercase();
-    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ResolveError::Unknown(spec.to_owned(), hint(inventory)));
-    }
-    if prefix.len() < MIN_PREFIX {
-        return Err(ResolveError::TooShort(spec.to_owned()));
-    }
-    let candidates: BTreeSet<NodeId> = inventory
+    let listed = inventory
         .into_iter()
-        .flat_map(|inv| inv.nodes.iter().map(|n| n.node_id))
-        .chain(known.iter().copied())
-        .filter(|id| id.to_string().starts_with(&prefix))
-        .collect();
-    let mut it = candidates.iter();
-    match (it.next(), it.next()) {
-        (Some(id), None) => Ok(*id),
-        (None, _) => Err(ResolveError::Unknown(spec.to_owned(), hint(inventory))),
-        (Some(_), Some(_)) => Err(ResolveError::Ambiguous {
-            prefix: spec.to_owned(),
-            candidates: candidates.iter().map(NodeId::short).collect(),
-        }),
-    }
+        .flat_map(|inv| inv.nodes.iter().map(|n| n.node_id));
+    NodeId::resolve_prefix(spec, listed.chain(known.iter().copied())).map_err(|e| match e {
+        PrefixError::NotHex(s) | PrefixError::Unknown(s) => {
+            ResolveError::Unknown(s, hint(inventory))
+        }
+        e @ (PrefixError::TooShort(_) | PrefixError::Ambiguous { .. }) => ResolveError::Prefix(e),
+    })
 }
 
 /// The P2P address `spec` names: an address (anything with a `:`) as it is, or the address of
@@ -181,10 +153,13 @@ mod tests {
                 NodeId::from_bytes(b)
             }],
         );
-        assert!(matches!(e, Err(ResolveError::Ambiguous { .. })), "{e:?}");
+        assert!(
+            matches!(e, Err(ResolveError::Prefix(PrefixError::Ambiguous { .. }))),
+            "{e:?}"
+        );
         assert_eq!(
             node_id("ab", Some(&inv), &[]),
-            Err(ResolveError::TooShort("ab".into()))
+            Err(ResolveError::Prefix(PrefixError::TooShort("ab".into())))
         );
         let e = node_id("node9", None, &[]).unwrap_err().to_string();
         assert!(e.contains("--inventory"), "{e}");

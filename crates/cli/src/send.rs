@@ -57,7 +57,7 @@ pub fn run(args: SendArgs) -> anyhow::Result<()> {
         None => None,
     };
     let req = SendRequest {
-        to,
+        to: to.map(|id| id.to_string()),
         topic: args.topic,
         group: args.group,
         module: args.module,

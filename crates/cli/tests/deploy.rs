@@ -1,8 +1,9 @@
 //! Deploying across hosts: `init --hosts` bundles (a folder per host with nodes, inventory,
 //! scripts and systemd units), a bundle run across network namespaces with their own
 //! addresses, a node added later from the existing CA (`add-node`, `peers add`), and one
-//! removed and blacklisted so that it cannot come back. The namespace test needs root and
-//! iproute2/nftables (`chainmesh_testkit::netns`); elsewhere it prints `skipped: ...`.
+//! removed (`remove-node`) and blacklisted so that it cannot come back. The namespace test
+//! needs root and iproute2/nftables (`chainmesh_testkit::netns`); elsewhere it prints
+//! `skipped: ...`.
 
 mod common;
 
@@ -142,6 +143,61 @@ fn add_node_issues_from_the_existing_ca_and_points_at_every_member() {
     // And init --force over the bundle keeps its CA.
     chainmesh_ok(["init", "--hosts", "10.0.0.1:1", "--dir", p(&dir), "--force"]);
     assert_eq!(std::fs::read(dir.join("ca/ca.crt")).unwrap(), ca);
+}
+
+#[test]
+fn remove_node_rewrites_the_inventories_without_it_and_prints_what_members_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    chainmesh_ok(["init", "--hosts", "10.0.0.1:2,10.0.0.2:1", "--dir", p(&dir)]);
+    chainmesh_ok(["add-node", "--dir", p(&dir), "--host", "10.0.0.3"]);
+    let before = inventory(&dir);
+    let gone = before[1].clone();
+    let out = chainmesh_ok(["remove-node", "--dir", p(&dir), "node1"]);
+    let kept: Vec<Value> = before
+        .iter()
+        .filter(|n| n["name"] != "node1")
+        .cloned()
+        .collect();
+    assert_eq!(
+        inventory(&dir),
+        kept,
+        "the others stay as they were, in order"
+    );
+    for host in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+        assert_eq!(inventory(&dir.join(host)), kept, "{host}'s copy");
+    }
+    let start = std::fs::read_to_string(dir.join("10.0.0.1/start.sh")).unwrap();
+    assert!(start.contains("for node in node0; do"), "{start}");
+    // Every member is told how to cut it off, by address and full ID.
+    let said = String::from_utf8_lossy(&out.stdout);
+    let id = gone["node_id"].as_str().unwrap();
+    for m in &kept {
+        let d = m["dir"].as_str().unwrap();
+        let peers = format!(
+            "chainmesh peers remove {} --admin {} --token-file {d}/admin.token",
+            gone["p2p"].as_str().unwrap(),
+            m["admin"].as_str().unwrap()
+        );
+        assert!(said.contains(&peers), "{said}");
+        let blacklist = format!("chainmesh blacklist add {id} --config {d}/config.toml");
+        assert!(said.contains(&blacklist), "{said}");
+    }
+    // A host whose last node goes keeps no copy that names it.
+    chainmesh_ok(["remove-node", "--dir", p(&dir), "node3"]);
+    assert_eq!(inventory(&dir.join("10.0.0.3")), inventory(&dir));
+    assert_eq!(inventory(&dir).len(), 2);
+
+    // Not listed: refused, naming the file, and nothing changes.
+    let out = chainmesh(["remove-node", "--dir", p(&dir), "node1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nodes.json") && err.contains("node1"), "{err}");
+    assert_eq!(inventory(&dir).len(), 2);
+    std::fs::write(dir.join("nodes.json"), "{not json").unwrap();
+    let out = chainmesh(["remove-node", "--dir", p(&dir), "node0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nodes.json"));
 }
 
 /// A node started by the test in a namespace, or by its host's `start.sh`.

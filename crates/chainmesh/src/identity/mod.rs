@@ -19,4 +19,7 @@ pub use certs::{
     check_leaf, node_id_of_cert, node_id_of_file, node_id_of_key, subject_of, Identity,
     IdentityError, KeyProblem, LeafProblem,
 };
-pub use node_id::{NodeId, NodeIdError, NodeIdHashBuilder, NodeIdHasher, PeerMap, NODE_ID_LEN};
+pub use node_id::{
+    NodeId, NodeIdError, NodeIdHashBuilder, NodeIdHasher, PeerMap, PrefixError, MIN_PREFIX_DIGITS,
+    NODE_ID_LEN,
+};

@@ -14,6 +14,48 @@ pub const NODE_ID_LEN: usize = 64;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId([u8; NODE_ID_LEN]);
 
+/// Fewest hex digits [`NodeId::resolve_prefix`] takes: shorter prefixes match by accident
+/// too often.
+pub const MIN_PREFIX_DIGITS: usize = 4;
+
+/// Why [`NodeId::resolve_prefix`] named no node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    /// Not hex digits (after an optional `0x`).
+    #[error("`{0}` is neither a node ID nor a prefix of one (hex digits, optionally after 0x)")]
+    NotHex(String),
+    /// Fewer than [`MIN_PREFIX_DIGITS`] hex digits.
+    #[error("`{0}` is too short: give at least {MIN_PREFIX_DIGITS} hex digits of a node ID")]
+    TooShort(String),
+    /// No known node ID starts with it.
+    #[error("`{0}` is not the start of any known node ID")]
+    Unknown(String),
+    /// Several known node IDs start with it.
+    #[error("`{prefix}` is the start of several node IDs: {}", short_ids(.candidates))]
+    Ambiguous {
+        /// What was given.
+        prefix: String,
+        /// The node IDs it matches, sorted.
+        candidates: Vec<NodeId>,
+    },
+}
+
+/// `ids` (sorted) each cut to as many hex digits as tell them apart, at least the 8 of
+/// [`NodeId::short`].
+fn short_ids(ids: &[NodeId]) -> String {
+    let hex: Vec<String> = ids.iter().map(NodeId::to_string).collect();
+    let len = hex
+        .windows(2)
+        .map(|w| {
+            let same = w[0].bytes().zip(w[1].bytes()).take_while(|(x, y)| x == y);
+            same.count().saturating_add(1)
+        })
+        .fold(8, usize::max)
+        .min(NODE_ID_LEN * 2);
+    let cut: Vec<&str> = hex.iter().map(|h| h.get(..len).unwrap_or(h)).collect();
+    cut.join(", ")
+}
+
 /// Why a string or byte slice is not a node ID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NodeIdError {
@@ -42,6 +84,43 @@ impl NodeId {
     /// The raw 64 bytes.
     pub fn as_bytes(&self) -> &[u8; NODE_ID_LEN] {
         &self.0
+    }
+
+    /// The node `spec` names: a full node ID (known or not), or a prefix of at least
+    /// [`MIN_PREFIX_DIGITS`] hex digits (optionally after `0x`, any case) that exactly one
+    /// of `candidates` starts with. Candidates may repeat.
+    pub fn resolve_prefix(
+        spec: &str,
+        candidates: impl IntoIterator<Item = NodeId>,
+    ) -> Result<NodeId, PrefixError> {
+        let spec = spec.trim();
+        if let Ok(id) = spec.parse::<NodeId>() {
+            return Ok(id);
+        }
+        let digits = spec
+            .strip_prefix("0x")
+            .or_else(|| spec.strip_prefix("0X"))
+            .unwrap_or(spec);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PrefixError::NotHex(spec.to_owned()));
+        }
+        if digits.len() < MIN_PREFIX_DIGITS {
+            return Err(PrefixError::TooShort(spec.to_owned()));
+        }
+        let digits = digits.to_ascii_lowercase();
+        let matches: std::collections::BTreeSet<NodeId> = candidates
+            .into_iter()
+            .filter(|id| id.to_string().starts_with(&digits))
+            .collect();
+        let mut it = matches.iter();
+        match (it.next(), it.next()) {
+            (Some(id), None) => Ok(*id),
+            (None, _) => Err(PrefixError::Unknown(spec.to_owned())),
+            (Some(_), Some(_)) => Err(PrefixError::Ambiguous {
+                prefix: spec.to_owned(),
+                candidates: matches.into_iter().collect(),
+            }),
+        }
     }
 
     /// The first 8 hex characters: enough to tell peers apart in logs.
@@ -178,6 +257,62 @@ mod tests {
             id
         );
         assert_eq!(id.short(), "ab000000");
+    }
+
+    /// `fill` everywhere but byte `at`.
+    fn with_byte(fill: u8, at: usize, byte: u8) -> NodeId {
+        let mut b = [fill; NODE_ID_LEN];
+        b[at] = byte;
+        NodeId::from_bytes(b)
+    }
+
+    #[test]
+    fn a_unique_prefix_or_a_full_id_names_one_node() {
+        let (a, b) = (with_byte(0xab, 63, 1), with_byte(0xcd, 63, 1));
+        let known = [a, b, a];
+        assert_eq!(NodeId::resolve_prefix("abab", known), Ok(a));
+        assert_eq!(NodeId::resolve_prefix(" 0xCDcd ", known), Ok(b));
+        assert_eq!(NodeId::resolve_prefix("abababa", known), Ok(a));
+        // A full ID needs no candidate.
+        let other = with_byte(0x11, 63, 2);
+        assert_eq!(NodeId::resolve_prefix(&other.to_string(), []), Ok(other));
+    }
+
+    #[test]
+    fn an_ambiguous_short_foreign_or_unknown_prefix_is_refused_and_says_why() {
+        let (a, b) = (with_byte(0xab, 5, 1), with_byte(0xab, 5, 2));
+        let e = NodeId::resolve_prefix("abab", [b, a]).unwrap_err();
+        assert_eq!(
+            e,
+            PrefixError::Ambiguous {
+                prefix: "abab".into(),
+                candidates: vec![a, b],
+            }
+        );
+        // Each candidate is shown as far as tells it from the others.
+        assert!(e.to_string().ends_with("ababababab01, ababababab02"), "{e}");
+        assert_eq!(
+            NodeId::resolve_prefix("0xab", [a]),
+            Err(PrefixError::TooShort("0xab".into()))
+        );
+        assert_eq!(
+            NodeId::resolve_prefix("node1", [a]),
+            Err(PrefixError::NotHex("node1".into()))
+        );
+        assert_eq!(
+            NodeId::resolve_prefix("0x", [a]),
+            Err(PrefixError::NotHex("0x".into()))
+        );
+        assert_eq!(
+            NodeId::resolve_prefix("cdcd", [a, b]),
+            Err(PrefixError::Unknown("cdcd".into()))
+        );
+        // Longer than a node ID: no candidate can start with it.
+        let long = format!("{a}00");
+        assert_eq!(
+            NodeId::resolve_prefix(&long, [a]),
+            Err(PrefixError::Unknown(long.clone()))
+        );
     }
 
     #[test]

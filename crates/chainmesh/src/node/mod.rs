@@ -71,7 +71,9 @@ use crate::identity::NodeId;
 use crate::peers::{PeerEvent, Peers};
 use crate::routing::{Dedup, Membership, Reachability, RouteInfo, Router};
 use crate::session::SessionHandle;
-use crate::status::{PeerStatus, StatusError, StatusEvent, StatusService, StatusVersion};
+use crate::status::{
+    NodeStatus, PeerStatus, StatusError, StatusEvent, StatusService, StatusVersion,
+};
 use crate::wire::{Ext, Packet};
 
 pub use error::{NodeError, RequestError, SendError};
@@ -91,6 +93,24 @@ use fanout::Audience;
 use pending::PendingTable;
 use protocol::Protocols;
 use unicast::Unicast;
+
+/// The lists of names in this node's status that can change while it runs.
+#[derive(Debug, Clone, Copy)]
+enum NameList {
+    /// `node.topics` at start: multicasts delivered here.
+    Topics,
+    /// `p2p.groups` at start: broadcasts delivered here.
+    Groups,
+}
+
+impl NameList {
+    fn of(self, status: &mut NodeStatus) -> &mut Vec<String> {
+        match self {
+            NameList::Topics => &mut status.topics,
+            NameList::Groups => &mut status.groups,
+        }
+    }
+}
 
 /// Module IDs from here up are reserved for chainmesh's own modules.
 pub const RESERVED_MODULES: u16 = 0xff00;
@@ -172,8 +192,8 @@ impl NodeHandle {
         self.inner.listen
     }
 
-    /// The groups this node belongs to, sorted, as its status says (see
-    /// [`StatusService::set_groups`]).
+    /// The groups this node belongs to, sorted, as its status says (`p2p.groups` at start,
+    /// then [`join_group`](Self::join_group) and [`leave_group`](Self::leave_group)).
     pub fn groups(&self) -> Vec<String> {
         self.inner.status.local_groups()
     }
@@ -278,24 +298,51 @@ impl NodeHandle {
     /// subscribed; a name the status cannot carry (empty, or longer than 65535 bytes) is
     /// refused.
     pub fn subscribe(&self, topic: &str) -> Result<bool, StatusError> {
+        self.add_to_status(NameList::Topics, topic)
+    }
+
+    /// Unsubscribes from `topic`; multicasts to it are no longer delivered here. Returns
+    /// false if not subscribed.
+    pub fn unsubscribe(&self, topic: &str) -> bool {
+        self.remove_from_status(NameList::Topics, topic)
+    }
+
+    /// Makes this node a member of `group`: broadcasts to it are delivered here from now on,
+    /// and the other nodes learn it through status synchronization (they send to it once
+    /// they have). Lasts until the node stops; `p2p.groups` is what it joins at start.
+    /// Returns false if already a member; a name the status cannot carry (empty, or longer
+    /// than 65535 bytes) is refused.
+    pub fn join_group(&self, group: &str) -> Result<bool, StatusError> {
+        self.add_to_status(NameList::Groups, group)
+    }
+
+    /// Leaves `group`: broadcasts to it are no longer delivered here. Returns false if not a
+    /// member.
+    pub fn leave_group(&self, group: &str) -> bool {
+        self.remove_from_status(NameList::Groups, group)
+    }
+
+    /// Adds `name` to one of this node's status lists; false if it was there already.
+    fn add_to_status(&self, list: NameList, name: &str) -> Result<bool, StatusError> {
         let mut added = false;
         self.inner.status.update(|s| {
-            if !s.has_topic(topic) {
-                s.topics.push(topic.to_owned());
+            let names = list.of(s);
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
                 added = true;
             }
         })?;
         Ok(added)
     }
 
-    /// Unsubscribes from `topic`; multicasts to it are no longer delivered here. Returns
-    /// false if not subscribed.
-    pub fn unsubscribe(&self, topic: &str) -> bool {
+    /// Takes `name` off one of this node's status lists; false if it was not there.
+    fn remove_from_status(&self, list: NameList, name: &str) -> bool {
         let mut removed = false;
         let changed = self.inner.status.update(|s| {
-            let before = s.topics.len();
-            s.topics.retain(|t| t != topic);
-            removed = s.topics.len() != before;
+            let names = list.of(s);
+            let before = names.len();
+            names.retain(|n| n != name);
+            removed = names.len() != before;
         });
         // Dropping a name never makes the status invalid, so the change always applies.
         changed.is_ok() && removed

@@ -5,25 +5,18 @@
 use std::time::Duration;
 
 use chainmesh::NodeHandle;
-use chainmesh_testkit::{wait_until, LocalNet, LocalNetOptions};
+use chainmesh_testkit::{http_agent, status_and_json, wait_until, LocalNet, LocalNetOptions};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 const MODULE: u16 = 3200;
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into()
+    http_agent(WAIT)
 }
 
 fn answer(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut resp = resp.expect("the admin API answers");
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
-    (status, body)
+    status_and_json(resp)
 }
 
 /// A request to node `i`'s admin API, with its token unless `token` is false.

@@ -156,3 +156,27 @@ impl AdminClient {
         self.check(&format!("DELETE {path}"), req.call())
     }
 }
+
+/// `s` as one path segment of an admin API URL: every byte percent-encoded but the
+/// unreserved ones and `:` (a host:port stays readable; brackets and `/` are escaped).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_path_segment_keeps_host_port_and_escapes_brackets_slashes_and_spaces() {
+        assert_eq!(super::path_segment("127.0.0.1:30300"), "127.0.0.1:30300");
+        assert_eq!(super::path_segment("[::1]:30300"), "%5B::1%5D:30300");
+        assert_eq!(super::path_segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(super::path_segment("blocks-1"), "blocks-1");
+    }
+}

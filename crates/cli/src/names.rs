@@ -57,7 +57,7 @@ pub fn run(kind: NameKind, args: NamesArgs) -> anyhow::Result<()> {
             (view_of(kind, &v)?, Some((name, if_added)))
         }
         NamesCommand::Remove { name } => {
-            let path = format!("{}/{}", kind.path(), encode_segment(&name));
+            let path = format!("{}/{}", kind.path(), crate::client::path_segment(&name));
             let v: serde_json::Value = client.delete(&path)?;
             (view_of(kind, &v)?, Some((name, if_removed)))
         }
@@ -75,25 +75,4 @@ pub fn run(kind: NameKind, args: NamesArgs) -> anyhow::Result<()> {
 
 fn view_of(kind: NameKind, v: &serde_json::Value) -> anyhow::Result<NamesView> {
     NamesView::from_json(kind, v).map_err(|e| anyhow::anyhow!("{}: {e}", kind.path()))
-}
-
-/// `name` as one path segment: every byte but unreserved ones percent-encoded.
-fn encode_segment(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_name_goes_into_the_path_as_one_segment() {
-        assert_eq!(super::encode_segment("a/b c"), "a%2Fb%20c");
-        assert_eq!(super::encode_segment("blocks-1"), "blocks-1");
-    }
 }

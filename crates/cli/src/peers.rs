@@ -79,24 +79,12 @@ pub fn run(args: PeersArgs) -> anyhow::Result<()> {
         }
         Action::Remove { address } => {
             let address = resolve::p2p_address(&address, args.inventory.load()?.as_ref())?;
-            let path = format!("/v1/peers/{}", encode_path(&address));
+            let path = format!("/v1/peers/{}", crate::client::path_segment(&address));
             let _: serde_json::Value = client.delete(&path)?;
             println!("removed {address}");
         }
     }
     Ok(())
-}
-
-/// Percent-encodes what may not stand in a path segment (IPv6 brackets and the like).
-fn encode_path(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn now_ms() -> u64 {
@@ -186,11 +174,5 @@ mod tests {
         assert!(t.contains("1m1s"), "{t}");
         assert!(t.contains("retry 1.5s"), "{t}");
         assert!(t.contains("tcp connect: refused"), "{t}");
-    }
-
-    #[test]
-    fn path_encoding_keeps_host_port_and_escapes_brackets() {
-        assert_eq!(encode_path("127.0.0.1:30300"), "127.0.0.1:30300");
-        assert_eq!(encode_path("[::1]:30300"), "%5B::1%5D:30300");
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use chainmesh::config::{AdminConfig, Config};
 use chainmesh::identity::{generate_node_files, Curve};
 use chainmesh_admin::Access;
-use chainmesh_testkit::{config_for, wait_until, LocalNet, LocalNetOptions};
+use chainmesh_testkit::{
+    config_for, http_agent, status_and_json, wait_until, LocalNet, LocalNetOptions,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,18 +23,11 @@ use tokio::net::TcpStream;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
-        .build()
-        .into()
+    http_agent(WAIT)
 }
 
 fn answer(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut resp = resp.expect("the admin API answers");
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
-    (status, body)
+    status_and_json(resp)
 }
 
 fn post(addr: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {

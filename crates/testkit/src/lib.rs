@@ -39,7 +39,8 @@ use chainmesh::NodeId;
 pub use echo::serve_echo;
 pub use net::{node_config, LocalNet, LocalNetError, LocalNetOptions};
 pub use wait::{
-    connected_peers, get_json, next_disconnect, next_refusal, wait_until, wait_until_every,
+    connected_peers, get_json, http_agent, next_disconnect, next_refusal, status_and_json,
+    wait_until, wait_until_every,
 };
 
 /// Timers short enough for tests: heartbeat 100 ms, idle timeout 300 ms, backoff 50-400 ms,

@@ -94,6 +94,32 @@ pub fn get_json(addr: &str, path: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("GET {path} on {addr}: body is not JSON: {e}"))
 }
 
+/// An HTTP client for admin API tests: every status is an answer (not an error), and each
+/// request gives up after `timeout`.
+pub fn http_agent(timeout: std::time::Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// The status and the JSON body of an answer (`Null` for a body that is not JSON).
+///
+/// # Panics
+/// When the request got no answer: the caller is a test.
+pub fn status_and_json(
+    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> (u16, serde_json::Value) {
+    let mut resp = resp.unwrap_or_else(|e| panic!("the admin API did not answer: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_json::<serde_json::Value>()
+        .unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
 /// Connected peers in a node's `GET /v1/peers` answer.
 pub fn connected_peers(addr: &str) -> usize {
     get_json(addr, "/v1/peers")["peers"]

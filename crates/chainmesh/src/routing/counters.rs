@@ -15,7 +15,8 @@ pub struct RoutingCounters {
     pub too_many_neighbours: u64,
     /// Lists of new nodes refused because `limits.max_routing_nodes` were held.
     pub table_full: u64,
-    /// Lists of new nodes that no reachable node confirms.
+    /// Lists of new nodes that no reachable node confirms, dropped: nothing anchored them
+    /// while they were held, or there was no room to hold them.
     pub unanchored: u64,
     /// Links closed because the neighbour sent a list no honest node sends.
     pub links_closed: u64,
@@ -33,13 +34,17 @@ pub(super) struct Counters {
 
 impl Counters {
     pub(super) fn count(&self, r: &Rejection) {
+        self.count_many(r, 1);
+    }
+
+    pub(super) fn count_many(&self, r: &Rejection, n: usize) {
         let c = match r {
             Rejection::BadSignature => &self.bad_signature,
             Rejection::TooManyNeighbours { .. } => &self.too_many_neighbours,
             Rejection::TableFull { .. } => &self.table_full,
             Rejection::Unanchored => &self.unanchored,
         };
-        c.fetch_add(1, Ordering::Relaxed);
+        c.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub(super) fn snapshot(&self) -> RoutingCounters {

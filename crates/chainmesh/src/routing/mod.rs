@@ -5,6 +5,7 @@
 //! - [`graph`]: the shortest-path computation itself;
 //! - [`failures`]: next hops that silently drop what they should relay, excluded for a
 //!   hold-down;
+//! - [`parked`]: lists that arrived before the list that anchors them, held for a moment;
 //! - [`signing`]: signing this node's neighbour list and checking other nodes' lists;
 //! - [`service`]: the task that keeps the table up to date from peer events and the
 //!   RouterSeq / RouterRequest / RouterResponse exchange, and publishes [`Reachability`];
@@ -26,6 +27,7 @@ pub mod failures;
 pub mod fanout;
 pub mod graph;
 pub mod membership;
+pub mod parked;
 pub mod service;
 pub mod signing;
 pub mod table;
@@ -36,6 +38,6 @@ pub use fanout::{plan, FanoutPlan};
 pub use membership::{Membership, StaticMembership};
 pub use service::{
     Links, Reachability, RouteInfo, Router, RoutingCounters, ANNOUNCE_INTERVAL, ASKED_HOLD,
-    LIST_HOLD,
+    LIST_HOLD, OWN_LIST_SPACING,
 };
 pub use table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, Verdict, UNREACHABLE};

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::counters::Counters;
 pub use super::counters::RoutingCounters;
+use super::parked::Parked;
 use super::signing::{next_version, sign_list, verify_list};
 use super::table::{Rejection, Route, RouteChange, RoutingLimits, RoutingTable, Verdict};
 use crate::identity::keys::{curve_of, KeyError};
@@ -45,6 +46,18 @@ pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(3);
 /// list over every link every [`ANNOUNCE_INTERVAL`]. The repeat after this time repairs a
 /// full answer that was lost without either summary changing.
 pub const ASKED_HOLD: Duration = Duration::from_secs(30);
+
+/// The least time between two of this node's own lists. A change after a quiet spell is
+/// signed and flooded at once (a node that leaves is routed around at flood speed); changes
+/// that come faster, as when a forming network brings a node's links up milliseconds apart,
+/// wait and go out as one list. Every list version costs every node of the network a
+/// signature check and a merge, so a node that gains d links in a burst costs the network
+/// one list instead of d.
+pub const OWN_LIST_SPACING: Duration = Duration::from_millis(250);
+
+/// Bytes of unanchored lists ([`Parked`]) one neighbour may have waiting, and all together.
+const PARK_BYTES: usize = 256 * 1024;
+const PARK_TOTAL_BYTES: usize = 4 * 1024 * 1024;
 
 /// Inputs handled before the routes are recomputed: the lists of a flood that arrive
 /// together cost one shortest-path pass instead of one each.
@@ -197,6 +210,11 @@ impl Router {
         self.table.read().seq()
     }
 
+    /// The version of this node's last signed neighbour list.
+    pub fn list_version(&self) -> ListVersion {
+        *self.own_version.lock()
+    }
+
     /// Every reachable node with its distance, sorted by node ID.
     pub fn reachable(&self) -> Vec<(NodeId, u8)> {
         self.table
@@ -298,6 +316,9 @@ impl Router {
             asking: PeerMap::default(),
             asked: PeerMap::default(),
             stale_routes: false,
+            parked: Parked::new(PARK_BYTES, PARK_TOTAL_BYTES),
+            last_own: None,
+            own_due: None,
             stop: stop.clone(),
         };
         tokio::spawn(task.run(events, rx, stop));
@@ -389,6 +410,12 @@ struct Task {
     asked: PeerMap<(RouterSummary, Instant)>,
     /// Lists were stored since the routes were last computed.
     stale_routes: bool,
+    /// Lists that came before their anchor, offered again whenever another is stored.
+    parked: Parked,
+    /// When this node last signed its own list, and when the next is due if its links
+    /// changed since within [`OWN_LIST_SPACING`].
+    last_own: Option<Instant>,
+    own_due: Option<Instant>,
     /// Cancelled when the node stops: from then on its farewell list stands.
     stop: CancellationToken,
 }
@@ -428,6 +455,8 @@ impl Task {
                     self.settle_routes();
                 }
                 _ = tick.tick() => self.on_tick(),
+                _ = tokio::time::sleep_until(self.own_due.unwrap_or_else(Instant::now)),
+                    if self.own_due.is_some() => self.publish_own(None),
             }
         }
     }
@@ -483,6 +512,7 @@ impl Task {
         }
         self.asking.remove(&peer);
         self.asked.remove(&peer);
+        self.parked.forget(&peer);
         let changes = self.router.table.write().remove_neighbour(&peer);
         if changes.is_empty() {
             return;
@@ -492,11 +522,22 @@ impl Task {
     }
 
     /// Signs and floods this node's list if its links changed since the last one, or
-    /// anyway when it must be newer than `floor`.
+    /// anyway when it must be newer than `floor`; within [`OWN_LIST_SPACING`] of the last
+    /// one (and without a floor) it only plans the next.
     fn publish_own(&mut self, floor: Option<ListVersion>) {
         if self.stop.is_cancelled() {
             return;
         }
+        let now = Instant::now();
+        if floor.is_none() {
+            if let Some(due) = self.last_own.map(|t| t + OWN_LIST_SPACING) {
+                if now < due {
+                    self.own_due.get_or_insert(due);
+                    return;
+                }
+            }
+        }
+        self.own_due = None;
         let neighbours = self.router.table.read().own_neighbours();
         let unchanged = self
             .router
@@ -514,6 +555,7 @@ impl Task {
                 return;
             }
         };
+        self.last_own = Some(now);
         let to: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
         for n in to {
             self.send_lists(&n, std::slice::from_ref(&list));
@@ -548,6 +590,10 @@ impl Task {
     fn on_tick(&mut self) {
         self.settle_routes();
         let now = Instant::now().into_std();
+        let expired = self.parked.expire(now, ANNOUNCE_INTERVAL);
+        self.router
+            .counters
+            .count_many(&Rejection::Unanchored, expired);
         let (changes, gone) = self.router.table.write().collect(now, LIST_HOLD);
         if gone > 0 {
             debug!(
@@ -603,50 +649,61 @@ impl Task {
     }
 
     /// Checks, stores and passes on the lists neighbour `from` sent. Signatures are checked
-    /// outside the table's lock, and only for lists that would be stored.
+    /// outside the table's lock, and only for lists that would be stored. A list whose
+    /// anchor has not arrived yet is parked, and the parked lists are offered again as long
+    /// as each round stores something: a list stored now may anchor them.
     fn take_lists(&mut self, from: &NodeId, lists: Vec<NeighbourList>) {
-        let mut stored = Vec::new();
+        let now = Instant::now().into_std();
+        let mut offered: Vec<(NodeId, NeighbourList, std::time::Instant)> =
+            lists.into_iter().map(|l| (*from, l, now)).collect();
+        let mut stored: Vec<(NodeId, NeighbourList)> = Vec::new();
         let mut refused: Vec<Rejection> = Vec::new();
-        for list in lists {
-            let verdict = match self.router.table.read().screen(&list) {
-                Ok(()) if verify_list(self.router.curve, &list) => None,
-                Ok(()) => Some(Verdict::Rejected(Rejection::BadSignature)),
-                Err(v) => Some(v),
-            };
-            match verdict {
-                None => {
-                    self.router.table.write().insert(list.clone());
-                    stored.push(list);
+        let mut closed: Vec<NodeId> = Vec::new();
+        loop {
+            let before = stored.len();
+            for (sender, list, since) in offered {
+                if closed.contains(&sender) {
+                    continue;
                 }
-                Some(Verdict::Rejected(r)) => {
-                    self.router.counters.count(&r);
-                    if r.is_misbehaviour(from, &list.origin) {
-                        self.router
-                            .counters
-                            .links_closed
-                            .fetch_add(1, Ordering::Relaxed);
-                        warn!(peer = %from.short(), origin = %list.origin.short(), reason = %r,
-                            "neighbour sent a neighbour list no honest node sends; closing the connection");
-                        if let Some(s) = self.peers.session(from) {
-                            s.close(CloseReason::Protocol(r.to_string()));
-                        }
-                        break;
+                let verdict = match self.router.table.read().screen(&list) {
+                    Ok(()) if verify_list(self.router.curve, &list) => None,
+                    Ok(()) => Some(Verdict::Rejected(Rejection::BadSignature)),
+                    Err(v) => Some(v),
+                };
+                match verdict {
+                    None => {
+                        self.router.table.write().insert(list.clone());
+                        stored.push((sender, list));
                     }
-                    refused.push(r);
+                    Some(Verdict::Rejected(Rejection::Unanchored)) => {
+                        if !self.parked.park(sender, list, since) {
+                            self.router.counters.count(&Rejection::Unanchored);
+                        }
+                    }
+                    Some(Verdict::Rejected(r)) => {
+                        self.router.counters.count(&r);
+                        if r.is_misbehaviour(&sender, &list.origin) {
+                            self.misbehaved(&sender, &list.origin, &r);
+                            closed.push(sender);
+                        } else {
+                            refused.push(r);
+                        }
+                    }
+                    Some(Verdict::OwnOutdated(seen)) => {
+                        // A previous run's list of this node: sign past it.
+                        self.publish_own(Some(seen));
+                    }
+                    Some(Verdict::Stale | Verdict::Stored) => {}
                 }
-                Some(Verdict::OwnOutdated(seen)) => {
-                    // A previous run's list of this node: sign past it.
-                    self.publish_own(Some(seen));
-                }
-                Some(Verdict::Stale | Verdict::Stored) => {}
             }
+            if stored.len() == before || self.parked.is_empty() {
+                break;
+            }
+            offered = self.parked.take();
         }
-        if let Some(r) = refused.iter().find(|r| !matches!(r, Rejection::Unanchored)) {
+        if let Some(r) = refused.first() {
             warn!(peer = %from.short(), refused = refused.len(), reason = %r,
                 "neighbour lists refused");
-        } else if !refused.is_empty() {
-            debug!(peer = %from.short(), refused = refused.len(),
-                "neighbour lists of nodes nobody reachable confirms, dropped");
         }
         if stored.is_empty() {
             return;
@@ -654,10 +711,29 @@ impl Task {
         // The routes follow once the lists that came together are all in.
         self.stale_routes = true;
         let to: Vec<NodeId> = self.router.table.read().neighbours().copied().collect();
-        for n in to.iter().filter(|n| *n != from) {
-            let onward: Vec<NeighbourList> =
-                stored.iter().filter(|l| l.origin != *n).cloned().collect();
-            self.send_lists(n, &onward);
+        for n in &to {
+            let onward: Vec<NeighbourList> = stored
+                .iter()
+                .filter(|(sender, l)| sender != n && l.origin != *n)
+                .map(|(_, l)| l.clone())
+                .collect();
+            if !onward.is_empty() {
+                self.send_lists(n, &onward);
+            }
+        }
+    }
+
+    /// Closes the link to neighbour `from`, which sent a list of `origin` that no honest
+    /// node sends.
+    fn misbehaved(&self, from: &NodeId, origin: &NodeId, r: &Rejection) {
+        self.router
+            .counters
+            .links_closed
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(peer = %from.short(), origin = %origin.short(), reason = %r,
+            "neighbour sent a neighbour list no honest node sends; closing the connection");
+        if let Some(s) = self.peers.session(from) {
+            s.close(CloseReason::Protocol(r.to_string()));
         }
     }
 

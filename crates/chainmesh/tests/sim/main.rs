@@ -520,3 +520,37 @@ fn a_line_longer_than_the_hop_limit_stops_moving_every_list_once_formed() {
         assert!(net.ledger.violations().is_empty());
     });
 }
+
+#[test]
+fn a_hub_whose_links_come_up_together_signs_one_list_for_all_of_them() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let leaves = 8;
+        let links: Vec<((usize, usize), u64)> = (1..=leaves).map(|i| ((0, i), 1)).collect();
+        let mut net = Net::new(leaves + 1, &links);
+        // The hub signs its first, empty list when its routing task starts.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let hub = net.node(0).expect("the hub").router.clone();
+        let before = hub.list_version();
+        net.maintain();
+        advance(&mut net, Duration::from_secs(2)).await;
+        for i in 1..=leaves {
+            let reached = net.node(i).expect("a leaf").router.reachable().len();
+            assert_eq!(
+                reached, leaves,
+                "leaf {i} reaches the hub and the other leaves"
+            );
+        }
+        let after = hub.list_version();
+        assert_eq!(after.epoch, before.epoch);
+        let signed = after.seq.saturating_sub(before.seq);
+        assert!(
+            (1..=2).contains(&signed),
+            "{leaves} links up at once made the hub sign {signed} lists"
+        );
+    });
+}

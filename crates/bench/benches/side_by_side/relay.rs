@@ -162,14 +162,20 @@ fn progress(id: &str, label: &str, m: &Measured, started: Instant) {
 fn unicast(line: &Line, plan: &Plan) -> Result<Measured> {
     let mut m = Measured::default();
     let mut direct = f64::NAN;
+    // A profiling run sends exactly `--messages` on each path; the window is then only a
+    // safety net.
+    let (window, max) = match plan.messages {
+        Some(n) => (Duration::from_secs(600), n),
+        None => (plan.window, u64::MAX),
+    };
     for (name, to) in PATHS {
         let p = line.rt.run(pump(
             line.star.sender.clone(),
             line.star.sink.clone(),
             To::One(to),
             incompressible(crate::scenarios::RR_PAYLOAD),
-            plan.window,
-            u64::MAX,
+            window,
+            max,
         ))??;
         let rate = p.delivered as f64 / p.elapsed.as_secs_f64();
         m.figure(format!("relay-unicast-{name}"), rate);

@@ -41,14 +41,18 @@ struct Report {
     violations: Vec<Violation>,
 }
 
-/// Runs `schedule` on a fresh runtime with a paused clock.
-fn run(schedule: &Schedule) -> Report {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// A fresh single-threaded runtime whose clock only moves when every task waits.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
-        .expect("a runtime");
-    rt.block_on(async {
+        .expect("a runtime")
+}
+
+/// Runs `schedule` on a fresh runtime with a paused clock.
+fn run(schedule: &Schedule) -> Report {
+    paused_runtime().block_on(async {
         let began = Instant::now();
         let mut net = Net::new(schedule.nodes, &schedule.links);
         net.maintain();
@@ -396,12 +400,7 @@ fn the_reference_routes_agree_with_the_librarys_shortest_paths() {
 
 #[test]
 fn the_ledger_reports_a_duplicate_a_misdelivery_and_a_send_stuck_on_a_live_link() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
+    paused_runtime().block_on(async {
         let net = Net::new(2, &[((0, 1), 0)]);
         let ledger: &Ledger = &net.ledger;
         let twice = ledger.new_send(0, 1);
@@ -486,12 +485,7 @@ fn a_line_longer_than_the_hop_limit_stops_moving_every_list_once_formed() {
     // for every list, every list crossed every link every 3 s: about 1.7 KB/s per link
     // direction here, against the 0.3 KB/s of heartbeats, announcements, the status safety
     // net and one full answer per 30 s.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
+    paused_runtime().block_on(async {
         const NODES: usize = 12;
         let links: Vec<((usize, usize), u64)> = (1..NODES).map(|i| ((i - 1, i), 5)).collect();
         let mut net = Net::new(NODES, &links);
@@ -523,12 +517,7 @@ fn a_line_longer_than_the_hop_limit_stops_moving_every_list_once_formed() {
 
 #[test]
 fn a_hub_whose_links_come_up_together_signs_one_list_for_all_of_them() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
+    paused_runtime().block_on(async {
         let leaves = 8;
         let links: Vec<((usize, usize), u64)> = (1..=leaves).map(|i| ((0, i), 1)).collect();
         let mut net = Net::new(leaves + 1, &links);

@@ -127,7 +127,9 @@ impl NodeHandle {
     /// Whether a packet of this type arriving on `from` is over its type's incoming limit
     /// (and so dropped; counted by the flow control).
     pub(super) fn flow_drops_type(&self, from: &SessionHandle, packet_type: PacketType) -> bool {
-        let refused = !self.inner.flow.incoming_type(packet_type.0, now());
+        // Without limits the clock is not read: this runs for every packet received.
+        let flow = &self.inner.flow;
+        let refused = flow.enabled() && !flow.incoming_type(packet_type.0, now());
         if refused {
             debug!(peer = %from.peer.short(), packet_type = packet_type.0,
                 "packet over its type's incoming limit dropped");
@@ -140,7 +142,7 @@ impl NodeHandle {
     /// sees as [`RequestError::QpsExceeded`](super::RequestError::QpsExceeded)); anything
     /// else is dropped. Either way it is counted. The node's own modules are never limited.
     pub(super) fn flow_refuses(&self, opts: &Options, seq: u32, ext: Ext) -> bool {
-        if opts.module >= RESERVED_MODULES {
+        if opts.module >= RESERVED_MODULES || !self.inner.flow.enabled() {
             return false;
         }
         let Err(limit) = self.inner.flow.incoming_module(opts.module, now()) else {

@@ -15,8 +15,10 @@ use super::{Inner, NodeHandle};
 use crate::auth::Tag;
 use crate::identity::NodeId;
 use crate::routing::{decide, DropReason, FanoutPlan, Onward};
-use crate::session::{CloseReason, Inbound, Lane, Leftover, Pending, QueueError, SessionHandle};
-use crate::wire::{relay_copy, DataFrame, Options, Packet, MAX_PROTOCOL_VERSION};
+use crate::session::{
+    CloseReason, Inbound, Lane, Leftover, Pending, QueueError, SessionHandle, BIG_FRAME,
+};
+use crate::wire::{patch_for_relay, relay_frame, DataFrame, Options, Packet, MAX_PROTOCOL_VERSION};
 
 /// The node's [`Inbound`] sink. Holds the node weakly: sessions must not keep a stopped node
 /// alive.
@@ -157,11 +159,8 @@ impl NodeHandle {
         }
         let relayed = match decision.onward {
             Onward::Nowhere => None,
-            Onward::Relay { next_hop, ttl } => {
-                // The lane of the module as this relay configures it.
-                let lane = self.inner.lanes.of(packet.packet_type, opts.module);
-                self.relay_one(&frame, lane, opts, next_hop, ttl)
-            }
+            // One destination, not this node: nothing to deliver here.
+            Onward::Relay { next_hop, ttl } => return self.relay_one(packet, frame, next_hop, ttl),
             Onward::Split { plan, ttl } => self.relay_split(&packet, &plan, ttl),
             Onward::Dropped(why) if why.is_malformed() => {
                 malformed(from, why);
@@ -186,27 +185,53 @@ impl NodeHandle {
         chain(relayed, local)
     }
 
-    /// Forwards a packet with one destination: the received bytes with `ttl` left.
+    /// Forwards a packet with one destination: the received bytes with `ttl` left. A small
+    /// frame is copied straight into the next session's queue; a big one is patched where
+    /// it lies when `frame` is its only holder.
     fn relay_one(
         &self,
-        frame: &Bytes,
-        lane: Lane,
-        opts: &Options,
+        packet: Packet,
+        frame: Bytes,
         next_hop: NodeId,
         ttl: u8,
     ) -> Option<Pending> {
+        let opts = packet.options.as_ref()?;
         let Some(session) = self.inner.peers.session(&next_hop) else {
             debug!(next_hop = %next_hop.short(), "next hop just went away; not relaying");
             return None;
         };
-        let out = relay_copy(frame, ttl, session.version);
-        if out.len() > session.peer_max_packet as usize {
-            too_large_for(&session, &format_args!("{} bytes", out.len()));
+        let len = frame.len();
+        if len > session.peer_max_packet as usize {
+            too_large_for(&session, &format_args!("{len} bytes"));
             return None;
         }
+        // The lane of the module as this relay configures it.
+        let lane = self.inner.lanes.of(packet.packet_type, opts.module);
         stats::count(&self.inner.stats.relayed);
-        self.flow_charge(&session, opts.module, &opts.group, out.len());
-        offer_relayed(session, lane, out, self.inner.relay_wait)
+        self.flow_charge(&session, opts.module, &opts.group, len);
+        // The decoded fields are slices of `frame`: dropped, they leave it the only holder.
+        drop(packet);
+        let version = session.version;
+        if len < BIG_FRAME {
+            let queued = session.offer_encoded_in(lane, len, |out| {
+                let at = out.len();
+                out.extend_from_slice(&frame);
+                if let Some(copy) = out.get_mut(at..) {
+                    patch_for_relay(copy, ttl, version);
+                }
+            });
+            match queued {
+                Ok(()) | Err(QueueError::Closed) => return None,
+                // Waits below for room, with a copy of its own.
+                Err(QueueError::Full) => {}
+            }
+        }
+        offer_relayed(
+            session,
+            lane,
+            relay_frame(frame, ttl, version),
+            self.inner.relay_wait,
+        )
     }
 
     /// Forwards a broadcast or multicast to the destinations listed (other than us), split

@@ -194,13 +194,31 @@ pub fn ext_of(frame: &[u8]) -> Option<Ext> {
     Some(Ext(u16::from_be_bytes(b.try_into().ok()?)))
 }
 
-/// A copy of a received packet to forward: TTL set to `ttl`, Version to the outgoing link's.
-/// Everything else, the payload included, is passed on byte for byte.
+/// Turns an encoded packet into the one a relay forwards: TTL set to `ttl`, Version to the
+/// outgoing link's. Everything else, the payload included, is left byte for byte.
+pub fn patch_for_relay(frame: &mut [u8], ttl: u8, version: u16) {
+    super::set_ttl_in_place(frame, ttl);
+    set_version_in_place(frame, version);
+}
+
+/// A copy of a received packet to forward, patched by [`patch_for_relay`].
 pub fn relay_copy(frame: &[u8], ttl: u8, version: u16) -> Bytes {
     let mut out = frame.to_vec();
-    super::set_ttl_in_place(&mut out, ttl);
-    set_version_in_place(&mut out, version);
+    patch_for_relay(&mut out, ttl, version);
     Bytes::from(out)
+}
+
+/// [`relay_copy`] for a frame the caller owns: patched in place when nothing else refers to
+/// its buffer (a packet reassembled from Fragments, once its decoded fields are dropped), so
+/// a relay holds one copy of a big packet instead of two; copied otherwise.
+pub fn relay_frame(frame: Bytes, ttl: u8, version: u16) -> Bytes {
+    match frame.try_into_mut() {
+        Ok(mut own) => {
+            patch_for_relay(&mut own, ttl, version);
+            own.freeze()
+        }
+        Err(shared) => relay_copy(&shared, ttl, version),
+    }
 }
 
 /// `frame` as it must go out on a link that agreed `version`: the same bytes when the
@@ -334,6 +352,15 @@ mod tests {
         let p = Packet::decode_exact(&relayed, DEFAULT_MAX_PACKET).unwrap();
         assert_eq!((p.ext.ttl(), p.version, p.seq), (9, 3, 42));
         assert_eq!(&relayed[14..], &bytes[14..]);
+        // A frame of its own is patched where it lies; a shared one is copied.
+        let own = Bytes::from(bytes.to_vec());
+        let at = own.as_ptr();
+        let patched = relay_frame(own, 9, 3);
+        assert_eq!((patched.as_ptr(), &patched[..]), (at, &relayed[..]));
+        let shared = bytes.clone();
+        let copied = relay_frame(shared, 9, 3);
+        assert_ne!(copied.as_ptr(), bytes.as_ptr());
+        assert_eq!(copied, relayed);
         assert_eq!(for_link(&bytes, 1).as_ptr(), bytes.as_ptr());
         assert_eq!(
             Packet::decode_exact(&for_link(&bytes, 2), DEFAULT_MAX_PACKET)

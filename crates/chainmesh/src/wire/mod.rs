@@ -9,8 +9,8 @@
 //! - [`Decoder`] cuts packets out of a stream however it was split into reads;
 //! - [`fragment_header`] frames a piece of a packet too big to hold a link (version 4);
 //! - [`Handshake`], [`encode_goodbye`] and [`decode_goodbye`] handle the link-control payloads;
-//! - [`set_ttl_in_place`] lets a relay patch the TTL of an encoded packet, and [`relay_copy`]
-//!   makes the copy a relay forwards;
+//! - [`set_ttl_in_place`] and [`patch_for_relay`] let a relay patch an encoded packet where
+//!   it lies, and [`relay_frame`] makes what a relay forwards;
 //! - [`DataFrame`] encodes a data packet from borrowed parts, compressing its payload with
 //!   zstd when that pays ([`compress_append`], [`decompress`]);
 //! - [`NeighbourList`], [`RouterSummary`], [`encode_lists`] and [`split_topic`] handle the
@@ -53,7 +53,9 @@ pub use compress::{
 pub use decoder::{Decoder, RESERVE_STEP};
 pub use error::{VersionRanges, WireError};
 pub use fragment::{fragment_header, FRAGMENT_VERSION};
-pub use frame::{ext_of, for_link, relay_copy, set_version_in_place, DataFrame};
+pub use frame::{
+    ext_of, for_link, patch_for_relay, relay_copy, relay_frame, set_version_in_place, DataFrame,
+};
 pub use handshake::{
     decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_HANDSHAKE_PACKET,
     MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION,

@@ -135,10 +135,14 @@ impl NodeHandle {
         .map_err(wire_to_send_error)?;
         let plan = plan(targets, &id, |t| self.link_for(t).map(|s| s.peer));
         let copies = Copies::new(base, plain, true);
-        // Hashed once; each target behind a relay then costs one short MAC.
-        let digest = frame_digest(&copies.tagged_form());
+        // Hashed once, and only when a target is behind a relay (neighbours get the direct
+        // form, which has no tags); each such target then costs one short MAC.
+        let mut digest = None;
         let keys = &self.inner.keys;
-        let planned = copies.for_plan(&plan, self.inner.max_packet, |t| keys.tag(t, &digest).ok());
+        let planned = copies.for_plan(&plan, self.inner.max_packet, |t| {
+            let d = digest.get_or_insert_with(|| frame_digest(&copies.tagged_form()));
+            keys.tag(t, d).ok()
+        });
         let list = planned.copies;
         let mut report = Fanout {
             seq,

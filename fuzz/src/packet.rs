@@ -2,7 +2,7 @@
 
 use bytes::{Bytes, BytesMut};
 use chainmesh::wire::{
-    encode_topic_prefix, relay_copy, split_topic, DataFrame, Decoder, Handshake, Packet,
+    encode_topic_prefix, relay_frame, split_topic, DataFrame, Decoder, Handshake, Packet,
     PacketType, RESERVE_STEP,
 };
 use chainmesh::NodeId;
@@ -66,7 +66,9 @@ fn check_packet(packet: &Packet, frame: &Bytes, link: bool) {
     let mut relayed = packet.clone();
     relayed.ext = relayed.ext.with_ttl(ttl);
     relayed.version = version;
-    assert_eq!(relay_copy(frame, ttl, version), relayed.to_bytes());
+    // A buffer of its own: patched in place, as a relay does with a reassembled packet.
+    let own = Bytes::copy_from_slice(frame);
+    assert_eq!(relay_frame(own, ttl, version), relayed.to_bytes());
 
     if let Some(o) = &packet.options {
         let df = DataFrame {

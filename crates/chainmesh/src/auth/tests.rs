@@ -1,7 +1,7 @@
 use super::*;
 use crate::identity::{generate_node_files, Curve};
 use crate::test_support::id;
-use crate::wire::{relay_copy, DataFrame, DEFAULT_MAX_PACKET, DEFAULT_TTL};
+use crate::wire::{relay_frame, DataFrame, DEFAULT_MAX_PACKET, DEFAULT_TTL};
 
 const SECRET: [u8; SHARED_SECRET_LEN] = [0x5a; SHARED_SECRET_LEN];
 
@@ -127,7 +127,7 @@ fn a_relayed_copy_keeps_its_digest_and_a_bent_byte_loses_it() {
     };
     assert!(check(&decode(&bytes)));
     // A relay patches TTL and Version: still the source's packet.
-    assert!(check(&decode(&relay_copy(&bytes, 4, 7))));
+    assert!(check(&decode(&relay_frame(bytes.clone(), 4, 7))));
     // Any other byte after the Length, bent, fails (or no longer decodes). The destination
     // (offsets 90..154) is bound by the key instead: another node checks with another key.
     for at in 6..bytes.len() {

@@ -202,15 +202,16 @@ pub fn patch_for_relay(frame: &mut [u8], ttl: u8, version: u16) {
 }
 
 /// A copy of a received packet to forward, patched by [`patch_for_relay`].
-pub fn relay_copy(frame: &[u8], ttl: u8, version: u16) -> Bytes {
+fn relay_copy(frame: &[u8], ttl: u8, version: u16) -> Bytes {
     let mut out = frame.to_vec();
     patch_for_relay(&mut out, ttl, version);
     Bytes::from(out)
 }
 
-/// [`relay_copy`] for a frame the caller owns: patched in place when nothing else refers to
-/// its buffer (a packet reassembled from Fragments, once its decoded fields are dropped), so
-/// a relay holds one copy of a big packet instead of two; copied otherwise.
+/// What a relay forwards of a received packet it owns: the packet patched by
+/// [`patch_for_relay`], in place when nothing else refers to its buffer (a packet
+/// reassembled from Fragments, once its decoded fields are dropped), so a relay holds one
+/// copy of a big packet instead of two; in a copy otherwise.
 pub fn relay_frame(frame: Bytes, ttl: u8, version: u16) -> Bytes {
     match frame.try_into_mut() {
         Ok(mut own) => {

@@ -53,9 +53,7 @@ pub use compress::{
 pub use decoder::{Decoder, RESERVE_STEP};
 pub use error::{VersionRanges, WireError};
 pub use fragment::{fragment_header, FRAGMENT_VERSION};
-pub use frame::{
-    ext_of, for_link, patch_for_relay, relay_copy, relay_frame, set_version_in_place, DataFrame,
-};
+pub use frame::{ext_of, for_link, patch_for_relay, relay_frame, set_version_in_place, DataFrame};
 pub use handshake::{
     decode_goodbye, encode_goodbye, Handshake, DIRECT_FORM_VERSION, MAX_HANDSHAKE_PACKET,
     MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION,

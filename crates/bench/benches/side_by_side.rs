@@ -208,10 +208,12 @@ fn run() -> Result<()> {
             compare(s, &who, &plan, &mut results);
         }
     }
-    for in_flight in [1, 16, 128] {
-        let rr = RoundTrips { in_flight };
-        if opts.wants(&format!("rr{in_flight}")) {
-            compare(&rr, &who, &plan, &mut results);
+    for on_task in [false, true] {
+        for in_flight in [1, 16, 128] {
+            let rr = RoundTrips { in_flight, on_task };
+            if opts.wants(&RoundTrips::name(in_flight, on_task)) {
+                compare(&rr, &who, &plan, &mut results);
+            }
         }
     }
     if opts.wants("priority") {

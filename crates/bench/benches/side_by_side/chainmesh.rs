@@ -22,6 +22,8 @@ const PRIORITY_MODULE: u16 = 0x0b0c;
 /// The priority scenario's request module that is not a priority module: it shares the
 /// bulk lane with [`MODULE`], as every module did before lanes.
 const ORDINARY_MODULE: u16 = 0x0b0d;
+/// The request/response module whose handler runs on the receiving session's task.
+const HANDLER_MODULE: u16 = 0x0b0e;
 /// Messages a receiving module's queue holds before its session stops reading.
 const SERVE_QUEUE: usize = 1024;
 /// A stalled consumer's queue: small, so that what piles up is on the sender's side.
@@ -168,6 +170,7 @@ impl Sender for ChainmeshSender {
         let module = match class {
             Class::Priority => PRIORITY_MODULE,
             Class::Ordinary => ORDINARY_MODULE,
+            Class::OnTask => HANDLER_MODULE,
         };
         Ok(self
             .node
@@ -210,12 +213,17 @@ pub async fn serve(
     mut rx: tokio::sync::mpsc::Receiver<chainmesh::Message>,
     sink: std::sync::Arc<Sink>,
 ) {
-    while let Some(mut msg) = rx.recv().await {
-        sink.record(msg.payload.len());
-        if let Some(responder) = msg.take_responder() {
-            // A response that does not fit the queue makes the requester fail loudly.
-            let _ = responder.respond(msg.payload.clone());
-        }
+    while let Some(msg) = rx.recv().await {
+        answer(msg, &sink);
+    }
+}
+
+/// Counts `msg` and answers it with its own payload if it is a request.
+fn answer(mut msg: chainmesh::Message, sink: &Sink) {
+    sink.record(msg.payload.len());
+    if let Some(responder) = msg.take_responder() {
+        // A response that does not fit the queue makes the requester fail loudly.
+        let _ = responder.respond(msg.payload.clone());
     }
 }
 
@@ -249,6 +257,8 @@ impl System for Chainmesh {
                             .receiver
                             .spawn(serve(h.register(module, SERVE_QUEUE), sink.clone()));
                     }
+                    let sink = sink.clone();
+                    h.register_handler(HANDLER_MODULE, move |msg| answer(msg, &sink));
                 }
                 // Registered and never read: the session stops reading once it is full.
                 Receive::Stall => stalled.push(h.register(MODULE, STALL_QUEUE)),

@@ -54,6 +54,10 @@ pub enum Class {
     Priority,
     /// A module of its own, queued with everything else (today's single queue).
     Ordinary,
+    /// A module answered on the task that read the request, with no hand-off to an
+    /// application task (chainmesh: `NodeHandle::register_handler`), as the baseline
+    /// answers every request.
+    OnTask,
 }
 
 /// The sending side of a topology: one node connected to [`receivers`](Sender::receivers)

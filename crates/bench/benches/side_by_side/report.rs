@@ -156,17 +156,30 @@ pub fn metrics() -> Vec<Metric> {
             &[BaselineAtLeast(0.8)],
         ),
     ];
-    for n in [1, 16, 128] {
-        let what = format!("request/response 256 B, {n} in flight");
-        let scenario = format!("rr{n}");
-        let rate_targets: &[Target] = if n == 128 {
+    for (on_task, n) in [false, true]
+        .into_iter()
+        .flat_map(|t| [1, 16, 128].map(|n| (t, n)))
+    {
+        let what = if on_task {
+            format!(
+                "request/response 256 B, {n} in flight, answered on the session task (chainmesh: register_handler)"
+            )
+        } else {
+            format!("request/response 256 B, {n} in flight")
+        };
+        let scenario = crate::scenarios::RoundTrips::name(n, on_task);
+        let rate_targets: &[Target] = if n == 128 && !on_task {
             &[BaselineAtLeast(0.5), Libp2pAtLeast(20.0)]
         } else {
             &[]
         };
-        let p50_targets: &[Target] = if n == 1 { &[BaselineAtMost(1.5)] } else { &[] };
+        let p50_targets: &[Target] = if n == 1 && !on_task {
+            &[BaselineAtMost(1.5)]
+        } else {
+            &[]
+        };
         m.push(metric(
-            &format!("rr{n}-rate"),
+            &format!("{scenario}-rate"),
             &scenario,
             &what,
             "round trips/s",
@@ -174,7 +187,7 @@ pub fn metrics() -> Vec<Metric> {
             rate_targets,
         ));
         m.push(metric(
-            &format!("rr{n}-p50"),
+            &format!("{scenario}-p50"),
             &scenario,
             &what,
             "p50 latency, µs",
@@ -182,7 +195,7 @@ pub fn metrics() -> Vec<Metric> {
             p50_targets,
         ));
         m.push(metric(
-            &format!("rr{n}-p99"),
+            &format!("{scenario}-p99"),
             &scenario,
             &what,
             "p99 latency, µs",
@@ -190,7 +203,7 @@ pub fn metrics() -> Vec<Metric> {
             &[],
         ));
         m.push(metric(
-            &format!("rr{n}-p999"),
+            &format!("{scenario}-p999"),
             &scenario,
             &what,
             "p99.9 latency, µs",

@@ -349,9 +349,22 @@ impl Scenario for Stream {
     }
 }
 
-/// Requests of 256 B echoed back, `in_flight` outstanding at all times.
+/// Requests of 256 B echoed back, `in_flight` outstanding at all times; with `on_task`, to
+/// a module answered on the task that read the request ([`Class::OnTask`](crate::harness::Class::OnTask)).
 pub struct RoundTrips {
     pub in_flight: usize,
+    pub on_task: bool,
+}
+
+impl RoundTrips {
+    /// The scenario's name, which its figures' names start with.
+    pub fn name(in_flight: usize, on_task: bool) -> String {
+        if on_task {
+            format!("rr{in_flight}-on-task")
+        } else {
+            format!("rr{in_flight}")
+        }
+    }
 }
 
 pub const RR_PAYLOAD: usize = 256;
@@ -360,7 +373,7 @@ impl Scenario for RoundTrips {
     type Env<S: System> = Topology<S>;
 
     fn id(&self) -> String {
-        format!("rr{}", self.in_flight)
+        Self::name(self.in_flight, self.on_task)
     }
 
     fn setup<S: System>(&self, sys: &S, plan: &Plan) -> Result<Topology<S>> {
@@ -375,16 +388,16 @@ impl Scenario for RoundTrips {
         let t = env.sides.sender.run(timed_requests(
             env.star.sender.clone(),
             0,
-            None,
+            self.on_task.then_some(crate::harness::Class::OnTask),
             self.in_flight,
             plan.window,
         ))??;
-        let n = self.in_flight;
+        let n = self.id();
         let mut m = Measured::default();
-        m.figure(format!("rr{n}-rate"), t.rate());
-        m.figure(format!("rr{n}-p50"), t.us(0.50));
-        m.figure(format!("rr{n}-p99"), t.us(0.99));
-        m.figure(format!("rr{n}-p999"), t.us(0.999));
+        m.figure(format!("{n}-rate"), t.rate());
+        m.figure(format!("{n}-p50"), t.us(0.50));
+        m.figure(format!("{n}-p99"), t.us(0.99));
+        m.figure(format!("{n}-p999"), t.us(0.999));
         Ok(m)
     }
 }

@@ -2,9 +2,11 @@
 //! messages to their module's queue (the fast path: a `match` on the three messaging
 //! types, no table), and any other type to the protocol registered for it.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use bytestring::ByteString;
-use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{self, error::TrySendError};
 use tracing::{debug, warn};
 
 use super::message::Envelope;
@@ -15,6 +17,15 @@ use super::{Message, MessageKind, NodeHandle, RequestError, Responder, ECHO_MODU
 use crate::identity::NodeId;
 use crate::session::{Pending, SessionHandle};
 use crate::wire::{split_topic, Ext, Options, Packet, PacketType, WireError, DEFAULT_TTL};
+
+/// Where a registered module's messages go.
+pub(super) enum ModuleSink {
+    /// Into the queue [`NodeHandle::register`] returned the other end of.
+    Queue(mpsc::Sender<Message>),
+    /// To the function [`NodeHandle::register_handler`] was given, called on the receiving
+    /// task.
+    Handler(Arc<dyn Fn(Message) + Send + Sync>),
+}
 
 /// The short node ID of the link a packet came on, or "self" for a message to itself;
 /// formatted only when a log line is written.
@@ -353,7 +364,8 @@ impl NodeHandle {
         None
     }
 
-    /// Puts a message in its module's queue, or returns the wait for room.
+    /// Puts a message in its module's queue, or returns the wait for room; or calls the
+    /// module's handler.
     fn to_module(
         &self,
         peer: PeerName,
@@ -365,10 +377,21 @@ impl NodeHandle {
         // The common case, room in the queue, needs only the read lock: the `Sender` is
         // cloned (an atomic increment and, on drop, a decrement) only to wait for room.
         let modules = self.inner.modules.read();
-        let Some(tx) = modules.get(&env.module) else {
-            drop(modules);
-            stats::count(&self.inner.stats.unhandled);
-            return self.no_handler(peer, env.module, responder);
+        let tx = match modules.get(&env.module) {
+            Some(ModuleSink::Queue(tx)) => tx,
+            Some(ModuleSink::Handler(handler)) => {
+                self.inner.stats.delivered(env.module);
+                // Called outside the lock: a handler may register or unregister modules.
+                let handler = handler.clone();
+                drop(modules);
+                handler(Message::new(env, payload, responder));
+                return None;
+            }
+            None => {
+                drop(modules);
+                stats::count(&self.inner.stats.unhandled);
+                return self.no_handler(peer, env.module, responder);
+            }
         };
         self.inner.stats.delivered(env.module);
         match tx.try_send(Message::new(env, payload, responder)) {

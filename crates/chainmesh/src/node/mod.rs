@@ -147,7 +147,7 @@ struct Inner {
     seq: AtomicU32,
     pending: PendingTable,
     /// Looked up per delivered message, hence foldhash rather than SipHash.
-    modules: RwLock<HashMap<u16, mpsc::Sender<Message>, foldhash::fast::RandomState>>,
+    modules: RwLock<HashMap<u16, deliver::ModuleSink, foldhash::fast::RandomState>>,
     /// Copies of delivered messages for observers, by module.
     taps: tap::Taps,
     dedup: Dedup,
@@ -227,11 +227,45 @@ impl NodeHandle {
     /// [`ECHO_MODULE`] has no effect, the built-in echo answers it.
     pub fn register(&self, module: u16, capacity: usize) -> mpsc::Receiver<Message> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        self.inner.modules.write().insert(module, tx);
+        self.inner
+            .modules
+            .write()
+            .insert(module, deliver::ModuleSink::Queue(tx));
         rx
     }
 
-    /// Stops delivering to `module`; requests to it are answered with an error from then on.
+    /// Calls `handler` with every message addressed to `module`, on the task that received
+    /// it: the session task of the link it arrived on (for a message this node sends itself,
+    /// the sender's task). Replaces an earlier registration of the same module, queue or
+    /// handler.
+    ///
+    /// This saves the hand-off to an application task that [`register`](Self::register)'s
+    /// queue costs, so a request answered at once ([`Responder::respond`] never waits)
+    /// goes back in the same turn of the session that read it. The price: while the handler
+    /// runs, its link reads nothing else, and there is no queue to absorb a burst. It must
+    /// not block; work that takes longer than a few microseconds, or that waits, belongs on
+    /// a task of its own behind a queue. A handler that panics takes down the session it
+    /// runs on, as any panic on that task would.
+    ///
+    /// ```no_run
+    /// # fn run(node: chainmesh::NodeHandle) {
+    /// // Answers every request to module 7 with its own payload.
+    /// node.register_handler(7, |mut msg| {
+    ///     if let Some(r) = msg.take_responder() {
+    ///         let _ = r.respond(msg.payload.clone());
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn register_handler(&self, module: u16, handler: impl Fn(Message) + Send + Sync + 'static) {
+        self.inner
+            .modules
+            .write()
+            .insert(module, deliver::ModuleSink::Handler(Arc::new(handler)));
+    }
+
+    /// Stops delivering to `module`, whether to a queue or a handler; requests to it are
+    /// answered with an error from then on.
     pub fn unregister(&self, module: u16) {
         self.inner.modules.write().remove(&module);
     }

@@ -143,10 +143,23 @@ impl<F: Framing> State<F> {
             Err(reason) => return Poll::Ready(self.finish(reason)),
             Ok(used) => used,
         };
-        let budget_used = match self.poll_read(cx, stream, handler) {
+        self.session.begin_delivering();
+        let read = self.poll_read(cx, stream, handler);
+        // Frames queued while delivering woke nobody: written now, or (budget spent) on
+        // the wake-up this poll gives itself below. A request answered on this task and its
+        // response then cost the session one poll.
+        let queued = self.session.end_delivering();
+        let mut budget_used = match read {
             Err(reason) => return Poll::Ready(self.finish(reason)),
             Ok(used) => used || write_budget_used,
         };
+        if queued && !write_budget_used {
+            match self.poll_write(cx, stream) {
+                Err(reason) => return Poll::Ready(self.finish(reason)),
+                Ok(used) => budget_used |= used,
+            }
+        }
+        budget_used |= queued && write_budget_used;
         // Timers run even when the read budget ran out: a link busy only inbound must still
         // send heartbeats, or the peer, which hears nothing back, drops it as idle.
         if let Some(reason) = self.poll_timers(cx) {

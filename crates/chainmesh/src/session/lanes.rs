@@ -297,12 +297,24 @@ impl<F: Framing> SessionHandle<F> {
         Ok(())
     }
 
-    /// Wakes the session's task for an outbox that was empty; one that was not already has
-    /// a wake-up on its way, and the writer looks at every lane before it rests.
+    /// Wakes the session's task for an outbox that was empty, unless the task is delivering
+    /// and so writes again before it rests; an outbox that was not empty already has a
+    /// wake-up on its way, and the writer looks at every lane before it rests.
     fn wake_if(&self, was_empty: bool) {
-        if was_empty {
+        if was_empty && self.shared.delivering.must_wake() {
             self.shared.waker.wake();
         }
+    }
+
+    /// The session's task starts delivering what it read (see `Delivering`).
+    pub(super) fn begin_delivering(&self) {
+        self.shared.delivering.begin();
+    }
+
+    /// The session's task stops delivering; whether frames were queued meanwhile without a
+    /// wake-up, so that it must write before it rests.
+    pub(super) fn end_delivering(&self) -> bool {
+        self.shared.delivering.end()
     }
 
     /// Takes what the session's task writes next, with one lock: into `urgent` (when the

@@ -42,7 +42,7 @@ mod writer;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -189,6 +189,48 @@ struct Shared {
     abort: AtomicBool,
     /// Wakes the session's task: a close request, or frames in an outbox that was empty.
     waker: AtomicWaker,
+    /// Whether the task is delivering what it read, so frames queued now need no wake-up.
+    delivering: Delivering,
+}
+
+/// While the session's task delivers what it read, a frame queued into an empty outbox
+/// needs no wake-up: the task writes once more before it rests. Waking a task from inside
+/// its own poll would only run it again for nothing, and on tokio's scheduler that keeps a
+/// worker from parking in the I/O driver just when the peer's answer to what was written
+/// arrives. A handler answering on the session's task ([`crate::NodeHandle::register_handler`])
+/// queues its response exactly then.
+#[derive(Debug, Default)]
+struct Delivering(AtomicU8);
+
+impl Delivering {
+    const IDLE: u8 = 0;
+    const DELIVERING: u8 = 1;
+    const QUEUED: u8 = 2;
+
+    /// The task starts delivering. Only the task calls this and [`end`](Self::end).
+    fn begin(&self) {
+        self.0.store(Self::DELIVERING, Ordering::Release);
+    }
+
+    /// The task stops delivering; whether a frame was queued meanwhile without a wake-up.
+    /// Acquire: the frames queued before [`must_wake`](Self::must_wake) said no are seen.
+    fn end(&self) -> bool {
+        self.0.swap(Self::IDLE, Ordering::AcqRel) == Self::QUEUED
+    }
+
+    /// A frame was just queued into an empty outbox: whether the task must be woken, which
+    /// it need not while delivering (the state says so from now on).
+    fn must_wake(&self) -> bool {
+        match self.0.compare_exchange(
+            Self::DELIVERING,
+            Self::QUEUED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) | Err(Self::QUEUED) => false,
+            Err(_) => true,
+        }
+    }
 }
 
 /// Frames at least this long are queued as they are rather than copied into the batch.

@@ -257,3 +257,25 @@ fn each_lane_has_its_own_budget_and_the_urgent_slot_takes_control_before_priorit
     let left = h.close_queue();
     assert_eq!(left, vec![data(5, 10), data(1, MIN_QUEUE_BYTES)]);
 }
+
+#[test]
+fn a_frame_queued_while_the_task_delivers_wakes_nobody_and_is_written_after() {
+    let d = Delivering::default();
+    // Resting: the first frame into an empty outbox wakes the task.
+    assert!(d.must_wake());
+    d.begin();
+    assert!(!d.must_wake(), "the task writes before it rests");
+    assert!(!d.must_wake(), "still queued, still no wake-up");
+    assert!(d.end(), "the task learns it must write");
+    // Resting again: wake-ups are back.
+    assert!(d.must_wake());
+    assert!(!d.end(), "nothing was queued while resting");
+}
+
+#[test]
+fn a_delivery_that_queues_nothing_asks_for_no_write() {
+    let d = Delivering::default();
+    d.begin();
+    assert!(!d.end());
+    assert!(d.must_wake());
+}

@@ -159,7 +159,6 @@ impl<F: Framing> State<F> {
                 Ok(used) => budget_used |= used,
             }
         }
-        budget_used |= queued && write_budget_used;
         // Timers run even when the read budget ran out: a link busy only inbound must still
         // send heartbeats, or the peer, which hears nothing back, drops it as idle.
         if let Some(reason) = self.poll_timers(cx) {

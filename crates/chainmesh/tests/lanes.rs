@@ -1,7 +1,8 @@
 //! The write lanes of a session over in-memory pipes: a priority frame overtakes bulk data
 //! already queued, a big bulk frame goes out as Fragments on a version 4 link and whole on a
-//! version 3 one, and what the lanes still held when a session ends is handed back. Orders
-//! of arrival are asserted, never times.
+//! version 3 one, a session writing bulk still reads what comes in, and what the lanes still
+//! held when a session ends is handed back. Orders of arrival and byte counts are asserted,
+//! never times.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use chainmesh::session::{
 };
 use chainmesh::wire::{Decoder, Ext, Packet, PacketType, HEADER_LEN};
 use chainmesh_testkit::id;
-use tokio::io::{AsyncReadExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 const WATCHDOG: Duration = Duration::from_secs(120);
 const BIG: u32 = 64 << 20;
@@ -56,14 +57,18 @@ fn frame(version: u16, seq: u32, len: usize) -> Bytes {
     .to_bytes()
 }
 
-/// Keeps what the session left over, decoded.
+/// Keeps what the session left over, decoded, and for each packet it delivered the bytes it
+/// had written by then.
 #[derive(Default)]
 struct Keep {
     left: Mutex<Option<Vec<(Packet, Fate)>>>,
+    delivered: Mutex<Vec<(u32, u64)>>,
 }
 
 impl Inbound for Keep {
-    fn on_packet(&self, _: &SessionHandle, _: Packet, _: Bytes) -> Option<Pending> {
+    fn on_packet(&self, s: &SessionHandle, p: Packet, _: Bytes) -> Option<Pending> {
+        let written = s.stats.bytes_out.load(std::sync::atomic::Ordering::Relaxed);
+        self.delivered.lock().unwrap().push((p.seq, written));
         None
     }
 
@@ -256,6 +261,38 @@ async fn what_every_lane_still_held_is_handed_back_when_the_session_ends() {
             .collect();
         assert_eq!(maybe, [4]);
         drop(s.peer);
+    })
+    .await
+    .expect("watchdog: the session hung");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_packet_that_comes_in_while_bulk_is_written_is_delivered_after_one_write_slice() {
+    tokio::time::timeout(WATCHDOG, async {
+        // 4 MiB of bulk into a pipe that takes all of it: nothing makes the writes wait, so
+        // only the slicing of the wake's 1 MiB write budget lets the session read early.
+        let queued: Vec<(Lane, Bytes)> = (0..4)
+            .map(|seq| (Lane::Bulk, frame(4, seq, 1 << 20)))
+            .collect();
+        let mut s = start(4, 8 << 20, &queued);
+        // In before the session's first poll: a response to something we asked, say.
+        s.peer.write_all(&frame(4, 99, 100)).await.unwrap();
+        assert!(
+            chainmesh_testkit::wait_until(Duration::from_secs(5), || {
+                !s.keep.delivered.lock().unwrap().is_empty()
+            })
+            .await
+        );
+        let (seq, written) = s.keep.delivered.lock().unwrap()[0];
+        assert_eq!(seq, 99);
+        assert!(written > 0, "the bulk had started");
+        assert!(
+            written < 4 * PIECE as u64,
+            "{written} bytes written before the incoming packet was delivered"
+        );
+        s.handle.close(CloseReason::Shutdown);
+        drop(s.peer);
+        s.task.await.unwrap();
     })
     .await
     .expect("watchdog: the session hung");

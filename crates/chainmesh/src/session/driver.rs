@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
-use super::writer::Writer;
+use super::writer::{WriteStop, Writer, WRITE_BUDGET};
 use super::{
     CloseReason, FrameKind, Framing, Handler, Inbound, Leftover, P2pFraming, Pending,
     SessionConfig, SessionHandle, SessionStats, READ_BUDGET_PACKETS,
@@ -94,6 +94,22 @@ where
     }
 }
 
+/// What the reads of one wake have used: the packets decoded and the bytes read.
+#[derive(Default)]
+struct ReadBudget {
+    packets: usize,
+    bytes: usize,
+}
+
+/// What one call of `State::poll_read` did.
+#[derive(Default)]
+struct ReadOutcome {
+    /// It stopped because the wake's read budget is spent.
+    spent: bool,
+    /// It handed at least one data frame to the handler.
+    delivered: bool,
+}
+
 struct State<F> {
     /// The shared side: the queue's byte budget (permits come back there once their bytes
     /// are written), the close request, the counters.
@@ -139,26 +155,53 @@ impl<F: Framing> State<F> {
                 self.begin_close(reason);
             }
         }
-        let write_budget_used = match self.poll_write(cx, stream) {
-            Err(reason) => return Poll::Ready(self.finish(reason)),
-            Ok(used) => used,
-        };
-        self.session.begin_delivering();
-        let read = self.poll_read(cx, stream, handler);
-        // Frames queued while delivering woke nobody: written now, or (budget spent) on
-        // the wake-up this poll gives itself below. A request answered on this task and its
-        // response then cost the session one poll.
-        let queued = self.session.end_delivering();
-        let mut budget_used = match read {
-            Err(reason) => return Poll::Ready(self.finish(reason)),
-            Ok(used) => used || write_budget_used,
-        };
-        if queued && !write_budget_used {
-            match self.poll_write(cx, stream) {
+        // The wake's budget is spent in slices, writing then reading: a session writing a
+        // bulk stream still reads what comes back after each slice, and yields once it has
+        // delivered something, so that whoever waits for it (a response's requester) runs
+        // before the rest of the bulk does.
+        let mut write_left = WRITE_BUDGET;
+        let mut reads = ReadBudget::default();
+        let budget_used = loop {
+            let wrote = match self.poll_write(cx, stream, &mut write_left) {
                 Err(reason) => return Poll::Ready(self.finish(reason)),
-                Ok(used) => budget_used |= used,
+                Ok(stop) => stop,
+            };
+            self.session.begin_delivering();
+            let read = self.poll_read(cx, stream, handler, &mut reads);
+            // Frames queued while delivering woke nobody: written in the next slice, or
+            // (budget spent) on the wake-up this poll gives itself below. A request answered
+            // on this task and its response then cost the session one poll.
+            let queued = self.session.end_delivering();
+            let read = match read {
+                Err(reason) => return Poll::Ready(self.finish(reason)),
+                Ok(read) => read,
+            };
+            // A blocked stream wakes us when it takes more, queued frames or not.
+            let write_more = match wrote {
+                WriteStop::Slice => true,
+                WriteStop::Empty => queued,
+                WriteStop::Blocked => false,
+            };
+            if !write_more {
+                break read.spent;
             }
-        }
+            if write_left == 0 {
+                break true;
+            }
+            if read.spent || read.delivered {
+                // Yield now, but first send what the delivery queued (a response made on
+                // this task).
+                let more = if queued {
+                    match self.poll_write(cx, stream, &mut write_left) {
+                        Err(reason) => return Poll::Ready(self.finish(reason)),
+                        Ok(stop) => stop == WriteStop::Slice,
+                    }
+                } else {
+                    true
+                };
+                break read.spent || more;
+            }
+        };
         // Timers run even when the read budget ran out: a link busy only inbound must still
         // send heartbeats, or the peer, which hears nothing back, drops it as idle.
         if let Some(reason) = self.poll_timers(cx) {
@@ -198,13 +241,14 @@ impl<F: Framing> State<F> {
         }
     }
 
-    /// Moves queued frames onto the stream until it would block, nothing is left, or the
-    /// per-wake write budget ran out (`Ok(true)`).
+    /// Moves queued frames onto the stream until it would block, nothing is left, or a slice
+    /// of the `left` write budget went out with more to write.
     fn poll_write<S: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
-    ) -> Result<bool, CloseReason> {
+        left: &mut usize,
+    ) -> Result<WriteStop, CloseReason> {
         self.writer.poll_write(
             cx,
             stream,
@@ -213,36 +257,38 @@ impl<F: Framing> State<F> {
             self.closing.is_some(),
             &mut self.shut_down,
             &mut self.last_write,
+            left,
         )
     }
 
-    /// Delivers decoded frames and reads more. Returns `Ok(true)` when it stopped because the
-    /// per-wake budget ran out.
+    /// Delivers decoded frames and reads more, until the stream has nothing or the wake's
+    /// read budget, shared by its slices, is spent.
     fn poll_read<S: AsyncRead + Unpin, H: Handler<F> + ?Sized>(
         &mut self,
         cx: &mut Context<'_>,
         stream: &mut S,
         handler: &H,
-    ) -> Result<bool, CloseReason> {
-        let mut handled = 0usize;
-        let mut read = 0usize;
+        budget: &mut ReadBudget,
+    ) -> Result<ReadOutcome, CloseReason> {
+        let mut out = ReadOutcome::default();
         loop {
             if let Some(p) = self.pending.as_mut() {
                 match p.as_mut().poll(cx) {
                     Poll::Ready(()) => self.pending = None,
-                    Poll::Pending => return Ok(false),
+                    Poll::Pending => return Ok(out),
                 }
             }
             // Finish the bytes already read before reading more.
             loop {
-                if handled >= READ_BUDGET_PACKETS {
-                    return Ok(true);
+                if budget.packets >= READ_BUDGET_PACKETS {
+                    out.spent = true;
+                    return Ok(out);
                 }
                 if let Some((_, deadline)) = &self.closing {
                     // A closing connection (a retired duplicate) delivers until its drain
                     // deadline and not after: `poll_timers` ends it then.
                     if Instant::now() >= *deadline {
-                        return Ok(false);
+                        return Ok(out);
                     }
                 }
                 let frame = match self.framing.decode(&mut self.rbuf) {
@@ -254,10 +300,10 @@ impl<F: Framing> State<F> {
                         return Err(F::close_reason(e));
                     }
                 };
-                handled += 1;
+                budget.packets += 1;
                 SessionStats::add(&self.session.stats.packets_in, 1);
                 match self.framing.kind(&frame) {
-                    FrameKind::Data => {}
+                    FrameKind::Data => out.delivered = true,
                     FrameKind::Heartbeat => continue,
                     FrameKind::Goodbye(why) => return Err(CloseReason::PeerLeft(why)),
                 }
@@ -266,7 +312,7 @@ impl<F: Framing> State<F> {
                         Poll::Ready(()) => {}
                         Poll::Pending => {
                             self.pending = Some(p);
-                            return Ok(false);
+                            return Ok(out);
                         }
                     }
                 }
@@ -278,10 +324,11 @@ impl<F: Framing> State<F> {
                     self.last_read = Instant::now();
                     self.session.heard(self.last_read);
                     SessionStats::add(&self.session.stats.bytes_in, n as u64);
-                    read = read.saturating_add(n);
-                    if read >= self.cfg.read_budget_bytes {
+                    budget.bytes = budget.bytes.saturating_add(n);
+                    if budget.bytes >= self.cfg.read_budget_bytes {
                         // Decode what is in on the next wake; yield the worker now.
-                        return Ok(true);
+                        out.spent = true;
+                        return Ok(out);
                     }
                 }
                 Poll::Ready(Err(e)) => return Err(CloseReason::Io(e.to_string())),
@@ -291,7 +338,7 @@ impl<F: Framing> State<F> {
                         // quiet (frames already delivered keep their own share alive).
                         self.rbuf = BytesMut::new();
                     }
-                    return Ok(false);
+                    return Ok(out);
                 }
             }
         }

@@ -30,7 +30,23 @@ const LIGHT_BATCH: usize = 16 * 1024;
 /// peer that reads as fast as we write never makes a write block, and without this bound a
 /// sender that keeps the queue full would keep the task writing while the peer's packets,
 /// heartbeats included, go unread until the link times out.
-const WRITE_BUDGET: usize = 1 << 20;
+pub(super) const WRITE_BUDGET: usize = 1 << 20;
+
+/// Bytes written before the session looks at its read side again within one wake. A
+/// response that comes back while a bulk stream is being written is read (and its waiter
+/// woken) after at most this much more bulk, not after the whole [`WRITE_BUDGET`].
+const WRITE_SLICE: usize = 2 * PIECE;
+
+/// Why [`Writer::poll_write`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriteStop {
+    /// A slice went out and more is queued.
+    Slice,
+    /// Everything queued is written.
+    Empty,
+    /// The stream takes no more now; it wakes the task when it does.
+    Blocked,
+}
 
 /// One thing taken from a lane and being written.
 struct Slot {
@@ -278,9 +294,10 @@ impl Writer {
     }
 
     /// Moves queued frames onto the stream, urgent slot first, until the stream would block,
-    /// nothing is left, or [`WRITE_BUDGET`] bytes went out in this call (then it returns
-    /// `Ok(true)` between two segments, and the task comes back after reading); once all is
-    /// written, if the session is `closing`, shuts the stream down.
+    /// nothing is left, or a [`WRITE_SLICE`] of what is `left` of the wake's write budget went
+    /// out (then it stops between two segments, and the session reads before it writes
+    /// more), and takes what it wrote off `left`. Once all is written, if the session is
+    /// `closing`, shuts the stream down.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn poll_write<S: AsyncWrite + Unpin, F: Framing>(
         &mut self,
@@ -291,11 +308,13 @@ impl Writer {
         closing: bool,
         shut_down: &mut bool,
         last_write: &mut Instant,
-    ) -> Result<bool, CloseReason> {
+        left: &mut usize,
+    ) -> Result<WriteStop, CloseReason> {
+        let limit = (*left).min(WRITE_SLICE);
         let mut wrote = 0usize;
-        loop {
-            if wrote >= WRITE_BUDGET && !self.bulk.in_segment() {
-                return Ok(true);
+        let outcome = loop {
+            if wrote >= limit && !self.bulk.in_segment() {
+                break Ok(WriteStop::Slice);
             }
             if !self.bulk.in_segment() && !*shut_down {
                 self.refill(session, framing);
@@ -311,17 +330,17 @@ impl Writer {
                 if closing && !*shut_down {
                     match Pin::new(&mut *stream).poll_shutdown(cx) {
                         Poll::Ready(_) => *shut_down = true,
-                        Poll::Pending => return Ok(false),
+                        Poll::Pending => break Ok(WriteStop::Blocked),
                     }
                 }
-                return Ok(false);
+                break Ok(WriteStop::Empty);
             };
             slot.begun = true;
             let n = match Pin::new(&mut *stream).poll_write(cx, slot.next_bytes()) {
-                Poll::Ready(Ok(0)) => return Err(CloseReason::Io("write returned zero".into())),
+                Poll::Ready(Ok(0)) => break Err(CloseReason::Io("write returned zero".into())),
                 Poll::Ready(Ok(n)) => n,
-                Poll::Ready(Err(e)) => return Err(CloseReason::Io(e.to_string())),
-                Poll::Pending => return Ok(false),
+                Poll::Ready(Err(e)) => break Err(CloseReason::Io(e.to_string())),
+                Poll::Pending => break Ok(WriteStop::Blocked),
             };
             wrote = wrote.saturating_add(n);
             *last_write = Instant::now();
@@ -331,10 +350,12 @@ impl Writer {
                 session.written(lane, permits);
                 if self.urgent.is_empty() && self.bulk.is_empty() {
                     if let Poll::Ready(Err(e)) = Pin::new(&mut *stream).poll_flush(cx) {
-                        return Err(CloseReason::Io(e.to_string()));
+                        break Err(CloseReason::Io(e.to_string()));
                     }
                 }
             }
-        }
+        };
+        *left = left.saturating_sub(wrote);
+        outcome
     }
 }

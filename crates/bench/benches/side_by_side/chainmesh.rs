@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
-use chainmesh::config::{Config, TimersConfig};
+use chainmesh::config::{Config, FlowConfig, TimersConfig};
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
 use chainmesh::{Node, NodeHandle, NodeId};
 
@@ -24,6 +24,8 @@ const PRIORITY_MODULE: u16 = 0x0b0c;
 const ORDINARY_MODULE: u16 = 0x0b0d;
 /// The request/response module whose handler runs on the receiving session's task.
 const HANDLER_MODULE: u16 = 0x0b0e;
+/// The priority scenario's priority module whose handler runs on the session's task.
+const PRIORITY_HANDLER_MODULE: u16 = 0x0b0f;
 /// Messages a receiving module's queue holds before its session stops reading.
 const SERVE_QUEUE: usize = 1024;
 /// A stalled consumer's queue: small, so that what piles up is on the sender's side.
@@ -52,11 +54,11 @@ impl Cluster {
 
 /// A node's config as `LocalNet` makes it, with production timers (heartbeat 5 s, idle
 /// timeout 15 s: no test-speed heartbeats in the figures) but the tests' quick redials, so
-/// that set-up does not wait on backoff. [`PRIORITY_MODULE`] is a priority module; nothing
-/// but the priority scenario sends on it.
+/// that set-up does not wait on backoff. [`PRIORITY_MODULE`] and [`PRIORITY_HANDLER_MODULE`]
+/// are priority modules; nothing but the priority scenario sends on them.
 pub fn config(g: &GeneratedNode) -> Config {
     let mut cfg = chainmesh_testkit::node_config(g);
-    cfg.p2p.priority_modules = vec![PRIORITY_MODULE];
+    cfg.p2p.priority_modules = vec![PRIORITY_MODULE, PRIORITY_HANDLER_MODULE];
     let fast = chainmesh_testkit::fast_timers();
     cfg.timers = TimersConfig {
         backoff_initial: fast.backoff_initial,
@@ -171,6 +173,7 @@ impl Sender for ChainmeshSender {
             Class::Priority => PRIORITY_MODULE,
             Class::Ordinary => ORDINARY_MODULE,
             Class::OnTask => HANDLER_MODULE,
+            Class::PriorityOnTask => PRIORITY_HANDLER_MODULE,
         };
         Ok(self
             .node
@@ -179,6 +182,22 @@ impl Sender for ChainmeshSender {
     }
 
     fn has_classes(&self) -> bool {
+        true
+    }
+
+    fn limit_links(&self, bytes_per_sec: Option<u64>) -> bool {
+        let flow = match bytes_per_sec {
+            None => FlowConfig::default(),
+            Some(rate) => FlowConfig {
+                enable: true,
+                // A burst of a fiftieth of a second: two 1 MiB messages at 100 MB/s.
+                time_window: Duration::from_millis(20),
+                conn_outgoing_bytes_per_sec: rate,
+                modules_without_limit: vec![PRIORITY_MODULE, PRIORITY_HANDLER_MODULE],
+                ..FlowConfig::default()
+            },
+        };
+        self.node.flow().reconfigure(&flow);
         true
     }
 
@@ -257,8 +276,10 @@ impl System for Chainmesh {
                             .receiver
                             .spawn(serve(h.register(module, SERVE_QUEUE), sink.clone()));
                     }
-                    let sink = sink.clone();
-                    h.register_handler(HANDLER_MODULE, move |msg| answer(msg, &sink));
+                    for module in [HANDLER_MODULE, PRIORITY_HANDLER_MODULE] {
+                        let sink = sink.clone();
+                        h.register_handler(module, move |msg| answer(msg, &sink));
+                    }
                 }
                 // Registered and never read: the session stops reading once it is full.
                 Receive::Stall => stalled.push(h.register(MODULE, STALL_QUEUE)),

@@ -58,6 +58,8 @@ pub enum Class {
     /// application task (chainmesh: `NodeHandle::register_handler`), as the baseline
     /// answers every request.
     OnTask,
+    /// A priority module answered on the task that read the request: both of the above.
+    PriorityOnTask,
 }
 
 /// The sending side of a topology: one node connected to [`receivers`](Sender::receivers)
@@ -88,6 +90,14 @@ pub trait Sender: Send + Sync + 'static {
 
     /// Whether [`request_in`](Sender::request_in) tells the classes apart.
     fn has_classes(&self) -> bool {
+        false
+    }
+
+    /// Limits what the sender sends on each link to `bytes_per_sec` (`None`: no limit),
+    /// [`Class::Priority`] and [`Class::PriorityOnTask`] requests exempt, as a real link's
+    /// bandwidth would limit it. Returns false for a system that has no such limit.
+    fn limit_links(&self, bytes_per_sec: Option<u64>) -> bool {
+        let _ = bytes_per_sec;
         false
     }
 

@@ -24,6 +24,12 @@
 //! chainmesh only; its 16 MiB row runs the relay as a second process of this binary), and
 //! `report.rs` (metrics, targets, table, chart).
 
+// Every system runs on the allocator the chainmesh binary uses. With glibc's, each 1 MiB
+// message a receiver reassembles or reads is a fresh mapping, and its page faults (2 million
+// in a quick priority run) were most of a loaded link's p99 (docs/performance.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[path = "side_by_side/baseline.rs"]
 mod baseline;
 #[path = "side_by_side/chainmesh.rs"]

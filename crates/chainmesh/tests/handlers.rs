@@ -15,14 +15,6 @@ use tokio::sync::mpsc;
 const WAIT: Duration = Duration::from_secs(20);
 const MODULE: u16 = 300;
 
-fn reaches(net: &LocalNet, i: usize, j: usize, distance: u8) -> bool {
-    let target = net.handle(j).node_id();
-    net.handle(i)
-        .reachable_nodes()
-        .iter()
-        .any(|(n, d)| *n == target && *d == distance)
-}
-
 /// `n` nodes in a line, node 0 reaching the last at `n - 1` hops.
 async fn line(n: usize) -> LocalNet {
     let net = LocalNet::start(LocalNetOptions::for_traffic(n))
@@ -30,7 +22,10 @@ async fn line(n: usize) -> LocalNet {
         .expect("local network starts");
     net.connect_line();
     let far = u8::try_from(n - 1).expect("a short line");
-    assert!(net.wait_for(WAIT, |net| reaches(net, 0, n - 1, far)).await);
+    assert!(
+        net.wait_for(WAIT, |net| net.hops(0, n - 1) == Some(far))
+            .await
+    );
     net
 }
 

@@ -31,7 +31,7 @@ async fn net(n: usize) -> LocalNet {
 async fn pair() -> (LocalNet, NodeHandle, NodeHandle) {
     let net = net(2).await;
     net.connect(0, 1);
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 1, 1)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(0, 1) == Some(1)).await);
     let (a, b) = (net.handle(0), net.handle(1));
     (net, a, b)
 }
@@ -56,30 +56,13 @@ fn echo(node: &NodeHandle, module: u16) -> mpsc::UnboundedReceiver<Message> {
     rx
 }
 
-/// Whether node `i` reaches node `j` at `distance`.
-fn reaches(net: &LocalNet, i: usize, j: usize, distance: u8) -> bool {
-    let target = net.handle(j).node_id();
-    net.handle(i)
-        .reachable_nodes()
-        .iter()
-        .any(|(n, d)| *n == target && *d == distance)
-}
-
-fn knows_route(net: &LocalNet, i: usize, j: usize) -> bool {
-    let target = net.handle(j).node_id();
-    net.handle(i)
-        .reachable_nodes()
-        .iter()
-        .any(|(n, _)| *n == target)
-}
-
 /// Waits until every node reaches every other at the distance `distance(i, j)` says.
 async fn wait_all_routes(net: &LocalNet, distance: impl Fn(usize, usize) -> u8) {
     let n = net.len();
     assert!(
         net.wait_for(WAIT, |net| (0..n).all(|i| (0..n)
             .filter(|j| *j != i)
-            .all(|j| reaches(net, i, j, distance(i, j)))))
+            .all(|j| net.hops(i, j) == Some(distance(i, j)))))
             .await,
         "routes did not converge"
     );
@@ -90,8 +73,8 @@ async fn line_relays_and_reroutes_when_a_link_moves() {
     // A-B-C-D, each node configured only with its neighbour.
     let net = net(4).await;
     net.connect_line();
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 3, 3)).await);
-    assert!(net.wait_for(WAIT, |n| reaches(n, 3, 0, 3)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(0, 3) == Some(3)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(3, 0) == Some(3)).await);
     let (a, d) = (net.handle(0), net.handle(3));
     let mut inbox = echo(&d, MODULE);
 
@@ -122,7 +105,7 @@ async fn line_relays_and_reroutes_when_a_link_moves() {
     net.handle(1).peers().remove_target(&net.addr(2));
     net.handle(2).peers().remove_target(&net.addr(1));
     assert!(
-        net.wait_for(WAIT, |n| !knows_route(n, 0, 3) && !knows_route(n, 0, 2))
+        net.wait_for(WAIT, |n| n.hops(0, 3).is_none() && n.hops(0, 2).is_none())
             .await
     );
     assert_eq!(
@@ -132,8 +115,8 @@ async fn line_relays_and_reroutes_when_a_link_moves() {
 
     // Add A-C at runtime: the route to D now goes through C.
     net.connect(0, 2);
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 3, 2)).await);
-    assert!(net.wait_for(WAIT, |n| reaches(n, 3, 0, 2)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(0, 3) == Some(2)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(3, 0) == Some(2)).await);
     a.send(d.node_id(), MODULE, Bytes::from_static(b"rerouted"))
         .await
         .unwrap();
@@ -143,7 +126,7 @@ async fn line_relays_and_reroutes_when_a_link_moves() {
     let ping = a.ping(d.node_id(), Bytes::new(), WAIT).await.unwrap();
     assert_eq!(ping.hops, 2);
     // B still reaches D, now through A.
-    assert!(net.wait_for(WAIT, |n| reaches(n, 1, 3, 3)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(1, 3) == Some(3)).await);
     let b = net.handle(1);
     let answer = b
         .request(d.node_id(), MODULE, Bytes::from_static(b"from B"), WAIT)
@@ -159,7 +142,7 @@ async fn requests_fail_with_typed_errors() {
     opts.tweak = Some(|_, cfg| cfg.p2p.max_packet_size = 64 * 1024);
     let net = LocalNet::start(opts).await.unwrap();
     net.connect_line();
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 2, 2)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(0, 2) == Some(2)).await);
     let (a, b, c) = (net.handle(0), net.handle(1), net.handle(2));
 
     // Timeout: C's handler keeps the request and never answers.
@@ -244,7 +227,7 @@ fn bytes_out(from: &NodeHandle, to: &NodeId) -> u64 {
 async fn large_and_compressed_payloads_round_trip() {
     let net = net(3).await;
     net.connect_line();
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 2, 2)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(0, 2) == Some(2)).await);
     let (a, b, c) = (net.handle(0), net.handle(1), net.handle(2));
     let _inbox = echo(&c, MODULE);
 
@@ -518,7 +501,7 @@ async fn admin_api_and_cli_send_ping_and_routes() {
     opts.admin = true;
     let net = LocalNet::start(opts).await.unwrap();
     net.connect_line();
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 2, 2)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(0, 2) == Some(2)).await);
     let admin = net.admin_addr(0).unwrap().to_string();
     let token = net.admin_token(0).unwrap();
     let bearer = format!("Bearer {token}");
@@ -659,7 +642,7 @@ fn unicast_len(group: &str, direct: bool, payload: usize) -> u64 {
 async fn neighbours_send_the_direct_form_and_relays_the_full_form() {
     let net = net(3).await;
     net.connect_line();
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 2, 2)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(0, 2) == Some(2)).await);
     let (a, b, c) = (net.handle(0), net.handle(1), net.handle(2));
     let group = net.config(0).p2p.groups[0].clone();
     let mut at_b = b.register(MODULE, 256);
@@ -850,7 +833,7 @@ async fn a_neighbours_smaller_packet_limit_is_honoured() {
     });
     let net = LocalNet::start(opts).await.unwrap();
     net.connect_line();
-    assert!(net.wait_for(WAIT, |n| reaches(n, 0, 2, 2)).await);
+    assert!(net.wait_for(WAIT, |n| n.hops(0, 2) == Some(2)).await);
     let (a, b, c) = (net.handle(0), net.handle(1), net.handle(2));
     let _echo_b = echo(&b, MODULE);
     let _echo_c = echo(&c, MODULE);

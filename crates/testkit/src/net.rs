@@ -268,6 +268,16 @@ impl LocalNet {
         }
     }
 
+    /// The hops in which node `i` (running) reaches node `j` (running or stopped), if it has
+    /// a route to it.
+    pub fn hops(&self, i: usize, j: usize) -> Option<u8> {
+        let target = self.generated(j).node_id;
+        self.handle(i)
+            .reachable_nodes()
+            .into_iter()
+            .find_map(|(n, d)| (n == target).then_some(d))
+    }
+
     /// Node `i`'s admin API address, if it serves one.
     pub fn admin_addr(&self, i: usize) -> Option<SocketAddr> {
         self.nodes.get(i)?.as_ref()?.admin.as_ref().map(|a| a.addr)

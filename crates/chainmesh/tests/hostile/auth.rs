@@ -36,14 +36,8 @@ impl Line {
         net.connect(0, 1);
         net.connect(1, 2);
         let ids = [0, 1, 2, 3].map(|i| net.generated(i).node_id);
-        let reaches = |n: &LocalNet, a: usize, b: usize| {
-            n.handle(a)
-                .reachable_nodes()
-                .iter()
-                .any(|(node, d)| *node == ids[b] && *d == 2)
-        };
         assert!(
-            net.wait_for(WAIT, |n| reaches(n, 0, 2) && reaches(n, 2, 0))
+            net.wait_for(WAIT, |n| n.hops(0, 2) == Some(2) && n.hops(2, 0) == Some(2))
                 .await
         );
         let identity = net.generated(3).load_identity().unwrap();

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 // glibc's malloc gives a message's 1 MiB buffer back to the kernel when it is freed and maps
 // it afresh for the next one, a page fault per 4 KiB; jemalloc keeps it (docs/performance.md,
-// "The allocator"). The library leaves the choice to whoever embeds it.
+// "Priority lanes"). The library leaves the choice to whoever embeds it.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -131,7 +131,7 @@ pub struct Seen {
 
 impl Seen {
     /// Records `seq` of `publisher`; false when it was seen before. The oldest numbers are
-    /// forgotten past [`SEEN_PER_PUBLISHER`].
+    /// forgotten past `SEEN_PER_PUBLISHER` (2^17).
     pub fn first_time(&mut self, publisher: u64, seq: u64) -> bool {
         let set = self.by_publisher.entry(publisher).or_default();
         let new = set.insert(seq);

@@ -25,7 +25,7 @@ pub enum ClientError {
         /// Why.
         source: TlsError,
     },
-    /// No session was up within [`ClientOptions::connect_timeout`].
+    /// No session was up within [`ClientOptions::connect_timeout`](super::ClientOptions::connect_timeout).
     #[error("cannot connect to {addr}: no TLS session within {after:?}")]
     ConnectTimeout {
         /// The address dialled.
@@ -64,7 +64,7 @@ pub enum ClientError {
     /// The node's answer is not what the protocol says it should be.
     #[error("unexpected answer from the node: {0}")]
     BadAnswer(String),
-    /// [`AmopMessage::ack`] on a multicast, which has nobody to answer.
+    /// [`AmopMessage::ack`](super::AmopMessage::ack) on a multicast, which has nobody to answer.
     #[error("a multicast message is not acknowledged")]
     NotUnicast,
 }

@@ -18,8 +18,11 @@
 //!
 //! Layout: `scale/topology.rs` (the graphs and the routes they should give),
 //! `scale/network.rs` (one network run), `scale/merge.rs` (the merge micro-benchmark),
-//! `scale/process.rs` (RSS, descriptor limit), `scale/report.rs` (tables).
+//! `scale/process.rs` (the descriptor limit), `common/memory.rs` (the allocator, shared
+//! with the side-by-side benchmark, and RSS), `scale/report.rs` (tables).
 
+#[path = "common/memory.rs"]
+mod memory;
 #[path = "scale/merge.rs"]
 mod merge;
 #[path = "scale/network.rs"]

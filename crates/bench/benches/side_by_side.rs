@@ -19,16 +19,10 @@
 //! `DIR/side_by_side.svg`; progress goes to stderr. Nothing here asserts a rate: it measures.
 //!
 //! Layout: `side_by_side/harness.rs` (the interface the systems implement, runtimes, CPU and
-//! memory readings), `scenarios.rs` (each scenario written once), one file per system,
+//! memory readings; the allocator and RSS in `common/memory.rs`), `scenarios.rs` (each scenario written once), one file per system,
 //! `priority.rs` (a priority request behind bulk traffic), `relay.rs` (relayed paths,
 //! chainmesh only; its 16 MiB row runs the relay as a second process of this binary), and
 //! `report.rs` (metrics, targets, table, chart).
-
-// Every system runs on the allocator the chainmesh binary uses. With glibc's, each 1 MiB
-// message a receiver reassembles or reads is a fresh mapping, and its page faults (2 million
-// in a quick priority run) were most of a loaded link's p99 (docs/performance.md).
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[path = "side_by_side/baseline.rs"]
 mod baseline;
@@ -40,6 +34,8 @@ mod flow;
 mod harness;
 #[path = "side_by_side/libp2p.rs"]
 mod libp2p;
+#[path = "common/memory.rs"]
+mod memory;
 #[path = "side_by_side/priority.rs"]
 mod priority;
 #[path = "side_by_side/relay.rs"]

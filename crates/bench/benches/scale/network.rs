@@ -12,7 +12,7 @@ use chainmesh::status::StatusVersion;
 use chainmesh::NodeId;
 use chainmesh_testkit::{LocalNet, LocalNetOptions};
 
-use super::process::{rss_bytes, trim_heap};
+use super::memory::{rss_bytes, trim_heap};
 use super::topology::{Graph, Topology};
 
 /// How often convergence is checked. Each check reads every node's routes and statuses, so

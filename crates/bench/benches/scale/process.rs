@@ -1,30 +1,6 @@
-//! Readings and settings of the benchmark's own process: its resident memory, and the
-//! descriptor limit a network of many in-process nodes needs.
+//! The descriptor limit a network of many in-process nodes needs.
 
-use anyhow::{bail, Context as _, Result};
-
-/// Resident memory of the whole process, in bytes, from `/proc/self/statm`.
-pub fn rss_bytes() -> Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").context("reading /proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .context("unexpected /proc/self/statm format")?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Ok(pages * u64::try_from(page).unwrap_or(4096))
-}
-
-/// Returns freed heap memory to the kernel, so that an RSS reading counts what is live
-/// rather than what an earlier, larger network left in the allocator's free lists.
-pub fn trim_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
+use anyhow::{bail, Result};
 
 /// File descriptors a network of `nodes` nodes with `links` links takes in one process:
 /// both ends of every link, a listener per node, and room for dials in flight, files and

@@ -382,42 +382,6 @@ pub async fn wait_until(timeout: Duration, what: &str, cond: impl Fn() -> bool) 
     }
 }
 
-/// Resident memory of the whole process, in bytes, from `/proc/self/statm`.
-pub fn rss_bytes() -> Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").context("reading /proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|f| f.parse().ok())
-        .context("unexpected /proc/self/statm format")?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Ok(pages * u64::try_from(page).unwrap_or(4096))
-}
-
-/// Returns freed heap memory to the kernel, so that a later RSS reading counts what is live
-/// rather than what earlier scenarios left in the allocator's free lists: jemalloc (this
-/// binary's allocator) purges the dirty pages of every arena, which it would otherwise keep
-/// for up to ten seconds.
-pub fn trim_heap() {
-    // `MALLCTL_ARENAS_ALL`: the index that names every arena.
-    const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";
-    // SAFETY: a purge takes no argument and returns nothing, so every pointer is null; it
-    // only gives unused pages back.
-    let status = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            PURGE_ALL.as_ptr(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if status != 0 {
-        eprintln!("jemalloc purge failed ({status}): RSS readings include freed pages");
-    }
-}
-
 /// Samples the process's RSS on its own thread until dropped; keeps the peak.
 pub struct RssPeak {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -432,10 +396,10 @@ impl RssPeak {
         let thread = std::thread::spawn(move || {
             let mut peak = 0;
             while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(rss_bytes().unwrap_or(0));
+                peak = peak.max(crate::memory::rss_bytes().unwrap_or(0));
                 std::thread::sleep(every);
             }
-            peak.max(rss_bytes().unwrap_or(0))
+            peak.max(crate::memory::rss_bytes().unwrap_or(0))
         });
         RssPeak {
             stop,

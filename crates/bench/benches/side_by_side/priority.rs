@@ -127,14 +127,40 @@ impl Phase<'_> {
         name: &str,
         m: &mut Measured,
     ) -> Result<()> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
         let first = sink.messages();
-        let bulk = tokio::spawn(bulk_stream(sender.clone(), stop.clone()));
+        let bulk = tokio::spawn(bulk_stream(sender.clone(), stop.0.clone()));
         wait_until(DRAIN_TIMEOUT, "the bulk stream to start", || {
             sink.messages() - first >= BULK_STARTED
         })
         .await?;
         let (loaded_from, loaded_start) = (sink.messages(), Instant::now());
+        let timed = self.time_classes(sender, name, m).await;
+        let (bulk_delivered, loaded_for) = (sink.messages() - loaded_from, loaded_start.elapsed());
+        drop(stop);
+        let sent = bulk.await??;
+        let requests = timed?;
+        m.figure(
+            bulk_id(name),
+            (bulk_delivered.saturating_sub(requests) * BULK as u64) as f64
+                / loaded_for.as_secs_f64()
+                / 1e6,
+        );
+        // Every request was counted by the receiver before it answered.
+        wait_until(DRAIN_TIMEOUT, "the bulk stream to drain", || {
+            sink.messages() - first >= sent + requests
+        })
+        .await
+    }
+
+    /// Times each class in turn for the phase's window; rows `{prefix}-{name}-*` and the
+    /// ratio to the idle p99. Returns how many requests were answered.
+    async fn time_classes<T: Sender>(
+        &self,
+        sender: &Arc<T>,
+        name: &str,
+        m: &mut Measured,
+    ) -> Result<u64> {
         let mut requests = 0u64;
         for (&(class, prefix), idle) in self.classes.iter().zip(self.idle_p99) {
             let t = timed_requests(sender.clone(), 0, Some(class), 1, self.window).await?;
@@ -142,18 +168,18 @@ impl Phase<'_> {
             m.figure(ratio_id(prefix, name), t.us(0.99) / idle);
             requests += t.sorted_ns.len() as u64;
         }
-        let bulk_delivered = (sink.messages() - loaded_from).saturating_sub(requests);
-        m.figure(
-            bulk_id(name),
-            (bulk_delivered * BULK as u64) as f64 / loaded_start.elapsed().as_secs_f64() / 1e6,
-        );
-        stop.store(true, Ordering::Relaxed);
-        let sent = bulk.await??;
-        // Every request was counted by the receiver before it answered.
-        wait_until(DRAIN_TIMEOUT, "the bulk stream to drain", || {
-            sink.messages() - first >= sent + requests
-        })
-        .await
+        Ok(requests)
+    }
+}
+
+/// Stops the bulk stream when dropped, so that a phase which fails half-way (a timed
+/// request that errs, a stream that never starts) does not leave it running into the next
+/// phase or scenario.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use bytes::Bytes;
 
-use crate::harness::{
-    quantile, rss_bytes, trim_heap, wait_until, Pinned, Receive, RssPeak, Sender, Sides, Star,
-    System,
-};
+use crate::harness::{quantile, wait_until, Pinned, Receive, RssPeak, Sender, Sides, Star, System};
+use crate::memory::{rss_bytes, trim_heap};
 use crate::report::{Results, SystemId};
 
 /// How long and how often to measure.

@@ -19,10 +19,10 @@
 //! `DIR/side_by_side.svg`; progress goes to stderr. Nothing here asserts a rate: it measures.
 //!
 //! Layout: `side_by_side/harness.rs` (the interface the systems implement, runtimes, CPU and
-//! memory readings; the allocator and RSS in `common/memory.rs`), `scenarios.rs` (each scenario written once), one file per system,
-//! `priority.rs` (a priority request behind bulk traffic), `relay.rs` (relayed paths,
-//! chainmesh only; its 16 MiB row runs the relay as a second process of this binary), and
-//! `report.rs` (metrics, targets, table, chart).
+//! memory readings; the allocator and RSS are in `common/memory.rs`), `scenarios.rs` (each
+//! scenario written once), one file per system, `priority.rs` (a priority request behind
+//! bulk traffic), `relay.rs` (relayed paths, chainmesh only; its 16 MiB row runs the relay as
+//! a second process of this binary), and `report.rs` (metrics, targets, table, chart).
 
 #[path = "side_by_side/baseline.rs"]
 mod baseline;

@@ -88,7 +88,22 @@ pub fn verify(signer: &PKey<Public>, msg: &[u8], sig: &[u8; SIGNATURE_LEN]) -> b
         let sig = EcdsaSig::from_private_components(r, s)?;
         sig.verify(&sha256(msg), &*signer.ec_key()?)
     };
-    check().unwrap_or(false)
+    let valid = check().unwrap_or(false);
+    if !valid {
+        // OpenSSL reports a bad signature as `Ok(false)` but also pushes "bad signature" onto
+        // this thread's error queue. Left there, it makes the next TLS read or write on the
+        // thread, on any link, fail with that error: one forged list from a peer would close
+        // unrelated links.
+        discard_thread_errors();
+    }
+    valid
+}
+
+/// Empties this thread's OpenSSL error queue. A call that fails without returning the queue
+/// as an error must leave it empty, because `SSL_get_error` reads it to classify the outcome
+/// of every TLS operation later made on the same thread.
+pub(crate) fn discard_thread_errors() {
+    drop(ErrorStack::get());
 }
 
 /// The static ECDH secret of the local node and `peer`: the same bytes on both sides, known
@@ -133,6 +148,21 @@ mod tests {
             let mut bent = sig;
             bent[5] ^= 1;
             assert!(!verify(&pa, b"neighbours", &bent));
+        }
+    }
+
+    #[test]
+    fn a_bad_signature_leaves_no_error_for_the_next_tls_operation_on_the_thread() {
+        for curve in [Curve::Secp256k1, Curve::Prime256v1] {
+            let (a, b, _dir) = identities(curve);
+            let nid = curve_of(&a).unwrap();
+            let sig = sign(&a, b"neighbours").unwrap();
+            let pb = public_key_of(&b.node_id, nid).unwrap();
+            assert!(!verify(&pb, b"neighbours", &sig));
+            let mut zero_r = sig;
+            zero_r[..32].fill(0);
+            assert!(!verify(&pb, b"neighbours", &zero_r));
+            assert!(ErrorStack::get().errors().is_empty());
         }
     }
 

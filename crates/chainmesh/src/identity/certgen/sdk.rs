@@ -52,6 +52,7 @@ impl NetworkCa {
             .verify(&ca_key)
             .map_err(ossl("check the agency certificate's signature"))?;
         if !signed {
+            crate::identity::keys::discard_thread_errors();
             return Err(IdentityError::Content {
                 file: agency_crt,
                 problem: format!("is not signed by the chain CA in {}", ca_crt.display()),

@@ -661,7 +661,12 @@ fn verify_chain(leaf: &X509Ref, intermediates: &[X509], roots: &[X509]) -> Resul
     };
     match run() {
         Ok((true, _, _)) => Ok(()),
-        Ok((false, result, depth)) => Err(format!("{} (at depth {depth})", result.error_string())),
+        Ok((false, result, depth)) => {
+            // A refused chain is an answer, not an error: nothing may stay queued for the
+            // next TLS operation on this thread (see `keys::discard_thread_errors`).
+            super::keys::discard_thread_errors();
+            Err(format!("{} (at depth {depth})", result.error_string()))
+        }
         Err(e) => Err(format!("verification could not run: {e}")),
     }
 }

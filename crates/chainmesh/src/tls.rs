@@ -18,7 +18,6 @@
 //! TLS 1.3 therefore sees [`TlsContext::connect`] succeed and its first read fail with the
 //! server's alert. The protocol handshake that follows TLS catches that.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use openssl::error::ErrorStack;
@@ -31,6 +30,10 @@ use openssl::x509::{X509StoreContextRef, X509VerifyResult};
 use parking_lot::{Mutex, RwLock};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
+
+mod stream;
+
+pub use stream::TlsStream;
 
 use crate::admission::{Admission, Refusal};
 use crate::identity::{check_leaf, node_id_of_cert, subject_of, Identity, NodeId};
@@ -191,7 +194,7 @@ impl TlsContext {
     pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         stream: S,
-    ) -> Result<(SslStream<S>, NodeId), TlsError> {
+    ) -> Result<(TlsStream<S>, NodeId), TlsError> {
         self.handshake(stream, false).await
     }
 
@@ -200,7 +203,7 @@ impl TlsContext {
     pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         stream: S,
-    ) -> Result<(SslStream<S>, NodeId), TlsError> {
+    ) -> Result<(TlsStream<S>, NodeId), TlsError> {
         self.handshake(stream, true).await
     }
 
@@ -208,7 +211,7 @@ impl TlsContext {
         &self,
         stream: S,
         server: bool,
-    ) -> Result<(SslStream<S>, NodeId), TlsError> {
+    ) -> Result<(TlsStream<S>, NodeId), TlsError> {
         let ctx = if server {
             &self.inner.server
         } else {
@@ -229,23 +232,21 @@ impl TlsContext {
                 verify_peer(ok, x509, &admission, &rejection)
             });
         }
-        let mut tls = SslStream::new(ssl, stream).map_err(setup("create a TLS stream"))?;
-        let result = if server {
-            Pin::new(&mut tls).accept().await
-        } else {
-            Pin::new(&mut tls).connect().await
-        };
+        let tls = SslStream::new(ssl, stream).map_err(setup("create a TLS stream"))?;
         let role = if server { "accept" } else { "connect" };
-        if let Err(e) = result {
-            let rejection = rejection.lock().take();
-            let err = classify(e, tls.ssl(), rejection);
-            if err.is_local_refusal() {
-                tracing::warn!(role, "TLS peer refused: {err}");
-            } else {
-                tracing::debug!(role, "TLS handshake failed: {err}");
+        let tls = match TlsStream::handshake(tls, server).await {
+            Ok(tls) => tls,
+            Err((e, tls)) => {
+                let rejection = rejection.lock().take();
+                let err = classify(e, tls.ssl(), rejection);
+                if err.is_local_refusal() {
+                    tracing::warn!(role, "TLS peer refused: {err}");
+                } else {
+                    tracing::debug!(role, "TLS handshake failed: {err}");
+                }
+                return Err(err);
             }
-            return Err(err);
-        }
+        };
         let Some(cert) = tls.ssl().peer_certificate() else {
             tracing::warn!(role, "TLS peer refused: peer presented no certificate");
             return Err(TlsError::NoPeerCertificate);
@@ -520,7 +521,7 @@ mod tests {
     }
 
     /// A TLS pair over real loopback TCP, as sessions run (read ahead reads from the socket).
-    async fn tcp_pair(curve: Curve) -> (SslStream<TcpStream>, SslStream<TcpStream>) {
+    async fn tcp_pair(curve: Curve) -> (TlsStream<TcpStream>, TlsStream<TcpStream>) {
         let ca = NetworkCa::generate(curve).unwrap();
         let (a, b) = (ca.issue_node("a").unwrap(), ca.issue_node("b").unwrap());
         let (ca_ctx, cb_ctx) = (ctx(&a, Admission::default()), ctx(&b, Admission::default()));
@@ -557,6 +558,40 @@ mod tests {
                     .unwrap();
                 assert_eq!(&got, want);
             }
+        }
+    }
+
+    /// Leaves an entry on this thread's OpenSSL error queue, as a check that answers "no"
+    /// without returning an error does: an ECDSA signature whose `r` is zero is "not valid"
+    /// and also queues "bad signature".
+    fn leave_an_openssl_error() {
+        use openssl::bn::BigNum;
+        let group = openssl::ec::EcGroup::from_curve_name(Nid::SECP256K1).unwrap();
+        let key = openssl::ec::EcKey::generate(&group).unwrap();
+        let (r, s) = (BigNum::from_u32(0).unwrap(), BigNum::from_u32(1).unwrap());
+        let sig = openssl::ecdsa::EcdsaSig::from_private_components(r, s).unwrap();
+        assert!(!sig.verify(&[1u8; 32], &key).unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_error_left_on_the_thread_by_other_code_does_not_fail_a_link() {
+        for curve in [Curve::Secp256k1, Curve::Prime256v1] {
+            let (mut cs, mut ss) = tcp_pair(curve).await;
+            let mut got = [0u8; 4];
+            // Nothing has arrived, so OpenSSL would block; with the stale entry on the queue
+            // it would report the entry instead, and the link would end.
+            leave_an_openssl_error();
+            let read = futures_util::FutureExt::now_or_never(ss.read(&mut got));
+            assert!(
+                read.is_none(),
+                "a read with nothing to read ended: {read:?}"
+            );
+            leave_an_openssl_error();
+            cs.write_all(b"ping").await.unwrap();
+            cs.flush().await.unwrap();
+            leave_an_openssl_error();
+            ss.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"ping");
         }
     }
 

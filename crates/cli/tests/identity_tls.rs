@@ -16,7 +16,7 @@ use chainmesh::config::Config;
 use chainmesh::identity::{
     generate_node_files, node_id_of_file, Curve, Identity, NetworkCa, NodeId,
 };
-use chainmesh::tls::{TlsContext, TlsError};
+use chainmesh::tls::{TlsContext, TlsError, TlsStream};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use parking_lot::RwLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -322,7 +322,7 @@ async fn serve(ctx: TlsContext) -> (SocketAddr, Handshakes) {
 async fn dial(
     ctx: &TlsContext,
     addr: SocketAddr,
-) -> Result<(SslStream<TcpStream>, NodeId), TlsError> {
+) -> Result<(TlsStream<TcpStream>, NodeId), TlsError> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     tokio::time::timeout(TIMEOUT, ctx.connect(tcp))
         .await
@@ -338,7 +338,7 @@ async fn admitted(
     client: &Identity,
     addr: SocketAddr,
     rx: &mut Handshakes,
-) -> (SslStream<TcpStream>, NodeId) {
+) -> (TlsStream<TcpStream>, NodeId) {
     let (s, server_id) = dial(&tls(client, Admission::default()), addr)
         .await
         .unwrap();
@@ -353,7 +353,7 @@ async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
         .expect("server loop ended")
 }
 
-async fn echo(stream: &mut SslStream<TcpStream>, msg: &[u8]) {
+async fn echo(stream: &mut TlsStream<TcpStream>, msg: &[u8]) {
     stream.write_all(msg).await.unwrap();
     let mut buf = vec![0u8; msg.len()];
     tokio::time::timeout(TIMEOUT, stream.read_exact(&mut buf))
@@ -370,7 +370,7 @@ fn is_unknown_issuer(e: &TlsError) -> bool {
 
 /// A client the server refused: either its handshake failed or, in TLS 1.3 where the client
 /// finishes first, its first read fails or hits EOF.
-async fn assert_client_sees_refusal<S>(result: Result<(SslStream<S>, NodeId), TlsError>)
+async fn assert_client_sees_refusal<S>(result: Result<(TlsStream<S>, NodeId), TlsError>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -380,9 +380,9 @@ where
 }
 
 /// A refused client whose handshake completed (TLS 1.3): its first read fails or hits EOF.
-async fn assert_first_read_fails<S>(s: &mut SslStream<S>)
+async fn assert_first_read_fails<S>(s: &mut S)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + Unpin,
 {
     let mut buf = [0u8; 1];
     let r = tokio::time::timeout(TIMEOUT, s.read(&mut buf))

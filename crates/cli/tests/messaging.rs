@@ -758,7 +758,7 @@ mod version_one_peer {
 
     /// Reads until the first Unicast, skipping link and status traffic.
     async fn next_unicast(
-        stream: &mut tokio_openssl::SslStream<TcpStream>,
+        stream: &mut chainmesh::tls::TlsStream<TcpStream>,
         buf: &mut BytesMut,
         from: NodeId,
     ) -> Packet {

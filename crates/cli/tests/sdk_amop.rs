@@ -15,12 +15,12 @@ use chainmesh::admission::Admission;
 use chainmesh::config::Config;
 use chainmesh::identity::{load_sdk_identity, Identity};
 use chainmesh::tls::TlsContext;
+use chainmesh::tls::TlsStream;
 use chainmesh::wire::{encode_amop, split_amop, ChannelDecoder, ChannelPack, ChannelType};
 use openssl::x509::X509;
 use parking_lot::RwLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_openssl::SslStream;
 
 use common::{assert_ok, chainmesh, chainmesh_async, chainmesh_ok};
 
@@ -137,7 +137,7 @@ fn network() -> (tempfile::TempDir, Identity, String) {
 
 /// The node's end of one channel session.
 struct Port {
-    stream: SslStream<TcpStream>,
+    stream: TlsStream<TcpStream>,
     decoder: ChannelDecoder,
     buf: BytesMut,
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use chainmesh::admission::Admission;
 use chainmesh::identity::Identity;
+use chainmesh::tls::TlsStream;
 use chainmesh::wire::{
     encode_amop, ChannelDecoder, ChannelPack, ChannelSeq, ChannelType, DEFAULT_MAX_CHANNEL_FRAME,
     SEQ_LEN,
@@ -15,7 +16,6 @@ use chainmesh::wire::{
 use parking_lot::RwLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
 
 use crate::raw::RawError;
 
@@ -32,7 +32,7 @@ pub enum ChannelReceived {
 
 /// A TLS session to a node's channel port, driven frame by frame from a test.
 pub struct RawChannel {
-    stream: SslStream<TcpStream>,
+    stream: TlsStream<TcpStream>,
     decoder: ChannelDecoder,
     buf: BytesMut,
     next_seq: u64,

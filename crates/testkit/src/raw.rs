@@ -11,6 +11,7 @@ use chainmesh::identity::keys::{sign, KeyError};
 use chainmesh::identity::{Identity, IdentityError};
 use chainmesh::peers::handshake::{self, Agreed, HandshakeError};
 use chainmesh::peers::random_incarnation;
+use chainmesh::tls::TlsStream;
 use chainmesh::tls::{TlsContext, TlsError};
 use chainmesh::wire::{
     encode_lists, Decoder, Ext, Handshake, ListVersion, NeighbourList, Packet, PacketType,
@@ -20,7 +21,6 @@ use chainmesh::NodeId;
 use parking_lot::RwLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
 
 use crate::LocalNet;
 
@@ -62,7 +62,7 @@ pub enum Received {
 
 /// A TLS link to one node, driven packet by packet from a test.
 pub struct RawPeer {
-    stream: SslStream<TcpStream>,
+    stream: TlsStream<TcpStream>,
     decoder: Decoder,
     buf: BytesMut,
     /// The node ID the other side proved in TLS.

@@ -1,9 +1,9 @@
 //! The ceiling: bare mutual TLS with chainmesh's own OpenSSL configuration
 //! (`chainmesh::tls::TlsContext` on both ends, reading ahead into OpenSSL's record buffer, and
-//! the `SslStream` straight over the TCP socket as in `crates/chainmesh/src/peers/setup.rs`), carrying
-//! length-prefixed frames with chainmesh's 14-byte header layout but no addressing options,
-//! written in batches by one task per connection that reads and writes the stream in one poll
-//! loop as `src/session/driver.rs` does. Each frame is built in its own buffer and copied into
+//! the `TlsStream` straight over the TCP socket as in `crates/chainmesh/src/peers/setup.rs`),
+//! carrying length-prefixed frames with chainmesh's 14-byte header layout but no addressing
+//! options, written in batches by one task per connection that reads and writes the stream in
+//! one poll loop as `src/session/driver.rs` does. Each frame is built in its own buffer and copied into
 //! the batch (chainmesh's session encodes a unicast straight into its batch instead, one
 //! allocation and one copy fewer). No node layer: no peer set, no per-module queues, no
 //! application task; receivers count frames where they decode them.
@@ -21,12 +21,11 @@ use anyhow::{anyhow, Context as _, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use chainmesh::admission::Admission;
 use chainmesh::identity::{Curve, NetworkCa};
-use chainmesh::tls::TlsContext;
+use chainmesh::tls::{TlsContext, TlsStream};
 use parking_lot::{Mutex, RwLock};
 use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio_openssl::SslStream;
 
 use crate::harness::{wait_until, Pinned, Receive, Sender, Sides, Sink, Star, System};
 
@@ -50,7 +49,7 @@ const DIRECT_WRITE: usize = 64 * 1024;
 const ROUNDS: usize = 64;
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Tls = SslStream<TcpStream>;
+type Tls = TlsStream<TcpStream>;
 type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Bytes>>>>;
 
 /// Bare TLS links between two TLS identities of one CA on `curve`.

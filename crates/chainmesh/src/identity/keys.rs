@@ -90,10 +90,10 @@ pub fn verify(signer: &PKey<Public>, msg: &[u8], sig: &[u8; SIGNATURE_LEN]) -> b
     };
     let valid = check().unwrap_or(false);
     if !valid {
-        // OpenSSL reports a bad signature as `Ok(false)` but also pushes "bad signature" onto
-        // this thread's error queue. Left there, it makes the next TLS read or write on the
-        // thread, on any link, fail with that error: one forged list from a peer would close
-        // unrelated links.
+        // A signature whose r or s is out of range (all zeros, say) is reported as
+        // `Ok(false)` but also leaves "bad signature" on this thread's error queue. Left
+        // there, it would make the next TLS operation on the thread fail with it, on any
+        // link (`tls::TlsStream` empties the queue first as well); it is not ours to keep.
         discard_thread_errors();
     }
     valid

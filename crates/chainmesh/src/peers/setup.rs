@@ -21,7 +21,7 @@ use crate::wire::{Handshake, Packet};
 /// The stream under a session: TLS straight over the TCP socket. No read buffer sits in
 /// between: the TLS context reads ahead into OpenSSL's own record buffer (`crate::tls`), so a
 /// `BufReader` here would only hold a second copy of the same bytes.
-type Stream = tokio_openssl::SslStream<TcpStream>;
+type Stream = crate::tls::TlsStream<TcpStream>;
 
 /// The kind under which the peer's "already connected" refusals of this node are logged;
 /// apart from this node's own refusals of that kind from the same address.

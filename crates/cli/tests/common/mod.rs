@@ -12,13 +12,13 @@ use std::sync::Arc;
 use chainmesh::admission::Admission;
 use chainmesh::config::Config;
 use chainmesh::tls::TlsContext;
+use chainmesh::tls::TlsStream;
 use chainmesh::NodeId;
 #[allow(unused_imports)] // Signal: for the tests that send them
 pub use chainmesh_testkit::procs::{Launch, NodeProcess, Signal};
 use chainmesh_testkit::LocalNet;
 use parking_lot::RwLock;
 use tokio::net::TcpStream;
-use tokio_openssl::SslStream;
 
 /// Runs the `chainmesh` binary with `args`, as an operator would, and returns what it did.
 pub fn chainmesh<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
@@ -55,7 +55,7 @@ pub fn assert_ok(out: &Output) {
 /// Opens a TLS connection to node `to` of `net` with node `from`'s certificate, as a peer
 /// that speaks the protocol by hand would; returns it with the node ID the other side
 /// proved.
-pub async fn dial_as(net: &LocalNet, from: usize, to: usize) -> (SslStream<TcpStream>, NodeId) {
+pub async fn dial_as(net: &LocalNet, from: usize, to: usize) -> (TlsStream<TcpStream>, NodeId) {
     let identity = net.generated(from).load_identity().unwrap();
     let tls = TlsContext::new(&identity, Arc::new(RwLock::new(Admission::default()))).unwrap();
     let tcp = TcpStream::connect(net.addr(to)).await.unwrap();

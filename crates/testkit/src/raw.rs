@@ -11,8 +11,7 @@ use chainmesh::identity::keys::{sign, KeyError};
 use chainmesh::identity::{Identity, IdentityError};
 use chainmesh::peers::handshake::{self, Agreed, HandshakeError};
 use chainmesh::peers::random_incarnation;
-use chainmesh::tls::TlsStream;
-use chainmesh::tls::{TlsContext, TlsError};
+use chainmesh::tls::{TlsContext, TlsError, TlsStream};
 use chainmesh::wire::{
     encode_lists, Decoder, Ext, Handshake, ListVersion, NeighbourList, Packet, PacketType,
     WireError, DEFAULT_MAX_PACKET, LIST_SIGNATURE_LEN,

@@ -3,10 +3,10 @@
 //! the `TlsStream` straight over the TCP socket as in `crates/chainmesh/src/peers/setup.rs`),
 //! carrying length-prefixed frames with chainmesh's 14-byte header layout but no addressing
 //! options, written in batches by one task per connection that reads and writes the stream in
-//! one poll loop as `src/session/driver.rs` does. Each frame is built in its own buffer and copied into
-//! the batch (chainmesh's session encodes a unicast straight into its batch instead, one
-//! allocation and one copy fewer). No node layer: no peer set, no per-module queues, no
-//! application task; receivers count frames where they decode them.
+//! one poll loop as `src/session/driver.rs` does. Each frame is built in its own buffer and
+//! copied into the batch (chainmesh's session encodes a unicast straight into its batch
+//! instead, one allocation and one copy fewer). No node layer: no peer set, no per-module
+//! queues, no application task; receivers count frames where they decode them.
 
 use std::collections::HashMap;
 use std::future::poll_fn;

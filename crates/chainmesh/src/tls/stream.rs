@@ -51,11 +51,6 @@ impl<S> TlsStream<S> {
     pub fn ssl(&self) -> &SslRef {
         self.0.ssl()
     }
-
-    /// The stream under TLS.
-    pub fn get_ref(&self) -> &S {
-        self.0.get_ref()
-    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {

@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use chainmesh::admission::Admission;
 use chainmesh::config::Config;
-use chainmesh::tls::TlsContext;
-use chainmesh::tls::TlsStream;
+use chainmesh::tls::{TlsContext, TlsStream};
 use chainmesh::NodeId;
 #[allow(unused_imports)] // Signal: for the tests that send them
 pub use chainmesh_testkit::procs::{Launch, NodeProcess, Signal};

@@ -11,7 +11,9 @@ use anyhow::{bail, Context as _, Result};
 use bytes::Bytes;
 use chainmesh::config::{Config, FlowConfig, TimersConfig};
 use chainmesh::identity::{generate_node_files, Curve, GeneratedNode};
+use chainmesh::peers::PeerEvent;
 use chainmesh::{Node, NodeHandle, NodeId};
+use tokio::sync::broadcast;
 
 use crate::harness::{wait_until, Class, Pinned, Receive, Sender, Sides, Sink, Star, System};
 
@@ -343,15 +345,28 @@ impl System for Chainmesh {
         let hub_addr = hub.listen_addr().to_string();
         let clients: Vec<NodeHandle> = (1..n).map(|i| nodes.handle(i)).collect();
         let elapsed = rt.run(async move {
+            // The burst ends at the last `Connected` event, not at the next poll of the
+            // session lists: a poll every millisecond added up to 1-2 ms to a burst of
+            // about 20 ms, where the baseline's end is the moment its last dial returns.
+            let mut events: Vec<_> = std::iter::once(&hub)
+                .chain(&clients)
+                .map(NodeHandle::events)
+                .collect();
             let start = std::time::Instant::now();
             for c in &clients {
                 c.peers().add_target(&hub_addr);
             }
-            wait_until(SETUP_TIMEOUT, "chainmesh clients to connect", || {
-                hub.peers().sessions().len() == clients.len()
-                    && clients.iter().all(|c| c.peers().sessions().len() == 1)
+            let (hub_events, client_events) = events.split_at_mut(1);
+            let wanted = std::iter::once((&mut hub_events[0], clients.len()))
+                .chain(client_events.iter_mut().map(|e| (e, 1)));
+            tokio::time::timeout(SETUP_TIMEOUT, async {
+                for (rx, n) in wanted {
+                    connected(rx, n).await?;
+                }
+                anyhow::Ok(())
             })
-            .await?;
+            .await
+            .context("chainmesh clients to connect")??;
             let elapsed = start.elapsed();
             for c in &clients {
                 c.peers().remove_target(&hub_addr);
@@ -365,6 +380,17 @@ impl System for Chainmesh {
         })??;
         Ok(elapsed)
     }
+}
+
+/// Waits for `n` `Connected` events on `rx`.
+async fn connected(rx: &mut broadcast::Receiver<PeerEvent>, n: usize) -> Result<()> {
+    let mut seen = 0;
+    while seen < n {
+        if let PeerEvent::Connected { .. } = rx.recv().await.context("peer events")? {
+            seen += 1;
+        }
+    }
+    Ok(())
 }
 
 /// What the status-convergence scenario measured.

@@ -174,26 +174,62 @@ fn route_update(c: &mut Criterion) {
             b.iter(|| net.table.offered().len())
         });
     }
-    // The signature check every new list costs once per node.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let node = generate_node_files(dir.path(), 1, Curve::Secp256k1).expect("node files");
-    let identity = node[0].load_identity().expect("identity");
-    let curve = chainmesh::identity::keys::curve_of(&identity).expect("curve");
-    let signed = sign_list(
-        &identity,
-        ListVersion { epoch: 1, seq: 1 },
-        node_ids(8, 3)
+    // The signature every change of a node's own links costs once, and the check every new
+    // list costs once per node; on both curves a network may use (libsecp256k1 does
+    // secp256k1, OpenSSL prime256v1).
+    for (name, curve) in [
+        ("secp256k1", Curve::Secp256k1),
+        ("prime256v1", Curve::Prime256v1),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = generate_node_files(dir.path(), 1, curve).expect("node files");
+        let identity = node[0].load_identity().expect("identity");
+        let nid = chainmesh::identity::keys::curve_of(&identity).expect("curve");
+        let neighbours: Vec<NodeId> = node_ids(8, 3)
             .into_iter()
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
-            .collect(),
-    )
-    .expect("signed");
-    assert!(verify_list(curve, &signed));
-    g.bench_function("verify_list/secp256k1_8_neighbours", |b| {
-        b.iter(|| verify_list(curve, black_box(&signed)))
-    });
+            .collect();
+        let version = ListVersion { epoch: 1, seq: 1 };
+        let signed = sign_list(&identity, version, neighbours.clone()).expect("signed");
+        assert!(verify_list(nid, &signed));
+        g.bench_function(format!("sign_list/{name}_8_neighbours"), |b| {
+            b.iter(|| sign_list(&identity, version, black_box(neighbours.clone())))
+        });
+        g.bench_function(format!("verify_list/{name}_8_neighbours"), |b| {
+            b.iter(|| verify_list(nid, black_box(&signed)))
+        });
+        if curve == Curve::Secp256k1 {
+            openssl_reference(&identity, &signed, &mut g);
+        }
+    }
     g.finish();
+}
+
+/// The same signature and check done by OpenSSL, which has no code of its own for
+/// secp256k1 (what the node used before libsecp256k1): the reference the two rows above are
+/// read against, in the same run.
+fn openssl_reference(
+    identity: &chainmesh::identity::Identity,
+    signed: &NeighbourList,
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+) {
+    use openssl::bn::BigNum;
+    use openssl::ecdsa::EcdsaSig;
+    let key = identity.key.ec_key().expect("EC key");
+    let digest = openssl::sha::sha256(&signed.signed_message());
+    let sig = EcdsaSig::from_private_components(
+        BigNum::from_slice(&signed.signature[..32]).expect("r"),
+        BigNum::from_slice(&signed.signature[32..]).expect("s"),
+    )
+    .expect("signature");
+    assert!(sig.verify(&digest, &key).expect("verify"));
+    g.bench_function("sign_list/secp256k1_openssl_reference", |b| {
+        b.iter(|| EcdsaSig::sign(black_box(&digest), &key))
+    });
+    g.bench_function("verify_list/secp256k1_openssl_reference", |b| {
+        b.iter(|| sig.verify(black_box(&digest), &key))
+    });
 }
 
 /// Arrival orders within each block of 16 seqs from one source: as sent, and with messages

@@ -5,6 +5,12 @@
 //! A node ID is a public point without its curve, so a peer's ID is read on the local key's
 //! curve: a network uses one curve (its CA's), and an ID that is not a point on it cannot sign
 //! or agree on anything with us.
+//!
+//! On secp256k1, FISCO BCOS's curve, the arithmetic is libsecp256k1's: OpenSSL has no code of
+//! its own for that curve and takes about ten times as long per signature, check or agreement
+//! (`docs/performance.md`, "Connection set-up"). Every other curve is OpenSSL's. The bytes are
+//! the same either way: a signature made by one verifies under the other, and both agree on
+//! the same secret.
 
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::derive::Deriver;
@@ -37,9 +43,22 @@ pub enum KeyError {
     /// The local key's curve is not one node IDs are defined for.
     #[error("the node key has no named curve")]
     NoCurve,
+    /// A peer key read on one curve was used with a local key on another.
+    #[error("the peer key is not on the node key's curve")]
+    CurveMismatch,
     /// OpenSSL failed.
     #[error("openssl: {0}")]
     OpenSsl(#[from] ErrorStack),
+}
+
+/// Another node's public key, read from its node ID on the network's curve.
+#[derive(Clone)]
+pub struct PeerKey(PeerKeyOn);
+
+#[derive(Clone)]
+enum PeerKeyOn {
+    Secp256k1(secp256k1::PublicKey),
+    OpenSsl(PKey<Public>),
 }
 
 /// The curve of the local key: the curve peers' node IDs are read on.
@@ -53,9 +72,7 @@ pub fn curve_of(identity: &Identity) -> Result<Nid, KeyError> {
 }
 
 /// `node`'s public key on `curve`, checked to be a point on it.
-pub fn public_key_of(node: &NodeId, curve: Nid) -> Result<PKey<Public>, KeyError> {
-    let group = EcGroup::from_curve_name(curve)?;
-    let mut ctx = BigNumContext::new()?;
+pub fn public_key_of(node: &NodeId, curve: Nid) -> Result<PeerKey, KeyError> {
     let mut uncompressed = [0u8; 65];
     uncompressed[0] = 0x04;
     uncompressed[1..].copy_from_slice(node.as_bytes());
@@ -63,16 +80,43 @@ pub fn public_key_of(node: &NodeId, curve: Nid) -> Result<PKey<Public>, KeyError
         node: node.short(),
         curve: curve.short_name().unwrap_or("(unnamed)"),
     };
+    if curve == Nid::SECP256K1 {
+        return secp256k1::PublicKey::from_byte_array_uncompressed(uncompressed)
+            .map(|k| PeerKey(PeerKeyOn::Secp256k1(k)))
+            .map_err(|_| not_on_curve());
+    }
+    let group = EcGroup::from_curve_name(curve)?;
+    let mut ctx = BigNumContext::new()?;
     let point = EcPoint::from_bytes(&group, &uncompressed, &mut ctx).map_err(|_| not_on_curve())?;
     let key = EcKey::from_public_key(&group, &point).map_err(|_| not_on_curve())?;
     key.check_key().map_err(|_| not_on_curve())?;
-    Ok(PKey::from_ec_key(key)?)
+    Ok(PeerKey(PeerKeyOn::OpenSsl(PKey::from_ec_key(key)?)))
+}
+
+/// The local key in libsecp256k1's form, if it is on secp256k1.
+fn secp256k1_key(identity: &Identity) -> Result<Option<secp256k1::SecretKey>, KeyError> {
+    let key = identity.key.ec_key()?;
+    if key.group().curve_name() != Some(Nid::SECP256K1) {
+        return Ok(None);
+    }
+    let mut scalar = [0u8; 32];
+    scalar.copy_from_slice(&key.private_key().to_vec_padded(32)?);
+    // A key OpenSSL loaded as a secp256k1 key is a scalar in range; refused regardless
+    // rather than trusted.
+    let secret = secp256k1::SecretKey::from_secret_bytes(scalar).map_err(|_| KeyError::NoCurve);
+    scalar.fill(0);
+    secret.map(Some)
 }
 
 /// Signs SHA-256 of `msg` with the node's key.
 pub fn sign(identity: &Identity, msg: &[u8]) -> Result<[u8; SIGNATURE_LEN], KeyError> {
+    let digest = sha256(msg);
+    if let Some(secret) = secp256k1_key(identity)? {
+        let msg = secp256k1::Message::from_digest(digest);
+        return Ok(secp256k1::ecdsa::sign(msg, &secret).serialize_compact());
+    }
     let key = identity.key.ec_key()?;
-    let sig = EcdsaSig::sign(&sha256(msg), &key)?;
+    let sig = EcdsaSig::sign(&digest, &key)?;
     let mut out = [0u8; SIGNATURE_LEN];
     out[..32].copy_from_slice(&sig.r().to_vec_padded(32)?);
     out[32..].copy_from_slice(&sig.s().to_vec_padded(32)?);
@@ -81,12 +125,26 @@ pub fn sign(identity: &Identity, msg: &[u8]) -> Result<[u8; SIGNATURE_LEN], KeyE
 
 /// Whether `sig` is `signer`'s signature of `msg`. A malformed signature or a node ID that is
 /// not a key is simply not a valid signature.
-pub fn verify(signer: &PKey<Public>, msg: &[u8], sig: &[u8; SIGNATURE_LEN]) -> bool {
+pub fn verify(signer: &PeerKey, msg: &[u8], sig: &[u8; SIGNATURE_LEN]) -> bool {
+    let digest = sha256(msg);
+    let signer = match &signer.0 {
+        PeerKeyOn::Secp256k1(key) => {
+            let Ok(mut sig) = secp256k1::ecdsa::Signature::from_compact(sig) else {
+                return false;
+            };
+            // libsecp256k1 takes only the lower of the two values of s that verify; OpenSSL,
+            // and so a node of an earlier version, signs with either.
+            sig.normalize_s();
+            let msg = secp256k1::Message::from_digest(digest);
+            return secp256k1::ecdsa::verify(&sig, msg, key).is_ok();
+        }
+        PeerKeyOn::OpenSsl(key) => key,
+    };
     let check = || -> Result<bool, ErrorStack> {
         let r = BigNum::from_slice(&sig[..32])?;
         let s = BigNum::from_slice(&sig[32..])?;
         let sig = EcdsaSig::from_private_components(r, s)?;
-        sig.verify(&sha256(msg), &*signer.ec_key()?)
+        sig.verify(&digest, &*signer.ec_key()?)
     };
     let valid = check().unwrap_or(false);
     if !valid {
@@ -110,14 +168,24 @@ pub(crate) fn discard_thread_errors() {
 /// to no third node.
 pub fn shared_secret(
     identity: &Identity,
-    peer: &PKey<Public>,
+    peer: &PeerKey,
 ) -> Result<[u8; SHARED_SECRET_LEN], KeyError> {
-    let mut deriver = Deriver::new(&identity.key)?;
-    deriver.set_peer(peer)?;
-    let secret = deriver.derive_to_vec()?;
     let mut out = [0u8; SHARED_SECRET_LEN];
-    let n = secret.len().min(SHARED_SECRET_LEN);
-    out[..n].copy_from_slice(&secret[..n]);
+    match (&peer.0, secp256k1_key(identity)?) {
+        (PeerKeyOn::Secp256k1(public), Some(secret)) => {
+            let mut point = secp256k1::ecdh::shared_secret_point(public, &secret);
+            out.copy_from_slice(&point[..SHARED_SECRET_LEN]);
+            point.fill(0);
+        }
+        (PeerKeyOn::OpenSsl(public), None) => {
+            let mut deriver = Deriver::new(&identity.key)?;
+            deriver.set_peer(public)?;
+            let secret = deriver.derive_to_vec()?;
+            let n = secret.len().min(SHARED_SECRET_LEN);
+            out[..n].copy_from_slice(&secret[..n]);
+        }
+        _ => return Err(KeyError::CurveMismatch),
+    }
     Ok(out)
 }
 
@@ -168,12 +236,102 @@ mod tests {
 
     #[test]
     fn both_ends_derive_the_same_secret() {
+        for curve in [Curve::Secp256k1, Curve::Prime256v1] {
+            let (a, b, _dir) = identities(curve);
+            let nid = curve_of(&a).unwrap();
+            let ab = shared_secret(&a, &public_key_of(&b.node_id, nid).unwrap()).unwrap();
+            let ba = shared_secret(&b, &public_key_of(&a.node_id, nid).unwrap()).unwrap();
+            assert_eq!(ab, ba);
+            assert_ne!(ab, [0; SHARED_SECRET_LEN]);
+        }
+    }
+
+    /// OpenSSL's own view of `node`'s key on `curve`, apart from [`public_key_of`].
+    fn openssl_key(node: &NodeId, curve: Nid) -> EcKey<Public> {
+        let group = EcGroup::from_curve_name(curve).unwrap();
+        let mut ctx = BigNumContext::new().unwrap();
+        let mut bytes = vec![0x04];
+        bytes.extend_from_slice(node.as_bytes());
+        let point = EcPoint::from_bytes(&group, &bytes, &mut ctx).unwrap();
+        EcKey::from_public_key(&group, &point).unwrap()
+    }
+
+    fn raw(sig: &EcdsaSig) -> [u8; SIGNATURE_LEN] {
+        let mut out = [0u8; SIGNATURE_LEN];
+        out[..32].copy_from_slice(&sig.r().to_vec_padded(32).unwrap());
+        out[32..].copy_from_slice(&sig.s().to_vec_padded(32).unwrap());
+        out
+    }
+
+    #[test]
+    fn secp256k1_signatures_verify_across_libsecp256k1_and_openssl_both_ways() {
+        let (a, _b, _dir) = identities(Curve::Secp256k1);
+        let nid = curve_of(&a).unwrap();
+        let digest = sha256(b"neighbours");
+        let theirs = openssl_key(&a.node_id, nid);
+        // Ours, checked by OpenSSL (as a node of an earlier version checks it).
+        let ours = sign(&a, b"neighbours").unwrap();
+        let parsed = EcdsaSig::from_private_components(
+            BigNum::from_slice(&ours[..32]).unwrap(),
+            BigNum::from_slice(&ours[32..]).unwrap(),
+        )
+        .unwrap();
+        assert!(parsed.verify(&digest, &theirs).unwrap());
+        // OpenSSL's, with either value of s, checked by ours.
+        let mine = public_key_of(&a.node_id, nid).unwrap();
+        let group = EcGroup::from_curve_name(nid).unwrap();
+        let mut order = BigNum::new().unwrap();
+        group
+            .order(&mut order, &mut BigNumContext::new().unwrap())
+            .unwrap();
+        for _ in 0..4 {
+            let sig = EcdsaSig::sign(&digest, &*a.key.ec_key().unwrap()).unwrap();
+            let mut flipped = BigNum::new().unwrap();
+            flipped.checked_sub(&order, sig.s()).unwrap();
+            let other =
+                EcdsaSig::from_private_components(sig.r().to_owned().unwrap(), flipped).unwrap();
+            assert!(other.verify(&digest, &theirs).unwrap());
+            assert!(verify(&mine, b"neighbours", &raw(&sig)));
+            assert!(verify(&mine, b"neighbours", &raw(&other)));
+            assert!(!verify(&mine, b"neighbourz", &raw(&other)));
+        }
+    }
+
+    #[test]
+    fn a_secp256k1_signature_out_of_range_is_refused() {
+        let (a, _b, _dir) = identities(Curve::Secp256k1);
+        let nid = curve_of(&a).unwrap();
+        let key = public_key_of(&a.node_id, nid).unwrap();
+        let sig = sign(&a, b"neighbours").unwrap();
+        let mut zero_s = sig;
+        zero_s[32..].fill(0);
+        let mut huge_r = sig;
+        huge_r[..32].fill(0xff);
+        for bad in [[0; SIGNATURE_LEN], zero_s, huge_r] {
+            assert!(!verify(&key, b"neighbours", &bad));
+        }
+    }
+
+    #[test]
+    fn the_secp256k1_secret_is_the_one_openssl_derives() {
         let (a, b, _dir) = identities(Curve::Secp256k1);
         let nid = curve_of(&a).unwrap();
-        let ab = shared_secret(&a, &public_key_of(&b.node_id, nid).unwrap()).unwrap();
-        let ba = shared_secret(&b, &public_key_of(&a.node_id, nid).unwrap()).unwrap();
-        assert_eq!(ab, ba);
-        assert_ne!(ab, [0; SHARED_SECRET_LEN]);
+        let ours = shared_secret(&a, &public_key_of(&b.node_id, nid).unwrap()).unwrap();
+        let peer = PKey::from_ec_key(openssl_key(&b.node_id, nid)).unwrap();
+        let mut deriver = Deriver::new(&a.key).unwrap();
+        deriver.set_peer(&peer).unwrap();
+        assert_eq!(&ours[..], &deriver.derive_to_vec().unwrap()[..]);
+    }
+
+    #[test]
+    fn a_key_of_another_curve_agrees_on_nothing() {
+        let (a, _b, _dir) = identities(Curve::Secp256k1);
+        let (p, _q, _dir2) = identities(Curve::Prime256v1);
+        let on_p256 = public_key_of(&p.node_id, curve_of(&p).unwrap()).unwrap();
+        assert!(matches!(
+            shared_secret(&a, &on_p256),
+            Err(KeyError::CurveMismatch)
+        ));
     }
 
     #[test]

@@ -12,7 +12,6 @@ use chainmesh::identity::keys;
 use chainmesh::identity::NodeId;
 use chainmesh::wire::{channel_result, split_amop, ChannelPack, ChannelType};
 use chainmesh_testkit::channel::ChannelReceived;
-use openssl::pkey::{PKey, Public};
 
 use super::*;
 
@@ -84,7 +83,7 @@ async fn private_subscriber(
 /// The publisher's verifying SDK role on node `i`, holding the one public key `trusted`:
 /// subscribes the push channel; for each 0x37 acks it, challenges `topicForCert` with a
 /// random value, checks the signature and sends the 0x38 verdict.
-async fn verifier(net: &LocalNet, i: usize, trusted: PKey<Public>) -> tokio::task::JoinHandle<()> {
+async fn verifier(net: &LocalNet, i: usize, trusted: keys::PeerKey) -> tokio::task::JoinHandle<()> {
     let mut c = subscriber(net, i, &[PUSH]).await;
     tokio::spawn(async move {
         while let Some(req) = c.recv_kind(ChannelType::VERIFY, WAIT * 6).await {
@@ -116,7 +115,7 @@ async fn verifier(net: &LocalNet, i: usize, trusted: PKey<Public>) -> tokio::tas
 }
 
 /// Node `i`'s public key, as a publisher would have it configured.
-fn key_of(net: &LocalNet, i: usize) -> PKey<Public> {
+fn key_of(net: &LocalNet, i: usize) -> keys::PeerKey {
     let identity = net.generated(i).load_identity().unwrap();
     let curve = keys::curve_of(&identity).unwrap();
     keys::public_key_of(&identity.node_id, curve).unwrap()

@@ -8,7 +8,7 @@
 //!
 //! On secp256k1, FISCO BCOS's curve, the arithmetic is libsecp256k1's: OpenSSL has no code of
 //! its own for that curve and takes about ten times as long per signature, check or agreement
-//! (`docs/performance.md`, "Connection set-up"). Every other curve is OpenSSL's. The bytes are
+//! (`docs/performance.md`, "Fifth round"). Every other curve is OpenSSL's. The bytes are
 //! the same either way: a signature made by one verifies under the other, and both agree on
 //! the same secret.
 
@@ -43,6 +43,9 @@ pub enum KeyError {
     /// The local key's curve is not one node IDs are defined for.
     #[error("the node key has no named curve")]
     NoCurve,
+    /// The node key is not a usable secp256k1 secret scalar.
+    #[error("the node key is not a valid secp256k1 secret")]
+    InvalidSecret,
     /// A peer key read on one curve was used with a local key on another.
     #[error("the peer key is not on the node key's curve")]
     CurveMismatch,
@@ -103,7 +106,8 @@ fn secp256k1_key(identity: &Identity) -> Result<Option<secp256k1::SecretKey>, Ke
     scalar.copy_from_slice(&key.private_key().to_vec_padded(32)?);
     // A key OpenSSL loaded as a secp256k1 key is a scalar in range; refused regardless
     // rather than trusted.
-    let secret = secp256k1::SecretKey::from_secret_bytes(scalar).map_err(|_| KeyError::NoCurve);
+    let secret =
+        secp256k1::SecretKey::from_secret_bytes(scalar).map_err(|_| KeyError::InvalidSecret);
     scalar.fill(0);
     secret.map(Some)
 }
@@ -116,7 +120,11 @@ pub fn sign(identity: &Identity, msg: &[u8]) -> Result<[u8; SIGNATURE_LEN], KeyE
         return Ok(secp256k1::ecdsa::sign(msg, &secret).serialize_compact());
     }
     let key = identity.key.ec_key()?;
-    let sig = EcdsaSig::sign(&digest, &key)?;
+    Ok(raw_signature(&EcdsaSig::sign(&digest, &key)?)?)
+}
+
+/// An OpenSSL signature as it goes on the wire: `r || s`.
+fn raw_signature(sig: &EcdsaSig) -> Result<[u8; SIGNATURE_LEN], ErrorStack> {
     let mut out = [0u8; SIGNATURE_LEN];
     out[..32].copy_from_slice(&sig.r().to_vec_padded(32)?);
     out[32..].copy_from_slice(&sig.s().to_vec_padded(32)?);
@@ -256,13 +264,6 @@ mod tests {
         EcKey::from_public_key(&group, &point).unwrap()
     }
 
-    fn raw(sig: &EcdsaSig) -> [u8; SIGNATURE_LEN] {
-        let mut out = [0u8; SIGNATURE_LEN];
-        out[..32].copy_from_slice(&sig.r().to_vec_padded(32).unwrap());
-        out[32..].copy_from_slice(&sig.s().to_vec_padded(32).unwrap());
-        out
-    }
-
     #[test]
     fn secp256k1_signatures_verify_across_libsecp256k1_and_openssl_both_ways() {
         let (a, _b, _dir) = identities(Curve::Secp256k1);
@@ -291,9 +292,17 @@ mod tests {
             let other =
                 EcdsaSig::from_private_components(sig.r().to_owned().unwrap(), flipped).unwrap();
             assert!(other.verify(&digest, &theirs).unwrap());
-            assert!(verify(&mine, b"neighbours", &raw(&sig)));
-            assert!(verify(&mine, b"neighbours", &raw(&other)));
-            assert!(!verify(&mine, b"neighbourz", &raw(&other)));
+            assert!(verify(&mine, b"neighbours", &raw_signature(&sig).unwrap()));
+            assert!(verify(
+                &mine,
+                b"neighbours",
+                &raw_signature(&other).unwrap()
+            ));
+            assert!(!verify(
+                &mine,
+                b"neighbourz",
+                &raw_signature(&other).unwrap()
+            ));
         }
     }
 

@@ -14,11 +14,11 @@
 
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::derive::Deriver;
-use openssl::ec::{EcGroup, EcKey, EcPoint};
+use openssl::ec::{EcGroup, EcKey, EcKeyRef, EcPoint};
 use openssl::ecdsa::EcdsaSig;
 use openssl::error::ErrorStack;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Public};
+use openssl::pkey::{PKey, Private, Public};
 use openssl::sha::sha256;
 
 use super::{Identity, NodeId};
@@ -97,8 +97,7 @@ pub fn public_key_of(node: &NodeId, curve: Nid) -> Result<PeerKey, KeyError> {
 }
 
 /// The local key in libsecp256k1's form, if it is on secp256k1.
-fn secp256k1_key(identity: &Identity) -> Result<Option<secp256k1::SecretKey>, KeyError> {
-    let key = identity.key.ec_key()?;
+fn secp256k1_key(key: &EcKeyRef<Private>) -> Result<Option<secp256k1::SecretKey>, KeyError> {
     if key.group().curve_name() != Some(Nid::SECP256K1) {
         return Ok(None);
     }
@@ -115,11 +114,11 @@ fn secp256k1_key(identity: &Identity) -> Result<Option<secp256k1::SecretKey>, Ke
 /// Signs SHA-256 of `msg` with the node's key.
 pub fn sign(identity: &Identity, msg: &[u8]) -> Result<[u8; SIGNATURE_LEN], KeyError> {
     let digest = sha256(msg);
-    if let Some(secret) = secp256k1_key(identity)? {
+    let key = identity.key.ec_key()?;
+    if let Some(secret) = secp256k1_key(&key)? {
         let msg = secp256k1::Message::from_digest(digest);
         return Ok(secp256k1::ecdsa::sign(msg, &secret).serialize_compact());
     }
-    let key = identity.key.ec_key()?;
     Ok(raw_signature(&EcdsaSig::sign(&digest, &key)?)?)
 }
 
@@ -179,7 +178,8 @@ pub fn shared_secret(
     peer: &PeerKey,
 ) -> Result<[u8; SHARED_SECRET_LEN], KeyError> {
     let mut out = [0u8; SHARED_SECRET_LEN];
-    match (&peer.0, secp256k1_key(identity)?) {
+    let key = identity.key.ec_key()?;
+    match (&peer.0, secp256k1_key(&key)?) {
         (PeerKeyOn::Secp256k1(public), Some(secret)) => {
             let mut point = secp256k1::ecdh::shared_secret_point(public, &secret);
             out.copy_from_slice(&point[..SHARED_SECRET_LEN]);
